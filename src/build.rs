@@ -1,0 +1,179 @@
+//! Runs the builds a template asks for, concurrently, and gathers results:
+//! artifacts on stdout, the JSON manifest, and an outcome per build.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio_util::sync::CancellationToken;
+
+use crate::builder::{self, BuildContext};
+use crate::events::{Artifact, Event, EventSink, Leftover, Outcome, Render};
+use crate::pipeline::{OnError, RunOptions, StepError};
+use crate::template::{Source, Template};
+
+pub struct BuildOptions {
+    pub only: Vec<String>,
+    pub except: Vec<String>,
+    pub on_error: OnError,
+    pub cleanup_deadline: Duration,
+}
+
+/// One source's build, as the manifest records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildResult {
+    pub name: String,
+    pub builder_type: String,
+    pub build_id: String,
+    pub image_name: String,
+    pub version: String,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub artifacts: Vec<Artifact>,
+    pub leftovers: Vec<Leftover>,
+    pub started_at: String,
+    pub finished_at: String,
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The sources `--only`/`--except` select, or an error naming the unknown ones.
+pub fn select<'a>(template: &'a Template, only: &[String], except: &[String]) -> Result<Vec<&'a Source>, String> {
+    for name in only.iter().chain(except) {
+        if !template.sources.iter().any(|s| &s.name == name) {
+            let known: Vec<&str> = template.sources.iter().map(|s| s.name.as_str()).collect();
+            return Err(format!("no source named `{name}` in {} (sources: {})", template.path.display(), known.join(", ")));
+        }
+    }
+    let chosen: Vec<&Source> = template
+        .sources
+        .iter()
+        .filter(|s| only.is_empty() || only.contains(&s.name))
+        .filter(|s| !except.contains(&s.name))
+        .collect();
+    if chosen.is_empty() {
+        return Err("--only/--except leave no source to build".into());
+    }
+    Ok(chosen)
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::now_utc()).format(&Rfc3339).unwrap_or_default()
+}
+
+/// `20261122T041501Z`-style stamp that is safe in AMI names and file names.
+fn compact_timestamp() -> String {
+    let t = OffsetDateTime::now_utc();
+    format!("{:04}{:02}{:02}{:02}{:02}{:02}", t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second())
+}
+
+/// Builds every selected source at once; returns when all have finished and cleaned up.
+pub async fn run_all(
+    template: Arc<Template>,
+    sources: Vec<Source>,
+    opts: BuildOptions,
+    renderer: Arc<dyn Render>,
+    cancel: CancellationToken,
+) -> Vec<BuildResult> {
+    let timestamp = compact_timestamp();
+    let mut tasks = Vec::new();
+    for source in sources {
+        let build_id = builder::new_build_id();
+        let events = EventSink::new(&source.name, renderer.clone(), template.secrets());
+        let mut scope = template.scope.clone();
+        scope.set("build.id", build_id.clone());
+        scope.set("build.timestamp", timestamp.clone());
+        scope.set("build.name", source.name.clone());
+        scope.set("source.name", source.name.clone());
+        scope.set("source.type", source.config.type_name());
+        let ctx = BuildContext {
+            template: template.clone(),
+            source,
+            build_id,
+            scope,
+            events: events.clone(),
+            cancel: cancel.clone(),
+            ssh_target: None,
+            comm: None,
+            artifacts: Vec::new(),
+            manifest: serde_json::Map::new(),
+        };
+        let run_opts = RunOptions {
+            cancel: cancel.clone(),
+            events,
+            on_error: opts.on_error,
+            cleanup_deadline: opts.cleanup_deadline,
+        };
+        tasks.push(tokio::spawn(run_one(ctx, run_opts)));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(r) => results.push(r),
+            Err(e) => tracing::error!("a build task panicked: {e}"),
+        }
+    }
+    results
+}
+
+async fn run_one(ctx: BuildContext, opts: RunOptions) -> BuildResult {
+    let started_at = now_rfc3339();
+    let began = Instant::now();
+    let name = ctx.source.name.clone();
+    opts.events.emit(Event::BuildStarted {
+        build: name.clone(),
+        builder: ctx.source.config.type_name().into(),
+        build_id: ctx.build_id.clone(),
+    });
+    let (report, ctx) = builder::run(ctx, &opts).await;
+    let error = report.error.as_ref().map(|(step, e)| match e {
+        StepError::Cancelled => format!("cancelled during step \"{step}\""),
+        StepError::Failed(m) => format!("step \"{step}\" failed: {m}"),
+    });
+    let artifacts = if report.outcome == Outcome::Succeeded { ctx.artifacts.clone() } else { Vec::new() };
+    for artifact in &artifacts {
+        opts.events.emit(Event::Artifact { build: name.clone(), artifact: artifact.clone() });
+    }
+    opts.events.emit(Event::BuildFinished {
+        build: name.clone(),
+        outcome: report.outcome,
+        duration: began.elapsed(),
+        error: error.clone(),
+        timings: report.timings.iter().map(|(s, d)| (s.to_string(), d.as_secs_f64())).collect(),
+    });
+    BuildResult {
+        name,
+        builder_type: ctx.source.config.type_name().into(),
+        build_id: ctx.build_id.clone(),
+        image_name: ctx.template.name.clone(),
+        version: ctx.template.version.clone(),
+        outcome: report.outcome,
+        error,
+        artifacts,
+        leftovers: report.leftovers,
+        started_at,
+        finished_at: now_rfc3339(),
+        details: ctx.manifest,
+    }
+}
+
+#[derive(Serialize)]
+struct Manifest<'a> {
+    template: String,
+    builds: &'a [BuildResult],
+}
+
+/// Writes the manifest atomically (a partial file is never left behind).
+pub fn write_manifest(path: &PathBuf, template: &Template, results: &[BuildResult]) -> std::io::Result<()> {
+    let manifest = Manifest { template: template.path.display().to_string(), builds: results };
+    let json = serde_json::to_string_pretty(&manifest).map_err(std::io::Error::other)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, json.as_bytes())?;
+    std::io::Write::write_all(&mut tmp, b"\n")?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

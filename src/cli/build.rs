@@ -1,0 +1,118 @@
+//! `imgbuild build FILE`: run the builds, print artifacts on stdout, write
+//! the manifest. SIGINT and SIGTERM cancel and clean up before exiting.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::VarArgs;
+use crate::build::{self, BuildOptions};
+use crate::error::Error;
+use crate::events::Outcome;
+use crate::pipeline::OnError;
+use crate::render::{self, Verbosity};
+use crate::template::{self, HumanDuration};
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// The template file.
+    #[arg(value_name = "FILE", env = "IMGBUILD_TEMPLATE")]
+    file: PathBuf,
+
+    /// Build only these sources (repeatable or comma-separated).
+    #[arg(long, value_name = "NAME", env = "IMGBUILD_ONLY", value_delimiter = ',')]
+    only: Vec<String>,
+
+    /// Build every source but these (repeatable or comma-separated).
+    #[arg(long, value_name = "NAME", env = "IMGBUILD_EXCEPT", value_delimiter = ',')]
+    except: Vec<String>,
+
+    #[command(flatten)]
+    vars: VarArgs,
+
+    /// What to do with temporary resources when a build fails.
+    #[arg(long, value_enum, default_value_t = OnError::Cleanup, env = "IMGBUILD_ON_ERROR")]
+    on_error: OnError,
+
+    /// Where to write the JSON manifest of what was built.
+    #[arg(long, value_name = "FILE", default_value = "imgbuild-manifest.json", env = "IMGBUILD_MANIFEST")]
+    manifest: PathBuf,
+
+    /// Time allowed for cleanup after a build ends, e.g. "10m".
+    #[arg(long, value_name = "DURATION", default_value = "15m", env = "IMGBUILD_CLEANUP_TIMEOUT", value_parser = parse_duration)]
+    cleanup_timeout: HumanDuration,
+}
+
+fn parse_duration(s: &str) -> Result<HumanDuration, String> {
+    humantime::parse_duration(s).map(HumanDuration).map_err(|e| e.to_string())
+}
+
+pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
+    let template = template::load(&args.file, &args.vars.inputs()).map_err(Error::Invalid)?;
+    let sources: Vec<_> =
+        build::select(&template, &args.only, &args.except).map_err(Error::Usage)?.into_iter().cloned().collect();
+    let template = Arc::new(template);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::BuildFailed(format!("cannot start the runtime: {e}")))?;
+    let renderer = render::for_stderr(verbosity);
+    let cancel = CancellationToken::new();
+    let opts = BuildOptions {
+        only: args.only.clone(),
+        except: args.except.clone(),
+        on_error: args.on_error,
+        cleanup_deadline: args.cleanup_timeout.0,
+    };
+    let results = runtime.block_on(async {
+        tokio::spawn(watch_signals(cancel.clone()));
+        build::run_all(template.clone(), sources, opts, renderer, cancel.clone()).await
+    });
+    // Background SSH threads may still be finishing a cancelled transfer; don't wait for them.
+    runtime.shutdown_background();
+
+    for r in &results {
+        for a in &r.artifacts {
+            println!("{}: {}", a.location, a.id);
+        }
+    }
+    if results.iter().any(|r| !r.artifacts.is_empty() || r.outcome != Outcome::Succeeded)
+        && let Err(e) = build::write_manifest(&args.manifest, &template, &results)
+    {
+        eprintln!("warning: cannot write manifest {}: {e}", args.manifest.display());
+    }
+    if cancel.is_cancelled() || results.iter().any(|r| r.outcome == Outcome::Cancelled) {
+        return Err(Error::Interrupted);
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failed)
+        .map(|r| format!("build `{}`: {}", r.name, r.error.as_deref().unwrap_or("failed")))
+        .collect();
+    if !failed.is_empty() {
+        return Err(Error::BuildFailed(failed.join("\nerror: ")));
+    }
+    Ok(())
+}
+
+/// First SIGINT/SIGTERM cancels the builds; later ones only say cleanup is under way.
+async fn watch_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    loop {
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        if cancel.is_cancelled() {
+            eprintln!("{name} again: cleanup is still running and will finish; interrupting it would leave resources behind");
+        } else {
+            eprintln!("{name} received: cancelling builds and cleaning up");
+            cancel.cancel();
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The command line: parse arguments, run one subcommand, map its error to
+//! an exit code. Every flag has an `IMGBUILD_*` environment twin.
+
+mod build;
+mod inspect;
+mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, exit};
+use crate::render::Verbosity;
+use crate::template::VarInputs;
+
+#[derive(Parser)]
+#[command(
+    name = "imgbuild",
+    version,
+    about = "Build machine images (AWS AMIs, local qcow2) from a TOML template",
+    after_help = "Exit codes: 0 success, 1 build failed, 2 usage or validation error, 130 interrupted."
+)]
+pub struct Cli {
+    /// Show only warnings, errors and results.
+    #[arg(short, long, global = true, env = "IMGBUILD_QUIET", conflicts_with = "verbose")]
+    quiet: bool,
+
+    /// Show debug logs too (or set IMGBUILD_LOG / RUST_LOG, e.g. `imgbuild=debug`).
+    #[arg(short, long, global = true, env = "IMGBUILD_VERBOSE")]
+    verbose: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check templates without building; reports every problem at once.
+    Validate(validate::ValidateArgs),
+    /// Show a template's variables, sources and provisioners, in order.
+    Inspect(inspect::InspectArgs),
+    /// Build images from a template.
+    Build(build::BuildArgs),
+}
+
+/// Variable inputs, shared by every subcommand that reads a template.
+#[derive(Args, Clone)]
+pub struct VarArgs {
+    /// Set a variable: --var name=value (repeatable; wins over files and environment).
+    #[arg(long = "var", value_name = "NAME=VALUE", env = "IMGBUILD_VARS", value_delimiter = '\n', value_parser = VarInputs::parse_pair)]
+    vars: Vec<(String, String)>,
+
+    /// Read variables from a TOML file of `name = "value"` lines (repeatable).
+    #[arg(long = "var-file", value_name = "FILE", env = "IMGBUILD_VAR_FILES", value_delimiter = ',')]
+    var_files: Vec<PathBuf>,
+}
+
+impl VarArgs {
+    fn inputs(&self) -> VarInputs {
+        VarInputs { cli: self.vars.clone(), files: self.var_files.clone() }
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::USAGE } else { exit::SUCCESS };
+        }
+    };
+    init_logging(cli.verbose);
+    let verbosity = match (cli.quiet, cli.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
+    };
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Build(args) => build::run(args, verbosity),
+    };
+    match result {
+        Ok(()) => exit::SUCCESS,
+        Err(e) => {
+            match &e {
+                Error::Invalid(_) => eprintln!("{e}"),
+                _ => eprintln!("error: {e}"),
+            }
+            e.exit_code()
+        }
+    }
+}
+
+fn init_logging(verbose: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("IMGBUILD_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| if verbose { "imgbuild=debug".into() } else { "warn".into() });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::env::var_os("CI").is_none())
+        .try_init();
+}

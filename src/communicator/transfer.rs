@@ -1,0 +1,256 @@
+//! Moving files and folders over the session, streamed in large chunks so a
+//! big file never sits in memory. Files go by SCP (which carries the mode);
+//! folders go as one tar stream, which keeps modes and costs one channel.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::connect::Connection;
+use super::{SshError, shell_quote};
+
+/// Called with (bytes done, bytes in all; 0 when unknown).
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+const CHUNK: usize = 1 << 20;
+
+fn local_err(context: String) -> impl FnOnce(io::Error) -> SshError {
+    move |source| SshError::Local { context, source }
+}
+
+fn remote_err(context: String) -> impl FnOnce(ssh2::Error) -> SshError {
+    move |e| SshError::Remote { context, message: e.message().to_string() }
+}
+
+/// Counts bytes, reports progress at most every 100 ms, and stops on cancel.
+struct Meter<'a, T> {
+    inner: T,
+    done: u64,
+    total: u64,
+    last: Instant,
+    progress: &'a Progress,
+    cancel: &'a CancellationToken,
+}
+
+impl<'a, T> Meter<'a, T> {
+    fn new(inner: T, total: u64, progress: &'a Progress, cancel: &'a CancellationToken) -> Self {
+        Meter { inner, done: 0, total, last: Instant::now(), progress, cancel }
+    }
+
+    fn advance(&mut self, n: usize) -> io::Result<()> {
+        self.done += n as u64;
+        if self.last.elapsed() >= Duration::from_millis(100) {
+            self.last = Instant::now();
+            (self.progress)(self.done, self.total);
+        }
+        if self.cancel.is_cancelled() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+        }
+        Ok(())
+    }
+
+    fn finish(&self) {
+        (self.progress)(self.done, self.total.max(self.done));
+    }
+}
+
+impl<T: Write> Write for Meter<'_, T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.advance(n)?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<T: Read> Read for Meter<'_, T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.advance(n)?;
+        Ok(n)
+    }
+}
+
+fn cancelled_or(cancel: &CancellationToken, e: SshError) -> SshError {
+    if cancel.is_cancelled() { SshError::Cancelled } else { e }
+}
+
+pub fn upload_file(
+    conn: &Connection,
+    local: &Path,
+    remote: &str,
+    cancel: &CancellationToken,
+    progress: Progress,
+) -> Result<(), SshError> {
+    let context = format!("upload {} to {remote}", local.display());
+    let mut file = File::open(local).map_err(local_err(context.clone()))?;
+    let meta = file.metadata().map_err(local_err(context.clone()))?;
+    let mode = (meta.permissions().mode() & 0o7777) as i32;
+    conn.session.set_blocking(true);
+    let mut channel = conn
+        .session
+        .scp_send(Path::new(remote), mode, meta.len(), None)
+        .map_err(remote_err(format!("{context} (does the remote folder exist?)")))?;
+    let mut meter = Meter::new(&mut channel, meta.len(), &progress, cancel);
+    copy(&mut file, &mut meter)
+        .map_err(|e| cancelled_or(cancel, SshError::Local { context: context.clone(), source: e }))?;
+    meter.finish();
+    close_sent(channel, &context)
+}
+
+pub fn upload_bytes(conn: &Connection, content: &[u8], remote: &str, mode: i32) -> Result<(), SshError> {
+    let context = format!("upload to {remote}");
+    conn.session.set_blocking(true);
+    let mut channel = conn
+        .session
+        .scp_send(Path::new(remote), mode, content.len() as u64, None)
+        .map_err(remote_err(format!("{context} (does the remote folder exist?)")))?;
+    channel.write_all(content).map_err(local_err(context.clone()))?;
+    close_sent(channel, &context)
+}
+
+fn close_sent(mut channel: ssh2::Channel, context: &str) -> Result<(), SshError> {
+    let err = remote_err(context.to_string());
+    channel.send_eof().map_err(remote_err(context.to_string()))?;
+    channel.wait_eof().map_err(remote_err(context.to_string()))?;
+    channel.close().map_err(remote_err(context.to_string()))?;
+    channel.wait_close().map_err(err)
+}
+
+/// Like `io::copy`, with a buffer large enough to keep the SSH window full.
+fn copy(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && !e.to_string().contains("cancelled") => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Runs `command` with its stdin or stdout given to `body`; fails on a non-zero exit.
+fn with_channel(
+    conn: &Connection,
+    command: &str,
+    context: &str,
+    body: impl FnOnce(&mut ssh2::Channel) -> Result<(), SshError>,
+) -> Result<(), SshError> {
+    conn.session.set_blocking(true);
+    let mut channel = conn.session.channel_session().map_err(remote_err(context.to_string()))?;
+    channel.exec(command).map_err(remote_err(context.to_string()))?;
+    let result = body(&mut channel);
+    let _ = channel.send_eof();
+    let mut stderr = String::new();
+    let _ = channel.stderr().read_to_string(&mut stderr);
+    let mut rest = Vec::new();
+    let _ = channel.read_to_end(&mut rest);
+    let _ = channel.wait_close();
+    result?;
+    match channel.exit_status() {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(SshError::Remote {
+            context: context.to_string(),
+            message: format!("`{command}` exited with code {code}: {}", stderr.trim()),
+        }),
+        Err(e) => Err(SshError::Remote { context: context.to_string(), message: e.message().to_string() }),
+    }
+}
+
+pub fn upload_dir(
+    conn: &Connection,
+    local: &Path,
+    remote: &str,
+    cancel: &CancellationToken,
+    progress: Progress,
+) -> Result<(), SshError> {
+    let context = format!("upload folder {} to {remote}", local.display());
+    let total = dir_size(local);
+    let q = shell_quote(remote);
+    let command = format!("mkdir -p {q} && tar -xpf - -C {q}");
+    with_channel(conn, &command, &context, |channel| {
+        let mut meter = Meter::new(channel, total, &progress, cancel);
+        let mut archive = tar::Builder::new(&mut meter);
+        archive.follow_symlinks(false);
+        let result = archive.append_dir_all(".", local).and_then(|_| archive.finish());
+        drop(archive);
+        meter.finish();
+        result.map_err(|e| cancelled_or(cancel, SshError::Local { context: context.clone(), source: e }))
+    })
+}
+
+pub fn download_file(
+    conn: &Connection,
+    remote: &str,
+    local: &Path,
+    cancel: &CancellationToken,
+    progress: Progress,
+) -> Result<(), SshError> {
+    let context = format!("download {remote} to {}", local.display());
+    conn.session.set_blocking(true);
+    let (mut channel, stat) = conn.session.scp_recv(Path::new(remote)).map_err(remote_err(context.clone()))?;
+    let mode = (stat.mode() & 0o7777) as u32;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(local)
+        .map_err(local_err(context.clone()))?;
+    // An existing file keeps its old mode through `open`; set it explicitly.
+    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(local_err(context.clone()))?;
+    let mut meter = Meter::new((&mut channel).take(stat.size()), stat.size(), &progress, cancel);
+    copy(&mut meter, &mut file)
+        .map_err(|e| cancelled_or(cancel, SshError::Local { context: context.clone(), source: e }))?;
+    meter.finish();
+    let _ = channel.send_eof();
+    let _ = channel.wait_eof();
+    let _ = channel.close();
+    let _ = channel.wait_close();
+    Ok(())
+}
+
+pub fn download_dir(
+    conn: &Connection,
+    remote: &str,
+    local: &Path,
+    cancel: &CancellationToken,
+    progress: Progress,
+) -> Result<(), SshError> {
+    let context = format!("download folder {remote} to {}", local.display());
+    fs::create_dir_all(local).map_err(local_err(context.clone()))?;
+    let command = format!("tar -cf - -C {} .", shell_quote(remote));
+    with_channel(conn, &command, &context, |channel| {
+        let mut meter = Meter::new(channel, 0, &progress, cancel);
+        let mut archive = tar::Archive::new(&mut meter);
+        archive.set_preserve_permissions(true);
+        archive.set_overwrite(true);
+        let result = archive.unpack(local);
+        drop(archive);
+        meter.finish();
+        result.map_err(|e| cancelled_or(cancel, SshError::Local { context: context.clone(), source: e }))
+    })
+}

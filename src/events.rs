@@ -1,0 +1,163 @@
+//! What a build reports as it goes. Builds emit events; renderers (terminal,
+//! plain lines) decide how they look. Nothing else in a build prints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifact {
+    /// `amazon-ebs`, `qemu`.
+    pub builder: String,
+    /// Where it lives: a region, or a folder.
+    pub location: String,
+    /// An AMI id, or an image file path.
+    pub id: String,
+}
+
+/// A thing left behind that the user must remove by hand.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leftover {
+    pub resource: String,
+    pub id: String,
+    pub reason: String,
+    /// The command that removes it.
+    pub remove_with: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    BuildStarted { build: String, builder: String, build_id: String },
+    StepStarted { build: String, step: String },
+    StepFinished { build: String, step: String, #[serde(with = "secs")] duration: Duration, ok: bool },
+    Output { build: String, stream: Stream, line: String },
+    Message { build: String, level: Level, text: String },
+    Progress { build: String, label: String, done: u64, total: u64 },
+    Artifact { build: String, artifact: Artifact },
+    CleanupStarted { build: String, step: String },
+    CleanupFailed { build: String, leftover: Leftover },
+    BuildFinished {
+        build: String,
+        outcome: Outcome,
+        #[serde(with = "secs")]
+        duration: Duration,
+        error: Option<String>,
+        /// Where the time went: each step and its seconds.
+        timings: Vec<(String, f64)>,
+    },
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+    }
+}
+
+/// Something that shows events to the user.
+pub trait Render: Send + Sync {
+    fn event(&self, event: &Event);
+}
+
+/// A build's handle for emitting events: it names the build and hides secrets.
+#[derive(Clone)]
+pub struct EventSink {
+    build: Arc<str>,
+    renderer: Arc<dyn Render>,
+    secrets: Arc<[String]>,
+}
+
+impl EventSink {
+    pub fn new(build: &str, renderer: Arc<dyn Render>, secrets: Vec<String>) -> Self {
+        EventSink { build: build.into(), renderer, secrets: secrets.into() }
+    }
+
+    pub fn build(&self) -> &str {
+        &self.build
+    }
+
+    /// Replaces every sensitive value in `text`.
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in self.secrets.iter() {
+            out = out.replace(secret.as_str(), "<sensitive>");
+        }
+        out
+    }
+
+    pub fn emit(&self, event: Event) {
+        self.renderer.event(&event);
+    }
+
+    pub fn build_name(&self) -> String {
+        self.build.to_string()
+    }
+
+    pub fn info(&self, text: impl AsRef<str>) {
+        self.emit(Event::Message { build: self.build_name(), level: Level::Info, text: self.mask(text.as_ref()) });
+    }
+
+    pub fn warn(&self, text: impl AsRef<str>) {
+        self.emit(Event::Message { build: self.build_name(), level: Level::Warn, text: self.mask(text.as_ref()) });
+    }
+
+    pub fn output(&self, stream: Stream, line: &str) {
+        self.emit(Event::Output { build: self.build_name(), stream, line: self.mask(line) });
+    }
+
+    pub fn progress(&self, label: &str, done: u64, total: u64) {
+        self.emit(Event::Progress { build: self.build_name(), label: label.to_string(), done, total });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Event>>);
+    impl Render for Recorder {
+        fn event(&self, event: &Event) {
+            self.0.lock().unwrap().push(event.clone());
+        }
+    }
+
+    #[test]
+    fn output_lines_are_masked() {
+        let recorder = Arc::new(Recorder::default());
+        let sink = EventSink::new("aws", recorder.clone(), vec!["hunter2".into()]);
+        sink.output(Stream::Stdout, "password is hunter2!");
+        let events = recorder.0.lock().unwrap();
+        match &events[0] {
+            Event::Output { line, build, .. } => {
+                assert_eq!(line, "password is <sensitive>!");
+                assert_eq!(build, "aws");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

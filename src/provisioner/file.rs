@@ -1,0 +1,126 @@
+//! `type = "file"`: upload or download files and folders. Folder paths follow
+//! rsync: `dir/` copies the folder's contents, `dir` copies the folder itself.
+
+use std::path::{Path, PathBuf};
+
+use crate::communicator::shell_quote;
+use crate::template::{Direction, FileConfig};
+
+use super::{After, Context, ProvisionError, progress};
+
+fn base_name(path: &str) -> &str {
+    path.trim_end_matches('/').rsplit('/').next().unwrap_or(path)
+}
+
+fn remote_parent(path: &str) -> &str {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) => "/",
+        Some((parent, _)) => parent,
+        None => ".",
+    }
+}
+
+/// Where one source lands, given the destination and how many sources there are.
+fn target(destination: &str, source: &str, into_folder: bool) -> String {
+    if into_folder || destination.ends_with('/') {
+        format!("{}/{}", destination.trim_end_matches('/'), base_name(source))
+    } else {
+        destination.to_string()
+    }
+}
+
+pub async fn run(c: &FileConfig, cx: &Context<'_>) -> Result<After, ProvisionError> {
+    let destination = cx.scope.expand(&c.destination)?;
+    if let Some(content) = &c.content {
+        let content = cx.scope.expand(content)?;
+        mkdir_remote(cx, remote_parent(&destination)).await?;
+        cx.comm.upload_bytes(content.into_bytes(), &destination, 0o644).await?;
+        return Ok(After::Connected);
+    }
+    let sources = cx.scope.expand_all(&c.source.iter().chain(c.sources.iter().flatten()).cloned().collect::<Vec<_>>())?;
+    let many = sources.len() > 1;
+    for source in &sources {
+        match c.direction {
+            Direction::Upload => upload(cx, source, &destination, many).await?,
+            Direction::Download => download(cx, source, &destination, many).await?,
+        }
+    }
+    Ok(After::Connected)
+}
+
+async fn mkdir_remote(cx: &Context<'_>, dir: &str) -> Result<(), ProvisionError> {
+    cx.comm.output(&format!("mkdir -p {}", shell_quote(dir))).await?;
+    Ok(())
+}
+
+async fn upload(cx: &Context<'_>, source: &str, destination: &str, many: bool) -> Result<(), ProvisionError> {
+    let local = cx.template_dir.join(source);
+    let meta = std::fs::metadata(&local).map_err(|e| ProvisionError::Local {
+        context: format!("cannot read {}", local.display()),
+        source: e,
+    })?;
+    let label = format!("upload {source}");
+    if meta.is_dir() {
+        let remote = if source.ends_with('/') {
+            destination.to_string()
+        } else {
+            format!("{}/{}", destination.trim_end_matches('/'), base_name(source))
+        };
+        cx.events.info(format!("uploading folder {} to {remote}", local.display()));
+        cx.comm.upload_dir(&local, &remote, progress(cx.events, label)).await?;
+    } else {
+        let remote = target(destination, source, many);
+        mkdir_remote(cx, remote_parent(&remote)).await?;
+        cx.events.info(format!("uploading {} to {remote}", local.display()));
+        cx.comm.upload_file(&local, &remote, progress(cx.events, label)).await?;
+    }
+    Ok(())
+}
+
+async fn download(cx: &Context<'_>, source: &str, destination: &str, many: bool) -> Result<(), ProvisionError> {
+    let local_dest = cx.template_dir.join(destination);
+    let label = format!("download {source}");
+    if cx.comm.is_remote_dir(source).await? {
+        let local = if source.ends_with('/') { local_dest } else { local_dest.join(base_name(source)) };
+        cx.events.info(format!("downloading folder {source} to {}", local.display()));
+        cx.comm.download_dir(source, &local, progress(cx.events, label)).await?;
+    } else {
+        let into_folder = many || destination.ends_with('/') || local_dest.is_dir();
+        let local: PathBuf =
+            if into_folder { local_dest.join(base_name(source)) } else { local_dest };
+        create_parent(&local)?;
+        cx.events.info(format!("downloading {source} to {}", local.display()));
+        cx.comm.download_file(source, &local, progress(cx.events, label)).await?;
+    }
+    Ok(())
+}
+
+fn create_parent(path: &Path) -> Result<(), ProvisionError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent).map_err(|e| ProvisionError::Local {
+            context: format!("cannot create {}", parent.display()),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_targets_follow_the_destination_shape() {
+        assert_eq!(target("/etc/httpd.conf", "conf/a.conf", false), "/etc/httpd.conf");
+        assert_eq!(target("/etc/httpd/", "conf/a.conf", false), "/etc/httpd/a.conf");
+        assert_eq!(target("/etc/httpd", "conf/a.conf", true), "/etc/httpd/a.conf");
+    }
+
+    #[test]
+    fn parents_and_names() {
+        assert_eq!(remote_parent("/tmp/x/y.txt"), "/tmp/x");
+        assert_eq!(remote_parent("/y.txt"), "/");
+        assert_eq!(remote_parent("y.txt"), ".");
+        assert_eq!(base_name("site/"), "site");
+    }
+}

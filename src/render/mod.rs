@@ -1,0 +1,94 @@
+//! Renderers turn build events into what a person (or a CI log) reads.
+//! Everything goes to stderr: stdout carries only results.
+
+mod plain;
+mod terminal;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+pub use plain::Plain;
+pub use terminal::Terminal;
+
+use crate::events::{Event, Render};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+/// The renderer that fits where stderr goes: live lines on a terminal,
+/// plain timestamped lines in CI or a pipe.
+pub fn for_stderr(verbosity: Verbosity) -> Arc<dyn Render> {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+    if std::io::stderr().is_terminal() && !ci {
+        Arc::new(Terminal::new(verbosity, colors_enabled()))
+    } else {
+        Arc::new(Plain::new(verbosity))
+    }
+}
+
+fn colors_enabled() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Whether an event is shown at this verbosity.
+fn shown(event: &Event, verbosity: Verbosity) -> bool {
+    match (verbosity, event) {
+        (_, Event::Message { level: crate::events::Level::Warn, .. }) => true,
+        (_, Event::CleanupFailed { .. } | Event::BuildFinished { .. } | Event::Artifact { .. }) => true,
+        (Verbosity::Quiet, _) => false,
+        (Verbosity::Normal, Event::CleanupStarted { .. }) => false,
+        _ => true,
+    }
+}
+
+/// "1m 32s", "4.2s", "0.3s".
+pub fn short_duration(secs: f64) -> String {
+    if secs >= 60.0 {
+        let whole = secs.round() as u64;
+        format!("{}m {:02}s", whole / 60, whole % 60)
+    } else {
+        format!("{secs:.1}s")
+    }
+}
+
+/// The one-line text of an event, without the build prefix; None for events
+/// a renderer shows another way (progress).
+fn describe(event: &Event) -> Option<String> {
+    use crate::events::Outcome;
+    Some(match event {
+        Event::BuildStarted { builder, build_id, .. } => format!("==> build started ({builder}, build id {build_id})"),
+        Event::StepStarted { step, .. } => format!("==> {step}"),
+        Event::StepFinished { step, duration, ok, .. } => {
+            let verdict = if *ok { "done" } else { "failed" };
+            format!("    {step} {verdict} in {}", short_duration(duration.as_secs_f64()))
+        }
+        Event::Output { line, .. } => format!("    | {line}"),
+        Event::Message { level: crate::events::Level::Warn, text, .. } => format!("warning: {text}"),
+        Event::Message { text, .. } => format!("    {text}"),
+        Event::Progress { .. } => return None,
+        Event::Artifact { artifact, .. } => format!("==> artifact: {}: {}", artifact.location, artifact.id),
+        Event::CleanupStarted { step, .. } => format!("    cleanup: {step}"),
+        Event::CleanupFailed { leftover, .. } => format!(
+            "error: could not remove {} {}: {}\n    remove it by hand: {}",
+            leftover.resource, leftover.id, leftover.reason, leftover.remove_with
+        ),
+        Event::BuildFinished { outcome, duration, error, timings, .. } => {
+            let took = short_duration(duration.as_secs_f64());
+            let steps = timings
+                .iter()
+                .map(|(step, secs)| format!("{step} {}", short_duration(*secs)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            match (outcome, error) {
+                (Outcome::Succeeded, _) => format!("==> build finished in {took} ({steps})"),
+                (Outcome::Cancelled, _) => format!("==> build cancelled after {took}; cleanup done"),
+                (Outcome::Failed, Some(e)) => format!("==> build failed after {took}: {e}"),
+                (Outcome::Failed, None) => format!("==> build failed after {took}"),
+            }
+        }
+    })
+}

@@ -1,0 +1,117 @@
+//! The shapes users write in a template, one struct per table. These are
+//! plain data: loading, checking and expanding them happens elsewhere.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A duration written the human way: "90s", "5m", "1h30m".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration `{text}` ({e}); write e.g. \"30s\", \"5m\" or \"1h\"")))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// `[variables.NAME]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableDef {
+    pub default: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub sensitive: bool,
+}
+
+/// How to reach a machine over SSH; accepted on every source.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    pub ssh_username: Option<String>,
+    pub ssh_port: Option<u16>,
+    /// Overrides the address the builder would connect to (tunnels, private networks).
+    pub ssh_host: Option<String>,
+    pub ssh_private_key_file: Option<String>,
+    pub ssh_timeout: Option<HumanDuration>,
+    /// Pins the host key (`SHA256:…` as printed by `ssh-keygen -lf`).
+    pub ssh_host_key_fingerprint: Option<String>,
+    pub ssh_keepalive_interval: Option<HumanDuration>,
+    pub ssh_bastion_host: Option<String>,
+    pub ssh_bastion_port: Option<u16>,
+    pub ssh_bastion_username: Option<String>,
+    pub ssh_bastion_private_key_file: Option<String>,
+}
+
+/// Keys every provisioner accepts, whatever its type.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionerCommon {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub only: Vec<String>,
+    #[serde(default)]
+    pub except: Vec<String>,
+    pub pause_before: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub max_retries: u32,
+}
+
+/// `type = "shell"`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellConfig {
+    pub inline: Option<Vec<String>>,
+    pub script: Option<String>,
+    pub scripts: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub sudo: bool,
+    /// How a script is run; `{path}` and `{vars}` are filled in.
+    pub execute_command: Option<String>,
+    pub inline_shebang: Option<String>,
+    pub remote_folder: Option<String>,
+    pub valid_exit_codes: Option<Vec<i32>>,
+    #[serde(default)]
+    pub expect_disconnect: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Upload,
+    Download,
+}
+
+/// `type = "file"`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub source: Option<String>,
+    pub sources: Option<Vec<String>>,
+    pub content: Option<String>,
+    pub destination: String,
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+/// `type = "ssh"`: an existing host, provisioned in place; no image is made.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshHostConfig {}

@@ -1,0 +1,74 @@
+//! `type = "qemu"`: boot a local base image in QEMU, provision, write a qcow2.
+
+use serde::Deserialize;
+
+use crate::template::schema::{HumanDuration, SshConfig};
+use crate::template::source::{Checker, SourceSchema};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QemuConfig {
+    /// A local qcow2 or raw base image.
+    pub base_image: Option<String>,
+    /// An https:// URL of a base image; needs `sha256`.
+    pub base_url: Option<String>,
+    pub sha256: Option<String>,
+    /// Build the base from distribution packages instead.
+    pub bootstrap: Option<BootstrapConfig>,
+    /// Grows the build disk, e.g. "4G".
+    pub disk_size: Option<String>,
+    #[serde(default)]
+    pub accelerator: Accelerator,
+    pub memory: Option<u32>,
+    pub cpus: Option<u32>,
+    pub output_directory: Option<String>,
+    #[serde(default)]
+    pub compression: Compression,
+    pub shutdown_timeout: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapConfig {
+    pub distribution: String,
+    pub suite: String,
+    pub mirror: Option<String>,
+    #[serde(default)]
+    pub packages: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accelerator {
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    Zlib,
+    None,
+}
+
+impl SourceSchema for QemuConfig {
+    const TYPE: &'static str = "qemu";
+    const PROVIDES: &'static [&'static str] = &["id", "image"];
+
+    fn check(&self, _ssh: &SshConfig, checker: &mut Checker<'_>) {
+        let given = [self.base_image.is_some(), self.base_url.is_some(), self.bootstrap.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            checker.error(
+                "",
+                "a `qemu` source needs exactly one of `base_image`, `base_url` or `bootstrap`",
+            );
+        }
+        if self.base_url.is_some() && self.sha256.is_none() {
+            checker.error("base_url", "`base_url` needs `sha256`, the image's checksum");
+        }
+    }
+}
