@@ -31,7 +31,9 @@ impl<C: HasBuild> Step<C> for Connect {
     }
 
     async fn cleanup(&mut self, ctx: &mut C, _: Ending) -> Vec<Leftover> {
-        ctx.build().comm = None;
+        if let Some(comm) = ctx.build().comm.take() {
+            comm.close().await;
+        }
         Vec::new()
     }
 }

@@ -139,6 +139,20 @@ impl Communicator {
         .await
     }
 
+    /// Waits for the operation under way to finish (a cancelled command
+    /// first stops its remote processes), then says goodbye to the server.
+    pub async fn close(&self) {
+        let conn = self.conn.clone();
+        let _ = blocking(move || {
+            let conn = conn.lock().expect("ssh connection lock");
+            conn.session.set_blocking(true);
+            conn.session.set_timeout(5_000);
+            let _ = conn.session.disconnect(None, "build finished", None);
+            Ok(())
+        })
+        .await;
+    }
+
     /// Runs `command`, calling `on_line` for each output line as it arrives.
     pub async fn exec(
         &self,
