@@ -30,7 +30,13 @@ fn source(sshd: &Sshd, extra: &str) -> String {
 
 fn build(scratch: &Scratch, template: &str) -> std::process::Output {
     scratch.write("t.toml", template);
-    run(imgbuild().arg("build").arg("t.toml").current_dir(scratch.dir.path()), LIMIT)
+    run(
+        imgbuild()
+            .arg("build")
+            .arg("t.toml")
+            .current_dir(scratch.dir.path()),
+        LIMIT,
+    )
 }
 
 #[test]
@@ -61,13 +67,32 @@ remote_folder = "{uploads}"
     let out = build(&scratch, &template);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "build failed:\n{stderr}");
-    assert_eq!(fs::read_to_string(work.join("inline")).unwrap(), "inline hello-box work\n");
-    assert_eq!(fs::read_to_string(work.join("configured")).unwrap(), "configuring www.example.com as root\n");
-    assert!(stderr.contains("[box]     | to-stderr"), "stderr line streamed:\n{stderr}");
-    assert!(stderr.contains("[box]     | script-ran"), "stdout line streamed:\n{stderr}");
+    assert_eq!(
+        fs::read_to_string(work.join("inline")).unwrap(),
+        "inline hello-box work\n"
+    );
+    assert_eq!(
+        fs::read_to_string(work.join("configured")).unwrap(),
+        "configuring www.example.com as root\n"
+    );
+    assert!(
+        stderr.contains("[box]     | to-stderr"),
+        "stderr line streamed:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("[box]     | script-ran"),
+        "stdout line streamed:\n{stderr}"
+    );
     // Scripts remove themselves from the remote folder.
-    let leftovers: Vec<_> = fs::read_dir(&uploads).unwrap().flatten().map(|e| e.path()).collect();
-    assert!(leftovers.is_empty(), "remote scripts left behind: {leftovers:?}");
+    let leftovers: Vec<_> = fs::read_dir(&uploads)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "remote scripts left behind: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -81,7 +106,11 @@ fn inline_stops_at_the_first_failing_line_and_names_the_provisioner() {
     );
     let out = build(&scratch, &template);
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "exit code 1 for a failed build:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit code 1 for a failed build:\n{stderr}"
+    );
     assert!(
         stderr.contains("error: build `box`: step \"provision\" failed: provisioner 2 (shell, t.toml:17): inline script exited with code 7"),
         "error names the provisioner and code:\n{stderr}"
@@ -97,13 +126,20 @@ fn valid_exit_codes_accept_listed_codes() {
         source(&sshd, "")
     );
     let out = build(&scratch, &template);
-    assert!(out.status.success(), "exit 3 is valid here:\n{}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit 3 is valid here:\n{}",
+        text(&out.stderr)
+    );
 
     let template = template.replace("[0, 3]", "[0, 4]");
     let out = build(&scratch, &template);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("exited with code 3 (valid exit codes: [0, 4])"), "{stderr}");
+    assert!(
+        stderr.contains("exited with code 3 (valid exit codes: [0, 4])"),
+        "{stderr}"
+    );
 }
 
 fn write_big_file(path: &Path, mib: usize) {
@@ -152,10 +188,18 @@ fn files_folders_and_a_large_file_round_trip_byte_for_byte() {
     let remote = scratch.path("remote");
     let back = scratch.path("back");
     scratch.write("files/app.conf", "listen 80\n");
-    fs::set_permissions(scratch.path("files/app.conf"), fs::Permissions::from_mode(0o640)).unwrap();
+    fs::set_permissions(
+        scratch.path("files/app.conf"),
+        fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
     scratch.write("site/index.html", "<h1>hi</h1>\n");
     scratch.write("site/bin/run.sh", "#!/bin/sh\necho run\n");
-    fs::set_permissions(scratch.path("site/bin/run.sh"), fs::Permissions::from_mode(0o751)).unwrap();
+    fs::set_permissions(
+        scratch.path("site/bin/run.sh"),
+        fs::Permissions::from_mode(0o751),
+    )
+    .unwrap();
     write_big_file(&scratch.path("big.bin"), 128);
 
     let template = format!(
@@ -203,19 +247,46 @@ destination = "back"
     let out = build(&scratch, &template);
     assert!(out.status.success(), "build failed:\n{}", text(&out.stderr));
 
-    assert_eq!(fs::read_to_string(remote.join("etc/app.conf")).unwrap(), "listen 80\n");
+    assert_eq!(
+        fs::read_to_string(remote.join("etc/app.conf")).unwrap(),
+        "listen 80\n"
+    );
     assert_eq!(mode(&remote.join("etc/app.conf")), 0o640);
-    assert_eq!(fs::read_to_string(remote.join("www/site/index.html")).unwrap(), "<h1>hi</h1>\n");
+    assert_eq!(
+        fs::read_to_string(remote.join("www/site/index.html")).unwrap(),
+        "<h1>hi</h1>\n"
+    );
     assert_eq!(mode(&remote.join("www/site/bin/run.sh")), 0o751);
-    assert_eq!(fs::read_to_string(remote.join("flat/index.html")).unwrap(), "<h1>hi</h1>\n");
-    assert!(!remote.join("flat/site").exists(), "a trailing slash copies the contents only");
-    assert_eq!(fs::read_to_string(remote.join("generated.txt")).unwrap(), "generated for 1.0");
-    assert!(same_bytes(&scratch.path("big.bin"), &remote.join("big.bin")), "upload differs");
+    assert_eq!(
+        fs::read_to_string(remote.join("flat/index.html")).unwrap(),
+        "<h1>hi</h1>\n"
+    );
+    assert!(
+        !remote.join("flat/site").exists(),
+        "a trailing slash copies the contents only"
+    );
+    assert_eq!(
+        fs::read_to_string(remote.join("generated.txt")).unwrap(),
+        "generated for 1.0"
+    );
+    assert!(
+        same_bytes(&scratch.path("big.bin"), &remote.join("big.bin")),
+        "upload differs"
+    );
 
-    assert!(same_bytes(&scratch.path("big.bin"), &back.join("big.bin")), "download differs");
-    assert_eq!(fs::read_to_string(back.join("app.conf")).unwrap(), "listen 80\n");
+    assert!(
+        same_bytes(&scratch.path("big.bin"), &back.join("big.bin")),
+        "download differs"
+    );
+    assert_eq!(
+        fs::read_to_string(back.join("app.conf")).unwrap(),
+        "listen 80\n"
+    );
     assert_eq!(mode(&back.join("app.conf")), 0o640);
-    assert_eq!(fs::read_to_string(back.join("www/site/index.html")).unwrap(), "<h1>hi</h1>\n");
+    assert_eq!(
+        fs::read_to_string(back.join("www/site/index.html")).unwrap(),
+        "<h1>hi</h1>\n"
+    );
     assert_eq!(mode(&back.join("www/site/bin/run.sh")), 0o751);
     drop(sshd);
 }
@@ -250,7 +321,11 @@ fn expect_disconnect_survives_an_sshd_restart() {
     );
     // Run sshd detached from the start, so the restarted one is like the original.
     sshd.stop();
-    let status = Command::new("/usr/sbin/sshd").arg("-f").arg(&sshd.config).status().unwrap();
+    let status = Command::new("/usr/sbin/sshd")
+        .arg("-f")
+        .arg(&sshd.config)
+        .status()
+        .unwrap();
     assert!(status.success());
     assert!(common::wait_for_port(sshd.port, Duration::from_secs(10)));
     let out = build(&scratch, &template);
@@ -260,7 +335,10 @@ fn expect_disconnect_survives_an_sshd_restart() {
     }
     assert!(out.status.success(), "build failed:\n{stderr}");
     assert!(restarted.exists(), "sshd was restarted");
-    assert!(after.exists(), "the next provisioner ran after reconnecting");
+    assert!(
+        after.exists(),
+        "the next provisioner ran after reconnecting"
+    );
     assert!(stderr.contains("disconnected as expected"), "{stderr}");
 }
 
@@ -268,15 +346,24 @@ fn expect_disconnect_survives_an_sshd_restart() {
 fn a_key_the_server_rejects_is_reported_as_an_authentication_error() {
     let (scratch, sshd) = setup();
     common::keygen(&scratch.path("other_key"));
-    let template = source(&sshd, "").replace("id_ed25519", "other_key").replace("\"20s\"", "\"4s\"")
+    let template = source(&sshd, "")
+        .replace("id_ed25519", "other_key")
+        .replace("\"20s\"", "\"4s\"")
         + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"true\"]\n";
     let started = Instant::now();
     let out = build(&scratch, &template);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(30), "gave up within the ssh_timeout, took {:?}", started.elapsed());
     assert!(
-        stderr.contains("could not connect to root@127.0.0.1:") && stderr.contains("within 4s: authentication rejected for user `root` with ssh-ed25519 key SHA256:"),
+        started.elapsed() < Duration::from_secs(30),
+        "gave up within the ssh_timeout, took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains("could not connect to root@127.0.0.1:")
+            && stderr.contains(
+                "within 4s: authentication rejected for user `root` with ssh-ed25519 key SHA256:"
+            ),
         "{stderr}"
     );
 }
@@ -292,7 +379,12 @@ fn a_closed_port_is_reported_as_refused() {
     let out = build(&scratch, &template);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("could not connect to root@127.0.0.1:{port} within 3s: connection refused")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "could not connect to root@127.0.0.1:{port} within 3s: connection refused"
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -316,19 +408,35 @@ fn sigint_during_a_long_provisioner_cleans_up_and_exits_130() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_for_file(&started, Duration::from_secs(60)), "provisioner started");
+    assert!(
+        wait_for_file(&started, Duration::from_secs(60)),
+        "provisioner started"
+    );
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!common::processes_matching(&sleeper).is_empty(), "the remote command runs");
+    assert!(
+        !common::processes_matching(&sleeper).is_empty(),
+        "the remote command runs"
+    );
     common::send_signal(&child, libc::SIGINT);
     let out = common::wait_output(child, Duration::from_secs(30));
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("SIGINT received: cancelling builds and cleaning up"), "{stderr}");
-    assert!(stderr.contains("cancelled during step \"provision\"") || stderr.contains("build cancelled"), "{stderr}");
+    assert!(
+        stderr.contains("SIGINT received: cancelling builds and cleaning up"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cancelled during step \"provision\"")
+            || stderr.contains("build cancelled"),
+        "{stderr}"
+    );
     // The remote process tree is gone (bounded wait: TERM is delivered asynchronously).
     let until = Instant::now() + Duration::from_secs(10);
     while !common::processes_matching(&sleeper).is_empty() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(common::processes_matching(&sleeper).is_empty(), "remote process left behind");
+    assert!(
+        common::processes_matching(&sleeper).is_empty(),
+        "remote process left behind"
+    );
 }

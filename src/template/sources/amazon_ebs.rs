@@ -89,10 +89,16 @@ impl SourceSchema for AmazonEbsConfig {
     fn check(&self, _ssh: &SshConfig, checker: &mut Checker<'_>) {
         match (&self.source_ami, &self.source_ami_filter) {
             (None, None) => {
-                checker.error("", "an `amazon-ebs` source needs `source_ami` or `source_ami_filter`");
+                checker.error(
+                    "",
+                    "an `amazon-ebs` source needs `source_ami` or `source_ami_filter`",
+                );
             }
             (Some(_), Some(_)) => {
-                checker.error("source_ami", "set either `source_ami` or `source_ami_filter`, not both");
+                checker.error(
+                    "source_ami",
+                    "set either `source_ami` or `source_ami_filter`, not both",
+                );
             }
             _ => {}
         }
