@@ -468,7 +468,19 @@ fn a_bastion_tunnels_the_session() {
         .filter_map(|rest| rest.split_whitespace().next())
         .collect();
     assert_eq!(logins.len(), 2, "{log}");
-    let sessions = |port: &str| log.matches(&format!("Starting session: command for root from 127.0.0.1 port {port} ")).count();
-    assert_eq!(sessions(logins[0]), 0, "the bastion connection runs no command:\n{log}");
-    assert!(sessions(logins[1]) > 0, "commands run on the tunnelled connection:\n{log}");
+    let sessions = |port: &str| {
+        log.matches(&format!(
+            "Starting session: command for root from 127.0.0.1 port {port} "
+        ))
+        .count()
+    };
+    assert_eq!(
+        sessions(logins[0]),
+        0,
+        "the bastion connection runs no command:\n{log}"
+    );
+    assert!(
+        sessions(logins[1]) > 0,
+        "commands run on the tunnelled connection:\n{log}"
+    );
 }
