@@ -22,7 +22,12 @@ impl Accel {
             Accel::Kvm => vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()],
             // qemu64 boots faster under TCG than `max`, whose extra features
             // are all emulated.
-            Accel::Tcg => vec!["-accel".into(), "tcg,thread=multi".into(), "-cpu".into(), "qemu64".into()],
+            Accel::Tcg => vec![
+                "-accel".into(),
+                "tcg,thread=multi".into(),
+                "-cpu".into(),
+                "qemu64".into(),
+            ],
         }
     }
 
@@ -40,7 +45,11 @@ static PROBED: OnceCell<Accel> = OnceCell::const_new();
 
 /// The accelerator to use. `probe_kernel` is a kernel that can be booted for
 /// the check; without one, `auto` chooses TCG unless told otherwise.
-pub async fn choose(wanted: Accelerator, probe_kernel: Option<&Path>, scratch: &Path) -> Result<Accel, String> {
+pub async fn choose(
+    wanted: Accelerator,
+    probe_kernel: Option<&Path>,
+    scratch: &Path,
+) -> Result<Accel, String> {
     match wanted {
         Accelerator::Tcg => Ok(Accel::Tcg),
         Accelerator::Kvm if kvm_device_usable() => Ok(Accel::Kvm),
@@ -55,7 +64,11 @@ pub async fn choose(wanted: Accelerator, probe_kernel: Option<&Path>, scratch: &
 }
 
 fn kvm_device_usable() -> bool {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
 }
 
 /// Boots `kernel` under KVM and waits (bounded) for it to print its banner.
@@ -63,7 +76,18 @@ async fn probe(kernel: &Path, scratch: &Path) -> Accel {
     let log = scratch.join("kvm-probe.log");
     let started = Instant::now();
     let child = tokio::process::Command::new("qemu-system-x86_64")
-        .args(["-accel", "kvm", "-cpu", "host", "-m", "256", "-smp", "1", "-nodefaults", "-no-user-config"])
+        .args([
+            "-accel",
+            "kvm",
+            "-cpu",
+            "host",
+            "-m",
+            "256",
+            "-smp",
+            "1",
+            "-nodefaults",
+            "-no-user-config",
+        ])
         .args(["-display", "none", "-no-reboot", "-serial"])
         .arg(format!("file:{}", log.display()))
         .arg("-kernel")
@@ -74,7 +98,9 @@ async fn probe(kernel: &Path, scratch: &Path) -> Accel {
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn();
-    let Ok(mut child) = child else { return Accel::Tcg };
+    let Ok(mut child) = child else {
+        return Accel::Tcg;
+    };
     let mut result = Accel::Tcg;
     while started.elapsed() < PROBE_LIMIT {
         if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("Linux version")) {

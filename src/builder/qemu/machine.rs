@@ -15,7 +15,11 @@ use super::accel::Accel;
 #[derive(Debug, Clone)]
 pub enum Boot {
     /// Kernel and initrd given to QEMU directly (bootstrapped bases).
-    Kernel { kernel: PathBuf, initrd: PathBuf, append: String },
+    Kernel {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        append: String,
+    },
     /// The disk's own boot loader, through the firmware (cloud images).
     Firmware,
 }
@@ -68,7 +72,10 @@ impl MachineSpec {
             // The build overlay is throwaway until the clean shutdown, so the
             // guest's flushes need not reach the disk (a large speed-up under TCG).
             "-drive".into(),
-            format!("file={},if=virtio,format=qcow2,cache=unsafe,discard=unmap", self.disk.display()),
+            format!(
+                "file={},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+                self.disk.display()
+            ),
             "-netdev".into(),
             format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22", self.ssh_port),
             "-device".into(),
@@ -77,7 +84,12 @@ impl MachineSpec {
             "virtio-rng-pci".into(),
         ];
         args.extend(self.accel.qemu_args());
-        if let Boot::Kernel { kernel, initrd, append } = &self.boot {
+        if let Boot::Kernel {
+            kernel,
+            initrd,
+            append,
+        } = &self.boot
+        {
             args.extend([
                 "-kernel".into(),
                 kernel.display().to_string(),
@@ -88,13 +100,19 @@ impl MachineSpec {
             ]);
         }
         if let Some(seed) = &self.seed {
-            args.extend(["-drive".into(), format!("file={},if=virtio,format=raw,readonly=on", seed.display())]);
+            args.extend([
+                "-drive".into(),
+                format!("file={},if=virtio,format=raw,readonly=on", seed.display()),
+            ]);
         }
         for (name, value) in &self.credentials {
             // QEMU option values escape a comma by doubling it.
             args.extend([
                 "-fw_cfg".into(),
-                format!("name=opt/io.systemd.credentials/{name},string={}", value.replace(',', ",,")),
+                format!(
+                    "name=opt/io.systemd.credentials/{name},string={}",
+                    value.replace(',', ",,")
+                ),
             ]);
         }
         args
@@ -110,7 +128,11 @@ impl Machine {
     pub fn start(spec: MachineSpec) -> std::io::Result<Machine> {
         let stderr = std::fs::File::create(spec.run_dir.join("qemu.stderr"))?;
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(spec.args()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).kill_on_drop(true);
+        cmd.args(spec.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .kill_on_drop(true);
         // If imgbuild itself is killed, the guest must not outlive it.
         // SAFETY: prctl is async-signal-safe and touches only the child.
         unsafe {
@@ -134,12 +156,18 @@ impl Machine {
 
     /// What QEMU printed on stderr (why it refused to start, usually).
     pub fn stderr_text(&self) -> String {
-        std::fs::read_to_string(self.spec.run_dir.join("qemu.stderr")).unwrap_or_default().trim().to_string()
+        std::fs::read_to_string(self.spec.run_dir.join("qemu.stderr"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     }
 
     /// Waits up to `limit` for QEMU to exit by itself.
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        tokio::time::timeout(limit, self.child.wait()).await.ok().and_then(Result::ok)
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 
     /// Asks the guest to power off, as the power button would (ACPI).
@@ -161,7 +189,9 @@ async fn qmp(socket: &Path, command: &str) -> std::io::Result<()> {
     let mut lines = BufReader::new(read).lines();
     lines.next_line().await?; // greeting
     for cmd in ["qmp_capabilities", command] {
-        write.write_all(format!("{{\"execute\": \"{cmd}\"}}\n").as_bytes()).await?;
+        write
+            .write_all(format!("{{\"execute\": \"{cmd}\"}}\n").as_bytes())
+            .await?;
         // Events may arrive before the answer; the answer has "return" or "error".
         while let Some(line) = lines.next_line().await? {
             if line.contains("\"return\"") {
@@ -184,18 +214,28 @@ mod tests {
         let spec = MachineSpec {
             name: "b1".into(),
             disk: "/d/overlay.qcow2".into(),
-            boot: Boot::Kernel { kernel: "/c/vmlinuz".into(), initrd: "/c/initrd.img".into(), append: "root=LABEL=rootfs".into() },
+            boot: Boot::Kernel {
+                kernel: "/c/vmlinuz".into(),
+                initrd: "/c/initrd.img".into(),
+                append: "root=LABEL=rootfs".into(),
+            },
             accel: Accel::Tcg,
             memory_mib: 1024,
             cpus: 2,
             ssh_port: 2222,
             seed: None,
-            credentials: vec![("ssh.authorized_keys.root".into(), "ssh-ed25519 AAAA a,b".into())],
+            credentials: vec![(
+                "ssh.authorized_keys.root".into(),
+                "ssh-ed25519 AAAA a,b".into(),
+            )],
             run_dir: "/r".into(),
         };
         let args = spec.args().join(" ");
         assert!(args.contains("-fw_cfg name=opt/io.systemd.credentials/ssh.authorized_keys.root,string=ssh-ed25519 AAAA a,,b"), "{args}");
-        assert!(args.contains("-kernel /c/vmlinuz -initrd /c/initrd.img -append root=LABEL=rootfs"), "{args}");
+        assert!(
+            args.contains("-kernel /c/vmlinuz -initrd /c/initrd.img -append root=LABEL=rootfs"),
+            "{args}"
+        );
         assert!(args.contains("hostfwd=tcp:127.0.0.1:2222-:22"), "{args}");
         assert!(args.contains("-accel tcg"), "{args}");
     }

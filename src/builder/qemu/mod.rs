@@ -48,18 +48,33 @@ impl HasBuild for QemuContext {
     }
 }
 
-pub async fn run(build: BuildContext, config: QemuConfig, opts: &RunOptions) -> (RunReport, BuildContext) {
+pub async fn run(
+    build: BuildContext,
+    config: QemuConfig,
+    opts: &RunOptions,
+) -> (RunReport, BuildContext) {
     let (private, public) = temporary_key(&format!("imgbuild-{}", build.build_id));
     let out_dir = match &config.output_directory {
         Some(dir) => build.scope.expand(dir).map(PathBuf::from),
-        None => Ok(PathBuf::from(format!("output/{}-{}", build.template.name, build.template.version))),
+        None => Ok(PathBuf::from(format!(
+            "output/{}-{}",
+            build.template.name, build.template.version
+        ))),
     };
     let out_dir = match out_dir {
         Ok(d) => d,
-        Err(e) => return (pipeline::failed_before_start("prepare", e.to_string()), build),
+        Err(e) => {
+            return (
+                pipeline::failed_before_start("prepare", e.to_string()),
+                build,
+            );
+        }
     };
     let output = OutputPaths::new(out_dir, &build.template.name, &build.template.version);
-    let console_log = base::cache_dir().join("logs").join(format!("{}-{}.console.log", build.source.name, build.build_id));
+    let console_log = base::cache_dir().join("logs").join(format!(
+        "{}-{}.console.log",
+        build.source.name, build.build_id
+    ));
     let mut ctx = QemuContext {
         build,
         config,
@@ -73,7 +88,9 @@ pub async fn run(build: BuildContext, config: QemuConfig, opts: &RunOptions) -> 
         output,
     };
     let steps: Vec<Box<dyn Step<QemuContext>>> = vec![
-        Box::new(ReserveOutput { created: Vec::new() }),
+        Box::new(ReserveOutput {
+            created: Vec::new(),
+        }),
         Box::new(PrepareBase),
         Box::new(CreateOverlay),
         Box::new(StartMachine),
@@ -115,7 +132,8 @@ impl Step<QemuContext> for ReserveOutput {
             missing.push(d.to_path_buf());
             dir = d.parent();
         }
-        std::fs::create_dir_all(&ctx.output.dir).map_err(|e| failed(format!("cannot create {}: {e}", ctx.output.dir.display())))?;
+        std::fs::create_dir_all(&ctx.output.dir)
+            .map_err(|e| failed(format!("cannot create {}: {e}", ctx.output.dir.display())))?;
         self.created = missing;
         Ok(())
     }
@@ -142,22 +160,35 @@ impl Step<QemuContext> for PrepareBase {
 
     async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
         let b = &ctx.build;
-        let base = match (&ctx.config.base_image, &ctx.config.base_url, &ctx.config.bootstrap) {
+        let base = match (
+            &ctx.config.base_image,
+            &ctx.config.base_url,
+            &ctx.config.bootstrap,
+        ) {
             (Some(path), _, _) => {
                 let path = b.scope.expand(path).map_err(failed)?;
                 base::local(&b.template.dir().join(path)).await
             }
             (_, Some(url), _) => {
                 let url = b.scope.expand(url).map_err(failed)?;
-                base::download(&url, ctx.config.sha256.as_deref().unwrap_or_default(), &b.events).await
+                base::download(
+                    &url,
+                    ctx.config.sha256.as_deref().unwrap_or_default(),
+                    &b.events,
+                )
+                .await
             }
             (_, _, Some(cfg)) => bootstrap::base(cfg, &b.events).await,
             _ => Err("no base image configured".to_string()),
         }
         .map_err(failed)?;
         ctx.build.scope.set("source.id", base.id.clone());
-        ctx.build.scope.set("source.image", base.disk.display().to_string());
-        ctx.build.manifest.insert("base_id".into(), base.id.clone().into());
+        ctx.build
+            .scope
+            .set("source.image", base.disk.display().to_string());
+        ctx.build
+            .manifest
+            .insert("base_id".into(), base.id.clone().into());
         ctx.base = Some(base);
         Ok(())
     }
@@ -175,9 +206,13 @@ impl Step<QemuContext> for CreateOverlay {
 
     async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
         let base = ctx.base.clone().ok_or_else(|| failed("no base image"))?;
-        let work = tempfile::Builder::new().prefix("imgbuild-qemu-").tempdir().map_err(failed)?;
+        let work = tempfile::Builder::new()
+            .prefix("imgbuild-qemu-")
+            .tempdir()
+            .map_err(failed)?;
         let overlay = work.path().join("overlay.qcow2");
-        let base_path = std::fs::canonicalize(&base.disk).map_err(|e| failed(format!("{}: {e}", base.disk.display())))?;
+        let base_path = std::fs::canonicalize(&base.disk)
+            .map_err(|e| failed(format!("{}: {e}", base.disk.display())))?;
         let mut args = vec![
             "create".to_string(),
             "-q".into(),
@@ -196,7 +231,9 @@ impl Step<QemuContext> for CreateOverlay {
         if matches!(base.kind, BaseKind::CloudImage) {
             let seed = work.path().join("seed.iso");
             let user = ssh_user(ctx);
-            write_seed(work.path(), &seed, &user, &ctx.key.1, &ctx.build.build_id).await.map_err(failed)?;
+            write_seed(work.path(), &seed, &user, &ctx.key.1, &ctx.build.build_id)
+                .await
+                .map_err(failed)?;
             ctx.seed = Some(seed);
         }
         ctx.overlay = Some(overlay);
@@ -205,7 +242,9 @@ impl Step<QemuContext> for CreateOverlay {
     }
 
     async fn cleanup(&mut self, ctx: &mut QemuContext, _: Ending) -> Vec<Leftover> {
-        let Some(work) = ctx.work.take() else { return Vec::new() };
+        let Some(work) = ctx.work.take() else {
+            return Vec::new();
+        };
         let path = work.path().to_path_buf();
         match work.close() {
             Ok(()) => Vec::new(),
@@ -220,7 +259,12 @@ impl Step<QemuContext> for CreateOverlay {
 }
 
 fn ssh_user(ctx: &QemuContext) -> String {
-    ctx.build.source.ssh.ssh_username.clone().unwrap_or_else(|| "root".into())
+    ctx.build
+        .source
+        .ssh
+        .ssh_username
+        .clone()
+        .unwrap_or_else(|| "root".into())
 }
 
 async fn run_tool(program: &str, args: &[String]) -> Result<(), String> {
@@ -232,16 +276,28 @@ async fn run_tool(program: &str, args: &[String]) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{program} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
 /// A NoCloud seed: the build user, authorised by the temporary key.
-async fn write_seed(dir: &std::path::Path, seed: &std::path::Path, user: &str, public_key: &str, build_id: &str) -> Result<(), String> {
+async fn write_seed(
+    dir: &std::path::Path,
+    seed: &std::path::Path,
+    user: &str,
+    public_key: &str,
+    build_id: &str,
+) -> Result<(), String> {
     let account = if user == "root" {
         "disable_root: false\nusers:\n  - default\n  - name: root\n    ssh_authorized_keys:\n      - KEY\n".to_string()
     } else {
-        format!("users:\n  - default\n  - name: {user}\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    shell: /bin/bash\n    lock_passwd: true\n    ssh_authorized_keys:\n      - KEY\n")
+        format!(
+            "users:\n  - default\n  - name: {user}\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    shell: /bin/bash\n    lock_passwd: true\n    ssh_authorized_keys:\n      - KEY\n"
+        )
     };
     // Without these, cloud-init reports an error and takes a minute longer.
     let user_data = format!(
@@ -251,14 +307,24 @@ async fn write_seed(dir: &std::path::Path, seed: &std::path::Path, user: &str, p
     let files = dir.join("seed");
     std::fs::create_dir_all(&files).map_err(|e| e.to_string())?;
     std::fs::write(files.join("user-data"), user_data).map_err(|e| e.to_string())?;
-    std::fs::write(files.join("meta-data"), format!("instance-id: imgbuild-{build_id}\nlocal-hostname: imgbuild\n"))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        files.join("meta-data"),
+        format!("instance-id: imgbuild-{build_id}\nlocal-hostname: imgbuild\n"),
+    )
+    .map_err(|e| e.to_string())?;
     let args: Vec<String> = ["-quiet", "-output"]
         .iter()
         .map(|s| s.to_string())
         .chain([seed.display().to_string()])
-        .chain(["-volid", "cidata", "-joliet", "-rock"].iter().map(|s| s.to_string()))
-        .chain([files.join("user-data").display().to_string(), files.join("meta-data").display().to_string()])
+        .chain(
+            ["-volid", "cidata", "-joliet", "-rock"]
+                .iter()
+                .map(|s| s.to_string()),
+        )
+        .chain([
+            files.join("user-data").display().to_string(),
+            files.join("meta-data").display().to_string(),
+        ])
         .collect();
     run_tool("genisoimage", &args).await
 }
@@ -274,7 +340,12 @@ impl Step<QemuContext> for StartMachine {
 
     async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
         let base = ctx.base.clone().ok_or_else(|| failed("no base image"))?;
-        let work = ctx.work.as_ref().ok_or_else(|| failed("no overlay"))?.path().to_path_buf();
+        let work = ctx
+            .work
+            .as_ref()
+            .ok_or_else(|| failed("no overlay"))?
+            .path()
+            .to_path_buf();
         let (boot, probe_kernel) = match &base.kind {
             BaseKind::Bootstrapped { kernel, initrd } => (
                 Boot::Kernel {
@@ -286,13 +357,20 @@ impl Step<QemuContext> for StartMachine {
             ),
             BaseKind::CloudImage => (Boot::Firmware, bootstrap::any_cached_kernel()),
         };
-        let accel = accel::choose(ctx.config.accelerator, probe_kernel.as_deref(), &work).await.map_err(failed)?;
-        ctx.build.events.info(format!("accelerator: {}", accel.name()));
+        let accel = accel::choose(ctx.config.accelerator, probe_kernel.as_deref(), &work)
+            .await
+            .map_err(failed)?;
+        ctx.build
+            .events
+            .info(format!("accelerator: {}", accel.name()));
         if let Some(dir) = ctx.console_log.parent() {
             std::fs::create_dir_all(dir).map_err(failed)?;
         }
         let credentials = match base.kind {
-            BaseKind::Bootstrapped { .. } => vec![("ssh.authorized_keys.root".to_string(), ctx.key.1.trim().to_string())],
+            BaseKind::Bootstrapped { .. } => vec![(
+                "ssh.authorized_keys.root".to_string(),
+                ctx.key.1.trim().to_string(),
+            )],
             BaseKind::CloudImage => Vec::new(),
         };
         // A port can be taken between choosing and binding it; try a few.
@@ -311,7 +389,11 @@ impl Step<QemuContext> for StartMachine {
                 credentials: credentials.clone(),
                 run_dir: work.clone(),
             };
-            let machine = Machine::start(spec).map_err(|e| failed(format!("cannot start qemu-system-x86_64: {e} (scripts/setup installs it)")))?;
+            let machine = Machine::start(spec).map_err(|e| {
+                failed(format!(
+                    "cannot start qemu-system-x86_64: {e} (scripts/setup installs it)"
+                ))
+            })?;
             ctx.build.events.info(format!(
                 "QEMU started (pid {}), SSH forwarded from 127.0.0.1:{port}; serial console: {}",
                 machine.pid().unwrap_or(0),
@@ -323,14 +405,26 @@ impl Step<QemuContext> for StartMachine {
             match machine.exited() {
                 None => {
                     let user = ssh_user(ctx);
-                    let credential = Credential::Key { private_pem: ctx.key.0.clone(), label: "the build's temporary key".into() };
-                    let target = super::ssh_target(&ctx.build.template, &ctx.build.source, &ctx.build.scope, "127.0.0.1", port, &user, credential)
-                        .map_err(failed)?;
+                    let credential = Credential::Key {
+                        private_pem: ctx.key.0.clone(),
+                        label: "the build's temporary key".into(),
+                    };
+                    let target = super::ssh_target(
+                        &ctx.build.template,
+                        &ctx.build.source,
+                        &ctx.build.scope,
+                        "127.0.0.1",
+                        port,
+                        &user,
+                        credential,
+                    )
+                    .map_err(failed)?;
                     ctx.build.ssh_target = Some(target);
                     return Ok(());
                 }
                 Some(status) => {
-                    last_error = format!("QEMU exited at once ({status}): {}", machine.stderr_text());
+                    last_error =
+                        format!("QEMU exited at once ({status}): {}", machine.stderr_text());
                     ctx.machine = None;
                 }
             }
@@ -356,7 +450,9 @@ impl Step<QemuContext> for StartMachine {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Waits for SSH, giving up early if QEMU exits; errors name the serial log.
@@ -369,9 +465,17 @@ impl Step<QemuContext> for WaitForSsh {
     }
 
     async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
-        let target = ctx.build.ssh_target.clone().ok_or_else(|| failed("no SSH target"))?;
+        let target = ctx
+            .build
+            .ssh_target
+            .clone()
+            .ok_or_else(|| failed("no SSH target"))?;
         let cancel = ctx.build.cancel.clone();
-        ctx.build.events.info(format!("waiting for SSH on {} (up to {})", target.endpoint, humantime::format_duration(target.timeout)));
+        ctx.build.events.info(format!(
+            "waiting for SSH on {} (up to {})",
+            target.endpoint,
+            humantime::format_duration(target.timeout)
+        ));
         let connect = Communicator::connect(target, cancel);
         tokio::pin!(connect);
         let result = loop {
@@ -393,7 +497,10 @@ impl Step<QemuContext> for WaitForSsh {
                 ctx.build.comm = Some(comm);
                 Ok(())
             }
-            Err(e) => Err(failed(format!("{e}; the guest's serial console is in {}", ctx.console_log.display()))),
+            Err(e) => Err(failed(format!(
+                "{e}; the guest's serial console is in {}",
+                ctx.console_log.display()
+            ))),
         }
     }
 
@@ -424,27 +531,47 @@ impl Step<QemuContext> for Shutdown {
     }
 
     async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
-        let limit = ctx.config.shutdown_timeout.map(|t| t.0).unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+        let limit = ctx
+            .config
+            .shutdown_timeout
+            .map(|t| t.0)
+            .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
         if let Some(comm) = ctx.build.comm.take() {
             // The temporary key must not stay authorised in the image (a file
             // left empty would also stop the next boot's key credential).
-            let key = ctx.key.1.split_whitespace().nth(1).unwrap_or_default().to_string();
+            let key = ctx
+                .key
+                .1
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
             let forget_key = format!(
                 "f=\"$HOME/.ssh/authorized_keys\"; if [ -f \"$f\" ]; then grep -v -F '{key}' \"$f\" > \"$f.new\"; \
                  if [ -s \"$f.new\" ]; then mv \"$f.new\" \"$f\"; else rm -f \"$f\" \"$f.new\"; fi; fi"
             );
             if let Err(e) = comm.output(&forget_key).await {
-                ctx.build.events.warn(format!("could not remove the temporary key from authorized_keys: {e}"));
+                ctx.build.events.warn(format!(
+                    "could not remove the temporary key from authorized_keys: {e}"
+                ));
             }
             let command = "if [ \"$(id -u)\" -eq 0 ]; then systemctl poweroff --no-block || poweroff; \
                            else sudo -n systemctl poweroff --no-block || sudo -n poweroff; fi";
             // The connection may drop as the guest goes down: that is the point.
-            let _ = comm.exec(command, Some(Duration::from_secs(30)), |_, _| {}).await;
+            let _ = comm
+                .exec(command, Some(Duration::from_secs(30)), |_, _| {})
+                .await;
             comm.close().await;
         }
-        let machine = ctx.machine.as_mut().ok_or_else(|| failed("QEMU is not running"))?;
+        let machine = ctx
+            .machine
+            .as_mut()
+            .ok_or_else(|| failed("QEMU is not running"))?;
         if machine.wait_exit(limit).await.is_none() {
-            ctx.build.events.warn(format!("the guest did not power off within {}; pressing the power button (ACPI)", humantime::format_duration(limit)));
+            ctx.build.events.warn(format!(
+                "the guest did not power off within {}; pressing the power button (ACPI)",
+                humantime::format_duration(limit)
+            ));
             let _ = machine.powerdown().await;
             if machine.wait_exit(Duration::from_secs(60)).await.is_none() {
                 save_console_log(ctx);
@@ -477,10 +604,18 @@ impl Step<QemuContext> for ExportImage {
         let out = ctx.output.clone();
         let partial = out.image.with_extension("qcow2.partial");
         self.written = true;
-        run_tool("qemu-img", &output::convert_args(&overlay, &partial, ctx.config.compression)).await.map_err(failed)?;
+        run_tool(
+            "qemu-img",
+            &output::convert_args(&overlay, &partial, ctx.config.compression),
+        )
+        .await
+        .map_err(failed)?;
         std::fs::rename(&partial, &out.image).map_err(failed)?;
         let image = out.image.clone();
-        let sha = tokio::task::spawn_blocking(move || base::sha256_file(&image)).await.map_err(failed)?.map_err(failed)?;
+        let sha = tokio::task::spawn_blocking(move || base::sha256_file(&image))
+            .await
+            .map_err(failed)?
+            .map_err(failed)?;
         std::fs::write(&out.checksum, output::checksum_line(&sha, &out.image)).map_err(failed)?;
         let size = std::fs::metadata(&out.image).map_err(failed)?.len();
         let b = &ctx.build;
@@ -488,7 +623,9 @@ impl Step<QemuContext> for ExportImage {
             name: b.template.name.clone(),
             version: b.template.version.clone(),
             build_id: b.build_id.clone(),
-            built_at: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            built_at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
             format: "qcow2",
             compression: output::compression_name(ctx.config.compression),
             sha256: sha.clone(),
@@ -499,11 +636,20 @@ impl Step<QemuContext> for ExportImage {
         };
         let json = serde_json::to_string_pretty(&metadata).map_err(failed)?;
         std::fs::write(&out.metadata, json + "\n").map_err(failed)?;
-        ctx.build.events.info(format!("wrote {} ({:.0} MiB, sha256 {sha})", out.image.display(), size as f64 / 1048576.0));
+        ctx.build.events.info(format!(
+            "wrote {} ({:.0} MiB, sha256 {sha})",
+            out.image.display(),
+            size as f64 / 1048576.0
+        ));
         let b = &mut ctx.build;
-        b.manifest.insert("image".into(), out.image.display().to_string().into());
+        b.manifest
+            .insert("image".into(), out.image.display().to_string().into());
         b.manifest.insert("sha256".into(), sha.into());
-        b.artifacts.push(Artifact { builder: "qemu".into(), location: out.dir.display().to_string(), id: out.image.display().to_string() });
+        b.artifacts.push(Artifact {
+            builder: "qemu".into(),
+            location: out.dir.display().to_string(),
+            id: out.image.display().to_string(),
+        });
         Ok(())
     }
 

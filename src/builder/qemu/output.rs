@@ -62,7 +62,11 @@ pub fn convert_args(overlay: &Path, target: &Path, compression: Compression) -> 
     let mut args = vec!["convert".to_string(), "-O".into(), "qcow2".into()];
     match compression {
         Compression::None => {}
-        c => args.extend(["-c".into(), "-o".into(), format!("compression_type={}", compression_name(c))]),
+        c => args.extend([
+            "-c".into(),
+            "-o".into(),
+            format!("compression_type={}", compression_name(c)),
+        ]),
     }
     args.extend([overlay.display().to_string(), target.display().to_string()]);
     args
@@ -70,7 +74,10 @@ pub fn convert_args(overlay: &Path, target: &Path, compression: Compression) -> 
 
 /// `sha256sum` format, so `sha256sum -c` verifies the image.
 pub fn checksum_line(sha256: &str, image: &Path) -> String {
-    let name = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     format!("{sha256}  {name}\n")
 }
 
@@ -82,15 +89,31 @@ mod tests {
     fn names_follow_name_and_version() {
         let p = OutputPaths::new("output/httpd-1.2".into(), "httpd", "1.2");
         assert_eq!(p.image, Path::new("output/httpd-1.2/httpd-1.2.qcow2"));
-        assert_eq!(p.checksum, Path::new("output/httpd-1.2/httpd-1.2.qcow2.sha256"));
+        assert_eq!(
+            p.checksum,
+            Path::new("output/httpd-1.2/httpd-1.2.qcow2.sha256")
+        );
         assert_eq!(checksum_line("abc", &p.image), "abc  httpd-1.2.qcow2\n");
     }
 
     #[test]
     fn zstd_is_the_compressed_default() {
-        let args = convert_args(Path::new("o.qcow2"), Path::new("t.qcow2"), Compression::Zstd).join(" ");
-        assert_eq!(args, "convert -O qcow2 -c -o compression_type=zstd o.qcow2 t.qcow2");
-        let args = convert_args(Path::new("o.qcow2"), Path::new("t.qcow2"), Compression::None).join(" ");
+        let args = convert_args(
+            Path::new("o.qcow2"),
+            Path::new("t.qcow2"),
+            Compression::Zstd,
+        )
+        .join(" ");
+        assert_eq!(
+            args,
+            "convert -O qcow2 -c -o compression_type=zstd o.qcow2 t.qcow2"
+        );
+        let args = convert_args(
+            Path::new("o.qcow2"),
+            Path::new("t.qcow2"),
+            Compression::None,
+        )
+        .join(" ");
         assert_eq!(args, "convert -O qcow2 o.qcow2 t.qcow2");
     }
 }

@@ -1,0 +1,414 @@
+//! The QEMU builder for real: a Debian base bootstrapped from packages, a
+//! build under QEMU (software emulation is fine), and the output booted
+//! again to check what the provisioners left in it.
+//!
+//! The tests share one base cache and run one at a time: each boots a
+//! guest, and two at once on a small CI machine only slow each other down.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{Scratch, imgbuild, run, text};
+
+static ONE_GUEST_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Bootstraps are cached here for the whole test run (and later runs).
+fn cache_home() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("imgbuild-cache")
+}
+
+const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
+
+fn template(body: &str) -> String {
+    format!(
+        r#"name = "probe"
+version = "0.1"
+
+[source.local]
+type = "qemu"
+bootstrap = {{ distribution = "debian", suite = "bookworm" }}
+memory = 1024
+cpus = 2
+ssh_timeout = "8m"
+output_directory = "out"
+
+{body}"#
+    )
+}
+
+/// The build command with the shared cache and a private temporary folder.
+fn build_command(scratch: &Scratch) -> Command {
+    let tmp = scratch.path("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let mut cmd = imgbuild();
+    cmd.args(["build", "t.toml"])
+        .current_dir(scratch.dir.path())
+        .env("XDG_CACHE_HOME", cache_home())
+        .env("TMPDIR", &tmp);
+    cmd
+}
+
+/// Nothing temporary of a finished build may remain: no QEMU, no overlay, no port.
+fn assert_no_machine_left(scratch: &Scratch, stderr: &str) {
+    let qemu = common::processes_matching(&scratch.path("tmp").display().to_string());
+    assert!(qemu.is_empty(), "QEMU left running: {qemu:?}");
+    let tmp: Vec<_> = fs::read_dir(scratch.path("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(tmp.is_empty(), "temporary files left: {tmp:?}");
+    if let Some(port) = forwarded_port(stderr) {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still listening"
+        );
+    }
+}
+
+/// After a failed or cancelled build: nothing temporary, and no output either.
+fn assert_nothing_left(scratch: &Scratch, stderr: &str) {
+    assert_no_machine_left(scratch, stderr);
+    assert!(
+        !scratch.path("out/probe-0.1.qcow2").exists(),
+        "no image from a failed build"
+    );
+    assert!(
+        !scratch.path("out").exists(),
+        "the output folder it created is removed"
+    );
+}
+
+fn forwarded_port(stderr: &str) -> Option<u16> {
+    let rest = stderr.split("SSH forwarded from 127.0.0.1:").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn builds_a_bootable_image_with_provisioned_files_and_packages() {
+    let _one = ONE_GUEST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new();
+    scratch.write("files/motd", "provisioned by imgbuild\n");
+    scratch.write(
+        "t.toml",
+        &template(
+            r#"[[provisioner]]
+type = "shell"
+inline = ["apt-get update -q", "DEBIAN_FRONTEND=noninteractive apt-get install -y -q hello", "hello --version | head -n 1"]
+
+[[provisioner]]
+type = "file"
+source = "files/motd"
+destination = "/etc/motd"
+"#,
+        ),
+    );
+    let out = run(&mut build_command(&scratch), BUILD_LIMIT);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "build failed:\n{stderr}");
+    assert_eq!(text(&out.stdout), "out: out/probe-0.1.qcow2\n");
+    assert!(stderr.contains("hello (GNU Hello)"), "{stderr}");
+    assert!(
+        stderr.contains("build finished in"),
+        "a summary of where the time went:\n{stderr}"
+    );
+
+    let image = scratch.path("out/probe-0.1.qcow2");
+    let sums = Command::new("sha256sum")
+        .arg("-c")
+        .arg("probe-0.1.qcow2.sha256")
+        .current_dir(scratch.path("out"))
+        .output()
+        .unwrap();
+    assert!(
+        sums.status.success(),
+        "the .sha256 file matches: {}",
+        text(&sums.stdout)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(scratch.path("out/probe-0.1.json")).unwrap())
+            .unwrap();
+    assert_eq!(metadata["version"], "0.1");
+    assert_eq!(metadata["format"], "qcow2");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(scratch.path("imgbuild-manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["builds"][0]["builder_type"], "qemu");
+    assert_eq!(
+        manifest["builds"][0]["artifacts"][0]["id"],
+        "out/probe-0.1.qcow2"
+    );
+    assert_no_machine_left(&scratch, &stderr);
+
+    // The image boots by itself (its own boot loader), and has what was provisioned.
+    let guest = BootedImage::start(&scratch, &image);
+    assert_eq!(guest.ssh("cat /etc/motd"), "provisioned by imgbuild\n");
+    assert!(
+        guest
+            .ssh("dpkg-query -W -f='${Status}' hello")
+            .contains("install ok installed")
+    );
+    assert_eq!(
+        guest
+            .ssh("grep -c imgbuild- /root/.ssh/authorized_keys || true")
+            .trim(),
+        "0",
+        "the build's key is gone"
+    );
+}
+
+/// An output image booted through its own boot loader, reachable by SSH.
+struct BootedImage {
+    child: std::process::Child,
+    port: u16,
+    key: PathBuf,
+}
+
+impl BootedImage {
+    fn start(scratch: &Scratch, image: &Path) -> BootedImage {
+        let key = scratch.path("verify_key");
+        common::keygen(&key);
+        let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+        let overlay = scratch.path("verify.qcow2");
+        let status = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(fs::canonicalize(image).unwrap())
+            .arg(&overlay)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let port = common::free_port();
+        let child = Command::new("qemu-system-x86_64")
+            .args([
+                "-machine",
+                "q35",
+                "-accel",
+                "tcg,thread=multi",
+                "-cpu",
+                "qemu64",
+                "-m",
+                "1024",
+                "-smp",
+                "2",
+            ])
+            .args([
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-serial",
+            ])
+            .arg(format!(
+                "file:{}",
+                scratch.path("verify-console.log").display()
+            ))
+            .arg("-drive")
+            .arg(format!(
+                "file={},if=virtio,format=qcow2,cache=unsafe",
+                overlay.display()
+            ))
+            .args([
+                "-netdev",
+                &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),
+                "-device",
+                "virtio-net-pci,netdev=n0",
+            ])
+            .arg("-fw_cfg")
+            .arg(format!(
+                "name=opt/io.systemd.credentials/ssh.authorized_keys.root,string={}",
+                public.trim()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start qemu");
+        let guest = BootedImage { child, port, key };
+        let until = Instant::now() + Duration::from_secs(300);
+        while guest.try_ssh("true").is_none() {
+            assert!(
+                Instant::now() < until,
+                "the output image did not boot to SSH; console:\n{}",
+                fs::read_to_string(scratch.path("verify-console.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        guest
+    }
+
+    fn try_ssh(&self, command: &str) -> Option<String> {
+        let out = Command::new("ssh")
+            .args([
+                "-q",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "ConnectTimeout=5",
+                "-i",
+            ])
+            .arg(&self.key)
+            .args(["-p", &self.port.to_string(), "root@127.0.0.1", command])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        out.status.success().then(|| text(&out.stdout))
+    }
+
+    fn ssh(&self, command: &str) -> String {
+        self.try_ssh(command)
+            .unwrap_or_else(|| panic!("`{command}` failed in the booted image"))
+    }
+}
+
+impl Drop for BootedImage {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_failing_provisioner_leaves_nothing_behind() {
+    let _one = ONE_GUEST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new();
+    scratch.write(
+        "t.toml",
+        &template(
+            "[[provisioner]]\ntype = \"shell\"\ninline = [\"echo about to fail\", \"exit 9\"]\n",
+        ),
+    );
+    let out = run(&mut build_command(&scratch), BUILD_LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("step \"provision\" failed: provisioner 1 (shell, t.toml:12): inline script exited with code 9"), "{stderr}");
+    assert_nothing_left(&scratch, &stderr);
+}
+
+#[test]
+fn sigint_during_provisioning_leaves_nothing_behind() {
+    let _one = ONE_GUEST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new();
+    scratch.write("t.toml", &template("[[provisioner]]\ntype = \"shell\"\ninline = [\"echo provisioning-started\", \"sleep 600\"]\n"));
+    let stderr_path = scratch.path("stderr.log");
+    let child = build_command(&scratch)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + BUILD_LIMIT;
+    while !fs::read_to_string(&stderr_path)
+        .unwrap_or_default()
+        .contains("provisioning-started")
+    {
+        assert!(
+            Instant::now() < until,
+            "provisioning never started:\n{}",
+            fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    common::send_signal(&child, libc::SIGINT);
+    let out = common::wait_output(child, Duration::from_secs(120));
+    let stderr = fs::read_to_string(&stderr_path).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("build cancelled"), "{stderr}");
+    assert_nothing_left(&scratch, &stderr);
+}
+
+/// Serves one fixed body over HTTP on 127.0.0.1, for download tests.
+fn serve_once(body: &'static [u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(body);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_base_image_with_the_wrong_checksum_is_rejected_and_not_cached() {
+    let scratch = Scratch::new();
+    let cache = scratch.path("cache");
+    let port = serve_once(b"not really a disk image");
+    scratch.write(
+        "t.toml",
+        &format!(
+            "name = \"probe\"\nversion = \"0.1\"\n[source.local]\ntype = \"qemu\"\nbase_url = \"http://127.0.0.1:{port}/disk.qcow2\"\nsha256 = \"{}\"\noutput_directory = \"out\"\n",
+            "0".repeat(64)
+        ),
+    );
+    let out = run(
+        imgbuild()
+            .args(["build", "t.toml"])
+            .current_dir(scratch.dir.path())
+            .env("XDG_CACHE_HOME", &cache),
+        Duration::from_secs(60),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    use sha2::Digest;
+    let actual = hex::encode(sha2::Sha256::digest(b"not really a disk image"));
+    assert!(
+        stderr.contains(&format!(
+            "checksum mismatch for http://127.0.0.1:{port}/disk.qcow2: expected sha256 {}, got {actual}",
+            "0".repeat(64)
+        )),
+        "{stderr}"
+    );
+    let cached: Vec<_> = fs::read_dir(cache.join("imgbuild/downloads"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        cached.is_empty(),
+        "nothing unverified is cached: {cached:?}"
+    );
+    assert!(!scratch.path("out").exists());
+}
+
+#[test]
+fn an_existing_image_is_never_overwritten() {
+    let scratch = Scratch::new();
+    scratch.write("out/probe-0.1.qcow2", "precious");
+    scratch.write("t.toml", &template(""));
+    let out = run(&mut build_command(&scratch), Duration::from_secs(60));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("out/probe-0.1.qcow2 already exists; bump `version`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read_to_string(scratch.path("out/probe-0.1.qcow2")).unwrap(),
+        "precious"
+    );
+}
