@@ -16,16 +16,30 @@ use super::source::{self, COMMON_PROVIDES, Checker, SOURCE_TYPES};
 use super::variables::{self, VarInputs};
 use super::{Direction, Provisioner, ProvisionerKind, Source, Template, Variable};
 
-const TOP_LEVEL_KEYS: &[&str] = &["name", "version", "description", "variables", "source", "provisioner"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "version",
+    "description",
+    "variables",
+    "source",
+    "provisioner",
+];
 const PROVISIONER_TYPES: &[&str] = &["shell", "file"];
 
 /// Loads and checks `path`. Either every check passed, or every problem found
 /// is returned, each with its location.
 pub fn load(path: &Path, inputs: &VarInputs) -> Result<Template, Vec<Diagnostic>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![Diagnostic::whole_file(path, format!("cannot read template: {e}"))])?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic::whole_file(
+            path,
+            format!("cannot read template: {e}"),
+        )]
+    })?;
     let doc = Document::parse(path, text)?;
-    let mut loader = Loader { doc: &doc, diags: Vec::new() };
+    let mut loader = Loader {
+        doc: &doc,
+        diags: Vec::new(),
+    };
     let template = loader.template(inputs);
     match template {
         Some(t) if loader.diags.is_empty() => Ok(t),
@@ -58,31 +72,48 @@ impl<'a> Loader<'a> {
 
     fn template(&mut self, inputs: &VarInputs) -> Option<Template> {
         let root = self.doc.root.get_ref();
-        self.unknown_keys(&KeyPath::root(), root, &[TOP_LEVEL_KEYS], "at the top level");
+        self.unknown_keys(
+            &KeyPath::root(),
+            root,
+            &[TOP_LEVEL_KEYS],
+            "at the top level",
+        );
 
-        let name = self.required_string(&KeyPath::root().key("name"), "the image name, e.g. `name = \"httpd\"`");
-        let version =
-            self.required_string(&KeyPath::root().key("version"), "the image version, e.g. `version = \"1.0\"`");
+        let name = self.required_string(
+            &KeyPath::root().key("name"),
+            "the image name, e.g. `name = \"httpd\"`",
+        );
+        let version = self.required_string(
+            &KeyPath::root().key("version"),
+            "the image version, e.g. `version = \"1.0\"`",
+        );
         let description = self.optional_string(&KeyPath::root().key("description"));
 
         let variables = self.variables(inputs);
-        let sources = self.sources();
-        let provisioners = self.provisioners(&sources);
-        self.references(&sources, &provisioners, &variables);
-        if let Some(name) = &name {
-            self.check_name(name);
-        }
-
         let mut scope = Scope::default();
         for v in &variables {
             if let Some(value) = &v.value {
                 scope.set(format!("var.{}", v.name), value.clone());
             }
         }
-        let name = scope.expand(&name?).ok()?;
-        let version = scope.expand(&version?).ok()?;
-        scope.set("image.name", name.clone());
-        scope.set("image.version", version.clone());
+        let expanded_name = name.as_ref().and_then(|n| scope.expand(n).ok());
+        let expanded_version = version.as_ref().and_then(|v| scope.expand(v).ok());
+        if let Some(n) = &expanded_name {
+            scope.set("image.name", n.clone());
+        }
+        if let Some(v) = &expanded_version {
+            scope.set("image.version", v.clone());
+        }
+
+        let sources = self.sources(&scope);
+        let provisioners = self.provisioners(&sources);
+        self.references(&sources, &provisioners, &variables);
+        if let Some(name) = &name {
+            self.check_name(name);
+        }
+
+        let name = expanded_name?;
+        let version = expanded_version?;
         Some(Template {
             path: self.doc.path.clone(),
             name,
@@ -97,7 +128,9 @@ impl<'a> Loader<'a> {
 
     fn check_name(&mut self, name: &str) {
         let ok = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-${}".contains(c));
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-${}".contains(c));
         if !ok {
             self.error_at(
                 &KeyPath::root().key("name"),
@@ -107,7 +140,13 @@ impl<'a> Loader<'a> {
     }
 
     /// Reports every key of `table` not in any of `allowed`.
-    fn unknown_keys(&mut self, path: &KeyPath, table: &DeTable<'static>, allowed: &[&[&str]], place: &str) -> bool {
+    fn unknown_keys(
+        &mut self,
+        path: &KeyPath,
+        table: &DeTable<'static>,
+        allowed: &[&[&str]],
+        place: &str,
+    ) -> bool {
         let mut clean = true;
         for (key, _) in table.iter() {
             let key_name = key.get_ref().as_ref();
@@ -116,7 +155,10 @@ impl<'a> Loader<'a> {
             }
             clean = false;
             let hint = did_you_mean(key_name, allowed.iter().flat_map(|s| s.iter().copied()));
-            let d = self.error(Some(key.span()), format!("unknown key `{key_name}` {place}"));
+            let d = self.error(
+                Some(key.span()),
+                format!("unknown key `{key_name}` {place}"),
+            );
             if let Some(hint) = hint {
                 d.help = Some(format!("did you mean `{hint}`?"));
             }
@@ -156,7 +198,10 @@ impl<'a> Loader<'a> {
         match value.get_ref() {
             DeValue::Table(t) => Some(t),
             _ => {
-                self.error(Some(value.span()), format!("`{path}` must be a table ({what})"));
+                self.error(
+                    Some(value.span()),
+                    format!("`{path}` must be a table ({what})"),
+                );
                 None
             }
         }
@@ -190,15 +235,27 @@ impl<'a> Loader<'a> {
             let name = key.get_ref().to_string();
             let var_path = path.key(&name);
             if !is_identifier(&name) {
-                self.error(Some(key.span()), format!("variable name `{name}` may contain only letters, digits and `_`"));
+                self.error(
+                    Some(key.span()),
+                    format!("variable name `{name}` may contain only letters, digits and `_`"),
+                );
             }
-            let Some(def_table) = self.table_at(&var_path, "with `default`, `description`, `sensitive`") else {
+            let Some(def_table) =
+                self.table_at(&var_path, "with `default`, `description`, `sensitive`")
+            else {
                 continue;
             };
-            if !self.unknown_keys(&var_path, def_table, &[fields_of::<VariableDef>()], &format!("in variable `{name}`")) {
+            if !self.unknown_keys(
+                &var_path,
+                def_table,
+                &[fields_of::<VariableDef>()],
+                &format!("in variable `{name}`"),
+            ) {
                 continue;
             }
-            let Some(def) = self.deserialize::<VariableDef>(value.clone()) else { continue };
+            let Some(def) = self.deserialize::<VariableDef>(value.clone()) else {
+                continue;
+            };
             let set = assigned.get(&name).map(|a| a.value.clone());
             let value_now = set.or(def.default.clone());
             if value_now.is_none() {
@@ -207,12 +264,23 @@ impl<'a> Loader<'a> {
                     "set it with `--var {name}=VALUE`, a `--var-file`, or IMGBUILD_VAR_{name}; or give it a `default`"
                 ));
             }
-            out.push(Variable { name, value: value_now, description: def.description, sensitive: def.sensitive });
+            out.push(Variable {
+                name,
+                value: value_now,
+                description: def.description,
+                sensitive: def.sensitive,
+            });
         }
         for (name, a) in &assigned {
             if !table.contains_key(name.as_str()) && !a.origin.starts_with("environment") {
                 let hint = did_you_mean(name, table.iter().map(|(k, _)| k.get_ref().as_ref()));
-                let d = self.doc.diagnostic(Some(0..0), format!("{} sets `{name}`, which the template does not declare", a.origin));
+                let d = self.doc.diagnostic(
+                    Some(0..0),
+                    format!(
+                        "{} sets `{name}`, which the template does not declare",
+                        a.origin
+                    ),
+                );
                 self.diags.push(match hint {
                     Some(h) => d.with_help(format!("did you mean `{h}`?")),
                     None => d.with_help(format!("declare it with a `[variables.{name}]` table")),
@@ -222,7 +290,7 @@ impl<'a> Loader<'a> {
         out
     }
 
-    fn sources(&mut self) -> Vec<Source> {
+    fn sources(&mut self, known: &Scope) -> Vec<Source> {
         let path = KeyPath::root().key("source");
         let mut out = Vec::new();
         let Some(table) = self.table_at(&path, "one `[source.NAME]` table per build") else {
@@ -238,19 +306,41 @@ impl<'a> Loader<'a> {
             let name = key.get_ref().to_string();
             let src_path = path.key(&name);
             if !is_identifier(&name.replace('-', "_")) {
-                self.error(Some(key.span()), format!("source name `{name}` may contain only letters, digits, `_` and `-`"));
+                self.error(
+                    Some(key.span()),
+                    format!("source name `{name}` may contain only letters, digits, `_` and `-`"),
+                );
             }
-            let Some(src_table) = self.table_at(&src_path, "the source's settings") else { continue };
-            let Some(type_name) = self.source_type(&src_path, src_table) else { continue };
+            let Some(src_table) = self.table_at(&src_path, "the source's settings") else {
+                continue;
+            };
+            let Some(type_name) = self.source_type(&src_path, src_table) else {
+                continue;
+            };
             let builder_keys = source::fields_for(&type_name).unwrap_or(&[]);
             let place = format!("in source `{name}` (type \"{type_name}\")");
-            if !self.unknown_keys(&src_path, src_table, &[&["type"], ssh_keys, builder_keys], &place) {
+            if !self.unknown_keys(
+                &src_path,
+                src_table,
+                &[&["type"], ssh_keys, builder_keys],
+                &place,
+            ) {
                 continue;
             }
             let ssh = self.deserialize::<SshConfig>(subtable(value, src_table, ssh_keys));
             let Some(ssh) = ssh else { continue };
-            let mut checker = Checker { doc: self.doc, base: src_path.clone(), diagnostics: &mut self.diags };
-            let config = source::parse_source(&type_name, subtable(value, src_table, builder_keys), &ssh, &mut checker);
+            let mut checker = Checker {
+                doc: self.doc,
+                base: src_path.clone(),
+                diagnostics: &mut self.diags,
+                known,
+            };
+            let config = source::parse_source(
+                &type_name,
+                subtable(value, src_table, builder_keys),
+                &ssh,
+                &mut checker,
+            );
             if let Some(private_key) = &ssh.ssh_private_key_file {
                 self.check_local_file(&src_path.key("ssh_private_key_file"), private_key);
             }
@@ -279,8 +369,10 @@ impl<'a> Loader<'a> {
                 None
             }
             None => {
-                self.error_at(path, "this source has no `type`").help =
-                    Some(format!("add `type = ...`, one of {}", quoted_list(SOURCE_TYPES)));
+                self.error_at(path, "this source has no `type`").help = Some(format!(
+                    "add `type = ...`, one of {}",
+                    quoted_list(SOURCE_TYPES)
+                ));
                 None
             }
         }
@@ -290,9 +382,14 @@ impl<'a> Loader<'a> {
         let path = KeyPath::root().key("provisioner");
         let mut out = Vec::new();
         let doc = self.doc;
-        let Some(value) = doc.value_at(&path) else { return out };
+        let Some(value) = doc.value_at(&path) else {
+            return out;
+        };
         let DeValue::Array(items) = value.get_ref() else {
-            self.error(Some(value.span()), "`provisioner` must be an array of tables: write `[[provisioner]]`");
+            self.error(
+                Some(value.span()),
+                "`provisioner` must be an array of tables: write `[[provisioner]]`",
+            );
             return out;
         };
         let common_keys = fields_of::<ProvisionerCommon>();
@@ -304,17 +401,28 @@ impl<'a> Loader<'a> {
                 continue;
             };
             let kind_name = match table.get("type").map(|v| v.get_ref()) {
-                Some(DeValue::String(t)) if PROVISIONER_TYPES.contains(&t.as_ref()) => t.to_string(),
+                Some(DeValue::String(t)) if PROVISIONER_TYPES.contains(&t.as_ref()) => {
+                    t.to_string()
+                }
                 Some(DeValue::String(t)) => {
                     let hint = did_you_mean(t, PROVISIONER_TYPES.iter().copied());
-                    self.error_at(&p_path.key("type"), format!("unknown provisioner type \"{t}\"")).help =
-                        Some(hint.map_or_else(|| "the provisioner types are \"shell\" and \"file\"".into(), |h| format!("did you mean \"{h}\"?")));
+                    self.error_at(
+                        &p_path.key("type"),
+                        format!("unknown provisioner type \"{t}\""),
+                    )
+                    .help = Some(hint.map_or_else(
+                        || "the provisioner types are \"shell\" and \"file\"".into(),
+                        |h| format!("did you mean \"{h}\"?"),
+                    ));
                     continue;
                 }
                 _ => {
                     let line = self.doc.line_of(item.span().start);
-                    self.error(Some(item.span()), format!("provisioner {number} (line {line}) has no `type`")).help =
-                        Some("add `type = \"shell\"` or `type = \"file\"`".into());
+                    self.error(
+                        Some(item.span()),
+                        format!("provisioner {number} (line {line}) has no `type`"),
+                    )
+                    .help = Some("add `type = \"shell\"` or `type = \"file\"`".into());
                     continue;
                 }
             };
@@ -326,36 +434,67 @@ impl<'a> Loader<'a> {
             if !self.unknown_keys(&p_path, table, &[common_keys, specific], &place) {
                 continue;
             }
-            let Some(common) = self.deserialize::<ProvisionerCommon>(subtable(item, table, common_keys)) else { continue };
+            let Some(common) =
+                self.deserialize::<ProvisionerCommon>(subtable(item, table, common_keys))
+            else {
+                continue;
+            };
             for (list, key) in [(&common.only, "only"), (&common.except, "except")] {
                 for (i, name) in list.iter().enumerate() {
                     if !sources.iter().any(|s| &s.name == name) {
                         let hint = did_you_mean(name, sources.iter().map(|s| s.name.as_str()));
-                        self.error_at(&p_path.key(key).index(i), format!("`{key}` names source `{name}`, which the template does not define")).help =
-                            hint.map(|h| format!("did you mean `{h}`?"));
+                        self.error_at(
+                            &p_path.key(key).index(i),
+                            format!(
+                                "`{key}` names source `{name}`, which the template does not define"
+                            ),
+                        )
+                        .help = hint.map(|h| format!("did you mean `{h}`?"));
                     }
                 }
             }
             let kind = match kind_name.as_str() {
                 "shell" => {
-                    let Some(c) = self.deserialize::<ShellConfig>(subtable(item, table, specific)) else { continue };
+                    let Some(c) = self.deserialize::<ShellConfig>(subtable(item, table, specific))
+                    else {
+                        continue;
+                    };
                     self.check_shell(&p_path, &c);
                     ProvisionerKind::Shell(c)
                 }
                 _ => {
-                    let Some(c) = self.deserialize::<FileConfig>(subtable(item, table, specific)) else { continue };
+                    let Some(c) = self.deserialize::<FileConfig>(subtable(item, table, specific))
+                    else {
+                        continue;
+                    };
                     self.check_file(&p_path, &c);
                     ProvisionerKind::File(c)
                 }
             };
-            let location = format!("{}:{}", self.doc.path.display(), self.doc.line_of(item.span().start));
-            out.push((Provisioner { number, location, common, kind }, p_path));
+            let location = format!(
+                "{}:{}",
+                self.doc.path.display(),
+                self.doc.line_of(item.span().start)
+            );
+            out.push((
+                Provisioner {
+                    number,
+                    location,
+                    common,
+                    kind,
+                },
+                p_path,
+            ));
         }
         out
     }
 
     fn check_shell(&mut self, path: &KeyPath, c: &ShellConfig) {
-        let given = [("inline", c.inline.is_some()), ("script", c.script.is_some()), ("scripts", c.scripts.is_some())];
+        let given = [
+            ("inline", c.inline.is_some()),
+            ("script", c.script.is_some()),
+            ("scripts", c.scripts.is_some()),
+        ];
         let count = given.iter().filter(|(_, g)| *g).count();
         if count != 1 {
             let message = if count == 0 {
@@ -373,16 +512,25 @@ impl<'a> Loader<'a> {
         }
         for name in c.env.keys() {
             if !is_identifier(name) {
-                self.error_at(&path.key("env").key(name), format!("`{name}` is not a valid environment variable name"));
+                self.error_at(
+                    &path.key("env").key(name),
+                    format!("`{name}` is not a valid environment variable name"),
+                );
             }
         }
         if let Some(cmd) = &c.execute_command
             && !cmd.contains("{path}")
         {
-            self.error_at(&path.key("execute_command"), "`execute_command` must contain `{path}`, where the script goes");
+            self.error_at(
+                &path.key("execute_command"),
+                "`execute_command` must contain `{path}`, where the script goes",
+            );
         }
         if c.sudo && c.execute_command.is_some() {
-            self.error_at(&path.key("sudo"), "`sudo` and `execute_command` cannot be combined; put `sudo` in `execute_command`");
+            self.error_at(
+                &path.key("sudo"),
+                "`sudo` and `execute_command` cannot be combined; put `sudo` in `execute_command`",
+            );
         }
     }
 
@@ -391,15 +539,24 @@ impl<'a> Loader<'a> {
         match given.iter().filter(|g| **g).count() {
             1 => {}
             0 => {
-                self.error_at(path, "a file provisioner needs one of `source`, `sources` or `content`");
+                self.error_at(
+                    path,
+                    "a file provisioner needs one of `source`, `sources` or `content`",
+                );
             }
             _ => {
-                self.error_at(path, "a file provisioner takes only one of `source`, `sources` or `content`");
+                self.error_at(
+                    path,
+                    "a file provisioner takes only one of `source`, `sources` or `content`",
+                );
             }
         }
         if c.direction == Direction::Download {
             if c.content.is_some() {
-                self.error_at(&path.key("content"), "`content` only makes sense with `direction = \"upload\"`");
+                self.error_at(
+                    &path.key("content"),
+                    "`content` only makes sense with `direction = \"upload\"`",
+                );
             }
             return;
         }
@@ -418,22 +575,33 @@ impl<'a> Loader<'a> {
         }
         let full = self.doc.path.parent().unwrap_or(Path::new(".")).join(file);
         if !full.exists() {
-            self.error_at(path, format!("`{file}` does not exist (looked for {})", full.display()));
+            self.error_at(
+                path,
+                format!("`{file}` does not exist (looked for {})", full.display()),
+            );
         }
     }
 
     /// Checks every `${...}` in the document against what is known where it stands.
-    fn references(&mut self, sources: &[Source], provisioners: &[(Provisioner, KeyPath)], vars: &[Variable]) {
+    fn references(
+        &mut self,
+        sources: &[Source],
+        provisioners: &[(Provisioner, KeyPath)],
+        vars: &[Variable],
+    ) {
         let mut strings = Vec::new();
         collect_strings(&KeyPath::root(), self.doc.root.get_ref(), &mut strings);
         for (path, text, span) in strings {
             let Ok(refs) = references(&text) else {
-                self.error(Some(span), "unterminated `${`").help = Some("write `$${` for a literal `${`".into());
+                self.error(Some(span), "unterminated `${`").help =
+                    Some("write `$${` for a literal `${`".into());
                 continue;
             };
             for r in refs {
                 let sub = self.sub_span(&span, &text[r.range.clone()]);
-                if let Some((message, help)) = self.check_reference(&path, &r.expr, sources, provisioners, vars) {
+                if let Some((message, help)) =
+                    self.check_reference(&path, &r.expr, sources, provisioners, vars)
+                {
                     let d = self.error(Some(sub), message);
                     d.help = help;
                 }
@@ -461,7 +629,10 @@ impl<'a> Loader<'a> {
             _ => "",
         };
         if section == "variables" {
-            return Some(("variables cannot contain references".into(), Some("write `$${` for a literal `${`".into())));
+            return Some((
+                "variables cannot contain references".into(),
+                Some("write `$${` for a literal `${`".into()),
+            ));
         }
         let (namespace, name) = expr.split_once('.').unwrap_or((expr, ""));
         let at_top = matches!(section, "name" | "version" | "description");
@@ -472,15 +643,24 @@ impl<'a> Loader<'a> {
                 }
                 let hint = did_you_mean(name, vars.iter().map(|v| v.name.as_str()));
                 Some((
-                    format!("`${{{expr}}}` refers to variable `{name}`, which the template does not declare"),
-                    Some(hint.map_or_else(|| format!("declare it with a `[variables.{name}]` table"), |h| format!("did you mean `var.{h}`?"))),
+                    format!(
+                        "`${{{expr}}}` refers to variable `{name}`, which the template does not declare"
+                    ),
+                    Some(hint.map_or_else(
+                        || format!("declare it with a `[variables.{name}]` table"),
+                        |h| format!("did you mean `var.{h}`?"),
+                    )),
                 ))
             }
             "env" if std::env::var_os(name).is_some() => None,
-            "env" => Some((format!("`${{{expr}}}`: environment variable `{name}` is not set"), None)),
-            "build" | "image" if at_top => {
-                Some((format!("`${{{expr}}}` is not known yet here; only `var.` and `env.` are"), None))
-            }
+            "env" => Some((
+                format!("`${{{expr}}}`: environment variable `{name}` is not set"),
+                None,
+            )),
+            "build" | "image" if at_top => Some((
+                format!("`${{{expr}}}` is not known yet here; only `var.` and `env.` are"),
+                None,
+            )),
             "build" if ["id", "timestamp", "name"].contains(&name) => None,
             "image" if ["name", "version"].contains(&name) => None,
             "source" if !at_top => {
@@ -490,23 +670,42 @@ impl<'a> Loader<'a> {
                         _ => Vec::new(),
                     },
                     _ => {
-                        let p = provisioners.iter().find(|(_, p)| path.0.starts_with(&p.0)).map(|(p, _)| p);
-                        sources.iter().filter(|s| p.is_none_or(|p| p.applies_to(&s.name))).collect()
+                        let p = provisioners
+                            .iter()
+                            .find(|(_, p)| path.0.starts_with(&p.0))
+                            .map(|(p, _)| p);
+                        sources
+                            .iter()
+                            .filter(|s| p.is_none_or(|p| p.applies_to(&s.name)))
+                            .collect()
                     }
                 };
                 let missing: Vec<&str> = applicable
                     .iter()
-                    .filter(|s| !COMMON_PROVIDES.contains(&name) && !s.config.provides().contains(&name))
+                    .filter(|s| {
+                        !COMMON_PROVIDES.contains(&name) && !s.config.provides().contains(&name)
+                    })
                     .map(|s| s.name.as_str())
                     .collect();
                 if missing.is_empty() {
                     return None;
                 }
-                Some((format!("`${{{expr}}}` is not provided by source {}", quoted_list(&missing)), None))
+                Some((
+                    format!(
+                        "`${{{expr}}}` is not provided by source {}",
+                        quoted_list(&missing)
+                    ),
+                    None,
+                ))
             }
             _ => {
-                let help = if expr.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
-                    format!("for the shell variable, write `$${{{expr}}}`; for the environment, `${{env.{expr}}}`")
+                let help = if expr
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                {
+                    format!(
+                        "for the shell variable, write `$${{{expr}}}`; for the environment, `${{env.{expr}}}`"
+                    )
                 } else {
                     "references are `${var.NAME}`, `${env.NAME}`, `${build.id|timestamp|name}`, `${image.name|version}`, `${source.…}`; write `$${` for a literal `${`".into()
                 };
@@ -517,7 +716,11 @@ impl<'a> Loader<'a> {
 }
 
 /// Every string value in the tree, with its path and span; `type` keys excluded.
-fn collect_strings(path: &KeyPath, table: &DeTable<'static>, out: &mut Vec<(KeyPath, String, Range<usize>)>) {
+fn collect_strings(
+    path: &KeyPath,
+    table: &DeTable<'static>,
+    out: &mut Vec<(KeyPath, String, Range<usize>)>,
+) {
     for (key, value) in table.iter() {
         if key.get_ref() == "type" {
             continue;
@@ -557,5 +760,9 @@ fn is_identifier(s: &str) -> bool {
 }
 
 fn quoted_list(items: &[&str]) -> String {
-    items.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

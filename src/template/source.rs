@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::document::{Diagnostic, Document, KeyPath};
+use super::interpolate::Scope;
 use super::schema::{SshConfig, SshHostConfig};
 use super::sources::{AmazonEbsConfig, QemuConfig};
 
@@ -12,12 +13,18 @@ pub struct Checker<'a> {
     pub doc: &'a Document,
     pub base: KeyPath,
     pub diagnostics: &'a mut Vec<Diagnostic>,
+    /// Values known at load time (`var.*`, `image.*`), for checks on expanded text.
+    pub known: &'a Scope,
 }
 
 impl Checker<'_> {
     /// An error about the value of `key` in this table.
     pub fn error(&mut self, key: &str, message: impl Into<String>) -> &mut Diagnostic {
-        let path = if key.is_empty() { self.base.clone() } else { self.base.key(key) };
+        let path = if key.is_empty() {
+            self.base.clone()
+        } else {
+            self.base.key(key)
+        };
         let span = self.doc.span_of(&path);
         self.diagnostics.push(self.doc.diagnostic(span, message));
         self.diagnostics.last_mut().expect("just pushed")
@@ -125,7 +132,10 @@ impl SourceSchema for SshHostConfig {
     fn check(&self, ssh: &SshConfig, checker: &mut Checker<'_>) {
         if ssh.ssh_host.is_none() {
             checker
-                .error("", "an `ssh` source needs `ssh_host`, the machine to provision")
+                .error(
+                    "",
+                    "an `ssh` source needs `ssh_host`, the machine to provision",
+                )
                 .help = Some("add `ssh_host = \"203.0.113.10\"` to this source".into());
         }
         if ssh.ssh_username.is_none() {
