@@ -24,7 +24,10 @@ fn local_err(context: String) -> impl FnOnce(io::Error) -> SshError {
 }
 
 fn remote_err(context: String) -> impl FnOnce(ssh2::Error) -> SshError {
-    move |e| SshError::Remote { context, message: e.message().to_string() }
+    move |e| SshError::Remote {
+        context,
+        message: e.message().to_string(),
+    }
 }
 
 /// Counts bytes, reports progress at most every 100 ms, and stops on cancel.
@@ -39,7 +42,14 @@ struct Meter<'a, T> {
 
 impl<'a, T> Meter<'a, T> {
     fn new(inner: T, total: u64, progress: &'a Progress, cancel: &'a CancellationToken) -> Self {
-        Meter { inner, done: 0, total, last: Instant::now(), progress, cancel }
+        Meter {
+            inner,
+            done: 0,
+            total,
+            last: Instant::now(),
+            progress,
+            cancel,
+        }
     }
 
     fn advance(&mut self, n: usize) -> io::Result<()> {
@@ -79,7 +89,11 @@ impl<T: Read> Read for Meter<'_, T> {
 }
 
 fn cancelled_or(cancel: &CancellationToken, e: SshError) -> SshError {
-    if cancel.is_cancelled() { SshError::Cancelled } else { e }
+    if cancel.is_cancelled() {
+        SshError::Cancelled
+    } else {
+        e
+    }
 }
 
 pub fn upload_file(
@@ -97,29 +111,51 @@ pub fn upload_file(
     let mut channel = conn
         .session
         .scp_send(Path::new(remote), mode, meta.len(), None)
-        .map_err(remote_err(format!("{context} (does the remote folder exist?)")))?;
+        .map_err(remote_err(format!(
+            "{context} (does the remote folder exist?)"
+        )))?;
     let mut meter = Meter::new(&mut channel, meta.len(), &progress, cancel);
-    copy(&mut file, &mut meter)
-        .map_err(|e| cancelled_or(cancel, SshError::Local { context: context.clone(), source: e }))?;
+    copy(&mut file, &mut meter).map_err(|e| {
+        cancelled_or(
+            cancel,
+            SshError::Local {
+                context: context.clone(),
+                source: e,
+            },
+        )
+    })?;
     meter.finish();
     close_sent(channel, &context)
 }
 
-pub fn upload_bytes(conn: &Connection, content: &[u8], remote: &str, mode: i32) -> Result<(), SshError> {
+pub fn upload_bytes(
+    conn: &Connection,
+    content: &[u8],
+    remote: &str,
+    mode: i32,
+) -> Result<(), SshError> {
     let context = format!("upload to {remote}");
     conn.session.set_blocking(true);
     let mut channel = conn
         .session
         .scp_send(Path::new(remote), mode, content.len() as u64, None)
-        .map_err(remote_err(format!("{context} (does the remote folder exist?)")))?;
-    channel.write_all(content).map_err(local_err(context.clone()))?;
+        .map_err(remote_err(format!(
+            "{context} (does the remote folder exist?)"
+        )))?;
+    channel
+        .write_all(content)
+        .map_err(local_err(context.clone()))?;
     close_sent(channel, &context)
 }
 
 fn close_sent(mut channel: ssh2::Channel, context: &str) -> Result<(), SshError> {
     let err = remote_err(context.to_string());
-    channel.send_eof().map_err(remote_err(context.to_string()))?;
-    channel.wait_eof().map_err(remote_err(context.to_string()))?;
+    channel
+        .send_eof()
+        .map_err(remote_err(context.to_string()))?;
+    channel
+        .wait_eof()
+        .map_err(remote_err(context.to_string()))?;
     channel.close().map_err(remote_err(context.to_string()))?;
     channel.wait_close().map_err(err)
 }
@@ -132,7 +168,12 @@ fn copy(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {
         let n = match from.read(&mut buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted && !e.to_string().contains("cancelled") => continue,
+            Err(e)
+                if e.kind() == io::ErrorKind::Interrupted
+                    && !e.to_string().contains("cancelled") =>
+            {
+                continue;
+            }
             Err(e) => return Err(e),
         };
         to.write_all(&buf[..n])?;
@@ -141,7 +182,9 @@ fn copy(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {
 }
 
 fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.file_type() {
@@ -160,8 +203,13 @@ fn with_channel(
     body: impl FnOnce(&mut ssh2::Channel) -> Result<(), SshError>,
 ) -> Result<(), SshError> {
     conn.session.set_blocking(true);
-    let mut channel = conn.session.channel_session().map_err(remote_err(context.to_string()))?;
-    channel.exec(command).map_err(remote_err(context.to_string()))?;
+    let mut channel = conn
+        .session
+        .channel_session()
+        .map_err(remote_err(context.to_string()))?;
+    channel
+        .exec(command)
+        .map_err(remote_err(context.to_string()))?;
     let result = body(&mut channel);
     let _ = channel.send_eof();
     let mut stderr = String::new();
@@ -176,7 +224,10 @@ fn with_channel(
             context: context.to_string(),
             message: format!("`{command}` exited with code {code}: {}", stderr.trim()),
         }),
-        Err(e) => Err(SshError::Remote { context: context.to_string(), message: e.message().to_string() }),
+        Err(e) => Err(SshError::Remote {
+            context: context.to_string(),
+            message: e.message().to_string(),
+        }),
     }
 }
 
@@ -195,10 +246,20 @@ pub fn upload_dir(
         let mut meter = Meter::new(channel, total, &progress, cancel);
         let mut archive = tar::Builder::new(&mut meter);
         archive.follow_symlinks(false);
-        let result = archive.append_dir_all(".", local).and_then(|_| archive.finish());
+        let result = archive
+            .append_dir_all(".", local)
+            .and_then(|_| archive.finish());
         drop(archive);
         meter.finish();
-        result.map_err(|e| cancelled_or(cancel, SshError::Local { context: context.clone(), source: e }))
+        result.map_err(|e| {
+            cancelled_or(
+                cancel,
+                SshError::Local {
+                    context: context.clone(),
+                    source: e,
+                },
+            )
+        })
     })
 }
 
@@ -211,7 +272,10 @@ pub fn download_file(
 ) -> Result<(), SshError> {
     let context = format!("download {remote} to {}", local.display());
     conn.session.set_blocking(true);
-    let (mut channel, stat) = conn.session.scp_recv(Path::new(remote)).map_err(remote_err(context.clone()))?;
+    let (mut channel, stat) = conn
+        .session
+        .scp_recv(Path::new(remote))
+        .map_err(remote_err(context.clone()))?;
     let mode = (stat.mode() & 0o7777) as u32;
     let mut file = fs::OpenOptions::new()
         .write(true)
@@ -221,10 +285,23 @@ pub fn download_file(
         .open(local)
         .map_err(local_err(context.clone()))?;
     // An existing file keeps its old mode through `open`; set it explicitly.
-    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(local_err(context.clone()))?;
-    let mut meter = Meter::new((&mut channel).take(stat.size()), stat.size(), &progress, cancel);
-    copy(&mut meter, &mut file)
-        .map_err(|e| cancelled_or(cancel, SshError::Local { context: context.clone(), source: e }))?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(local_err(context.clone()))?;
+    let mut meter = Meter::new(
+        (&mut channel).take(stat.size()),
+        stat.size(),
+        &progress,
+        cancel,
+    );
+    copy(&mut meter, &mut file).map_err(|e| {
+        cancelled_or(
+            cancel,
+            SshError::Local {
+                context: context.clone(),
+                source: e,
+            },
+        )
+    })?;
     meter.finish();
     let _ = channel.send_eof();
     let _ = channel.wait_eof();
@@ -245,12 +322,21 @@ pub fn download_dir(
     let command = format!("tar -cf - -C {} .", shell_quote(remote));
     with_channel(conn, &command, &context, |channel| {
         let mut meter = Meter::new(channel, 0, &progress, cancel);
-        let mut archive = tar::Archive::new(&mut meter);
-        archive.set_preserve_permissions(true);
-        archive.set_overwrite(true);
-        let result = archive.unpack(local);
-        drop(archive);
+        let result = {
+            let mut archive = tar::Archive::new(&mut meter);
+            archive.set_preserve_permissions(true);
+            archive.set_overwrite(true);
+            archive.unpack(local)
+        };
         meter.finish();
-        result.map_err(|e| cancelled_or(cancel, SshError::Local { context: context.clone(), source: e }))
+        result.map_err(|e| {
+            cancelled_or(
+                cancel,
+                SshError::Local {
+                    context: context.clone(),
+                    source: e,
+                },
+            )
+        })
     })
 }
