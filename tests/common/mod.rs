@@ -16,7 +16,11 @@ pub fn support_dir() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// Waits (bounded) until something accepts connections on the port.
@@ -45,7 +49,10 @@ pub enum Admit {
     /// The public keys in this file.
     KeysFile(PathBuf),
     /// Keys of key pairs attached to running instances in the emulator.
-    Moto { endpoint: String, regions: Vec<String> },
+    Moto {
+        endpoint: String,
+        regions: Vec<String>,
+    },
 }
 
 /// A real sshd on 127.0.0.1, stopped when dropped.
@@ -77,7 +84,12 @@ impl Sshd {
             .replace("@AUTH@", &auth);
         let config = dir.path().join("sshd_config");
         fs::write(&config, text).expect("write sshd config");
-        let mut sshd = Sshd { port, dir, config, child: None };
+        let mut sshd = Sshd {
+            port,
+            dir,
+            config,
+            child: None,
+        };
         sshd.launch();
         sshd
     }
@@ -92,7 +104,11 @@ impl Sshd {
             .spawn()
             .expect("start sshd");
         self.child = Some(child);
-        assert!(wait_for_port(self.port, Duration::from_secs(10)), "sshd did not listen; log:\n{}", self.log());
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(10)),
+            "sshd did not listen; log:\n{}",
+            self.log()
+        );
     }
 
     pub fn log(&self) -> String {
@@ -125,7 +141,9 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::tempdir().expect("tempdir") }
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -153,13 +171,21 @@ impl Scratch {
 
 pub fn imgbuild() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgbuild"));
-    cmd.env("CI", "true").env_remove("NO_COLOR").env_remove("RUST_LOG").env_remove("IMGBUILD_LOG");
+    cmd.env("CI", "true")
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .env_remove("IMGBUILD_LOG");
     cmd
 }
 
 /// Runs the binary to completion (bounded) and returns its output.
 pub fn run(cmd: &mut Command, limit: Duration) -> Output {
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn imgbuild");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn imgbuild");
     wait_output(child, limit)
 }
 
@@ -171,7 +197,11 @@ pub fn wait_output(mut child: Child, limit: Duration) -> Output {
             let mut stderr = Vec::new();
             child.stdout.take().map(|mut s| s.read_to_end(&mut stdout));
             child.stderr.take().map(|mut s| s.read_to_end(&mut stderr));
-            return Output { status, stdout, stderr };
+            return Output {
+                status,
+                stdout,
+                stderr,
+            };
         }
         if Instant::now() > until {
             let _ = child.kill();

@@ -18,7 +18,14 @@ impl Moto {
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("moto.log")).expect("moto log");
         let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .env("MOTO_ENABLE_RECORDING", "true")
             .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording.jsonl"))
             .stdout(Stdio::null())
@@ -26,9 +33,15 @@ impl Moto {
             .spawn()
             .expect("start moto (pip install 'moto[server]')");
         let moto = Moto { port, dir, child };
-        assert!(wait_for_port(port, Duration::from_secs(30)), "moto did not start");
+        assert!(
+            wait_for_port(port, Duration::from_secs(30)),
+            "moto did not start"
+        );
         let until = Instant::now() + Duration::from_secs(30);
-        while !moto.get("/moto-api/").is_some_and(|s| s.starts_with("HTTP/1.1 200") || s.starts_with("HTTP/1.0 200")) {
+        while !moto
+            .get("/moto-api/")
+            .is_some_and(|s| s.starts_with("HTTP/1.1 200") || s.starts_with("HTTP/1.0 200"))
+        {
             assert!(Instant::now() < until, "moto did not become ready");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -47,8 +60,14 @@ impl Moto {
     fn request(&self, method: &str, path: &str) -> Option<String> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-        write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n").ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .ok()?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+        )
+        .ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         Some(response)
@@ -65,8 +84,13 @@ impl Moto {
     /// EC2 API requests the server received from anything but the test's own
     /// helpers (the sshd key lookup identifies itself by User-Agent).
     pub fn api_requests(&self) -> Vec<String> {
-        let body = self.get("/moto-api/recorder/download-recording").unwrap_or_default();
-        let body = body.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = self
+            .get("/moto-api/recorder/download-recording")
+            .unwrap_or_default();
+        let body = body
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         body.lines()
             .filter(|l| !l.trim().is_empty())
             .filter(|l| !l.contains("/moto-api/"))
@@ -80,5 +104,130 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// Freezes the server (SIGSTOP): requests wait until `resume`.
+    pub fn pause(&self) {
+        // SAFETY: kill(2) on the child process this struct owns.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGSTOP);
+        }
+    }
+
+    pub fn resume(&self) {
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGCONT);
+        }
+    }
+
+    /// A test-side EC2 client for `region`, to look at what a build left.
+    pub fn ec2(&self, region: &str) -> Ec2 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build();
+        Ec2 {
+            client: aws_sdk_ec2::Client::from_conf(config),
+            runtime,
+        }
+    }
+}
+
+/// Account id of every resource moto makes.
+pub const ACCOUNT: &str = "123456789012";
+
+/// Blocking EC2 queries for assertions.
+pub struct Ec2 {
+    pub client: aws_sdk_ec2::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+impl Ec2 {
+    pub fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// Images owned by the account (the default AMIs are not).
+    pub fn own_images(&self) -> Vec<aws_sdk_ec2::types::Image> {
+        self.block(self.client.describe_images().owners("self").send())
+            .expect("DescribeImages")
+            .images()
+            .to_vec()
+    }
+
+    /// Snapshots owned by the account. moto ignores OwnerIds, so filter on owner-id.
+    pub fn own_snapshots(&self) -> Vec<aws_sdk_ec2::types::Snapshot> {
+        let filter = aws_sdk_ec2::types::Filter::builder()
+            .name("owner-id")
+            .values(ACCOUNT)
+            .build();
+        self.block(self.client.describe_snapshots().filters(filter).send())
+            .expect("DescribeSnapshots")
+            .snapshots()
+            .to_vec()
+    }
+
+    pub fn instances(&self) -> Vec<aws_sdk_ec2::types::Instance> {
+        let out = self
+            .block(self.client.describe_instances().send())
+            .expect("DescribeInstances");
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances().to_vec())
+            .collect()
+    }
+
+    /// Instances that are not terminated (pending, running, stopping, stopped, shutting-down).
+    pub fn live_instances(&self) -> Vec<String> {
+        self.instances()
+            .iter()
+            .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+            .map(|i| {
+                format!(
+                    "{} {:?}",
+                    i.instance_id().unwrap_or_default(),
+                    i.state().and_then(|s| s.name())
+                )
+            })
+            .collect()
+    }
+
+    pub fn key_pair_names(&self) -> Vec<String> {
+        let out = self
+            .block(self.client.describe_key_pairs().send())
+            .expect("DescribeKeyPairs");
+        out.key_pairs()
+            .iter()
+            .filter_map(|k| k.key_name())
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn security_group_names(&self) -> Vec<String> {
+        let out = self
+            .block(self.client.describe_security_groups().send())
+            .expect("DescribeSecurityGroups");
+        out.security_groups()
+            .iter()
+            .filter_map(|g| g.group_name())
+            .map(str::to_string)
+            .collect()
     }
 }
