@@ -41,11 +41,19 @@ pub struct BuildResult {
 }
 
 /// The sources `--only`/`--except` select, or an error naming the unknown ones.
-pub fn select<'a>(template: &'a Template, only: &[String], except: &[String]) -> Result<Vec<&'a Source>, String> {
+pub fn select<'a>(
+    template: &'a Template,
+    only: &[String],
+    except: &[String],
+) -> Result<Vec<&'a Source>, String> {
     for name in only.iter().chain(except) {
         if !template.sources.iter().any(|s| &s.name == name) {
             let known: Vec<&str> = template.sources.iter().map(|s| s.name.as_str()).collect();
-            return Err(format!("no source named `{name}` in {} (sources: {})", template.path.display(), known.join(", ")));
+            return Err(format!(
+                "no source named `{name}` in {} (sources: {})",
+                template.path.display(),
+                known.join(", ")
+            ));
         }
     }
     let chosen: Vec<&Source> = template
@@ -61,13 +69,25 @@ pub fn select<'a>(template: &'a Template, only: &[String], except: &[String]) ->
 }
 
 fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::now_utc()).format(&Rfc3339).unwrap_or_default()
+    OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::now_utc())
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 /// `20261122T041501Z`-style stamp that is safe in AMI names and file names.
 fn compact_timestamp() -> String {
     let t = OffsetDateTime::now_utc();
-    format!("{:04}{:02}{:02}{:02}{:02}{:02}", t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second())
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// Builds every selected source at once; returns when all have finished and cleaned up.
@@ -133,16 +153,27 @@ async fn run_one(ctx: BuildContext, opts: RunOptions) -> BuildResult {
         StepError::Cancelled => format!("cancelled during step \"{step}\""),
         StepError::Failed(m) => format!("step \"{step}\" failed: {m}"),
     });
-    let artifacts = if report.outcome == Outcome::Succeeded { ctx.artifacts.clone() } else { Vec::new() };
+    let artifacts = if report.outcome == Outcome::Succeeded {
+        ctx.artifacts.clone()
+    } else {
+        Vec::new()
+    };
     for artifact in &artifacts {
-        opts.events.emit(Event::Artifact { build: name.clone(), artifact: artifact.clone() });
+        opts.events.emit(Event::Artifact {
+            build: name.clone(),
+            artifact: artifact.clone(),
+        });
     }
     opts.events.emit(Event::BuildFinished {
         build: name.clone(),
         outcome: report.outcome,
         duration: began.elapsed(),
         error: error.clone(),
-        timings: report.timings.iter().map(|(s, d)| (s.to_string(), d.as_secs_f64())).collect(),
+        timings: report
+            .timings
+            .iter()
+            .map(|(s, d)| (s.to_string(), d.as_secs_f64()))
+            .collect(),
     });
     BuildResult {
         name,
@@ -167,10 +198,20 @@ struct Manifest<'a> {
 }
 
 /// Writes the manifest atomically (a partial file is never left behind).
-pub fn write_manifest(path: &PathBuf, template: &Template, results: &[BuildResult]) -> std::io::Result<()> {
-    let manifest = Manifest { template: template.path.display().to_string(), builds: results };
+pub fn write_manifest(
+    path: &PathBuf,
+    template: &Template,
+    results: &[BuildResult],
+) -> std::io::Result<()> {
+    let manifest = Manifest {
+        template: template.path.display().to_string(),
+        builds: results,
+    };
     let json = serde_json::to_string_pretty(&manifest).map_err(std::io::Error::other)?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     std::io::Write::write_all(&mut tmp, json.as_bytes())?;
     std::io::Write::write_all(&mut tmp, b"\n")?;

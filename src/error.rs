@@ -34,8 +34,15 @@ impl Error {
 }
 
 fn render_diagnostics(diags: &[Diagnostic]) -> String {
-    let mut out = diags.iter().map(|d| format!("error: {d}")).collect::<Vec<_>>().join("\n\n");
+    let mut out = diags
+        .iter()
+        .map(|d| format!("error: {d}"))
+        .collect::<Vec<_>>()
+        .join("\n\n");
     let n = diags.len();
-    out.push_str(&format!("\n\n{n} error{} found", if n == 1 { "" } else { "s" }));
+    out.push_str(&format!(
+        "\n\n{n} error{} found",
+        if n == 1 { "" } else { "s" }
+    ));
     out
 }

@@ -51,15 +51,50 @@ pub struct Leftover {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    BuildStarted { build: String, builder: String, build_id: String },
-    StepStarted { build: String, step: String },
-    StepFinished { build: String, step: String, #[serde(with = "secs")] duration: Duration, ok: bool },
-    Output { build: String, stream: Stream, line: String },
-    Message { build: String, level: Level, text: String },
-    Progress { build: String, label: String, done: u64, total: u64 },
-    Artifact { build: String, artifact: Artifact },
-    CleanupStarted { build: String, step: String },
-    CleanupFailed { build: String, leftover: Leftover },
+    BuildStarted {
+        build: String,
+        builder: String,
+        build_id: String,
+    },
+    StepStarted {
+        build: String,
+        step: String,
+    },
+    StepFinished {
+        build: String,
+        step: String,
+        #[serde(with = "secs")]
+        duration: Duration,
+        ok: bool,
+    },
+    Output {
+        build: String,
+        stream: Stream,
+        line: String,
+    },
+    Message {
+        build: String,
+        level: Level,
+        text: String,
+    },
+    Progress {
+        build: String,
+        label: String,
+        done: u64,
+        total: u64,
+    },
+    Artifact {
+        build: String,
+        artifact: Artifact,
+    },
+    CleanupStarted {
+        build: String,
+        step: String,
+    },
+    CleanupFailed {
+        build: String,
+        leftover: Leftover,
+    },
     BuildFinished {
         build: String,
         outcome: Outcome,
@@ -72,7 +107,10 @@ pub enum Event {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
     }
 }
@@ -92,7 +130,11 @@ pub struct EventSink {
 
 impl EventSink {
     pub fn new(build: &str, renderer: Arc<dyn Render>, secrets: Vec<String>) -> Self {
-        EventSink { build: build.into(), renderer, secrets: secrets.into() }
+        EventSink {
+            build: build.into(),
+            renderer,
+            secrets: secrets.into(),
+        }
     }
 
     pub fn build(&self) -> &str {
@@ -117,19 +159,36 @@ impl EventSink {
     }
 
     pub fn info(&self, text: impl AsRef<str>) {
-        self.emit(Event::Message { build: self.build_name(), level: Level::Info, text: self.mask(text.as_ref()) });
+        self.emit(Event::Message {
+            build: self.build_name(),
+            level: Level::Info,
+            text: self.mask(text.as_ref()),
+        });
     }
 
     pub fn warn(&self, text: impl AsRef<str>) {
-        self.emit(Event::Message { build: self.build_name(), level: Level::Warn, text: self.mask(text.as_ref()) });
+        self.emit(Event::Message {
+            build: self.build_name(),
+            level: Level::Warn,
+            text: self.mask(text.as_ref()),
+        });
     }
 
     pub fn output(&self, stream: Stream, line: &str) {
-        self.emit(Event::Output { build: self.build_name(), stream, line: self.mask(line) });
+        self.emit(Event::Output {
+            build: self.build_name(),
+            stream,
+            line: self.mask(line),
+        });
     }
 
     pub fn progress(&self, label: &str, done: u64, total: u64) {
-        self.emit(Event::Progress { build: self.build_name(), label: label.to_string(), done, total });
+        self.emit(Event::Progress {
+            build: self.build_name(),
+            label: label.to_string(),
+            done,
+            total,
+        });
     }
 }
 

@@ -91,7 +91,11 @@ pub fn failed_before_start(step: &str, message: String) -> RunReport {
 }
 
 /// Runs `steps` in order, then the cleanups of every step that started, in reverse.
-pub async fn run<C: Send>(steps: Vec<Box<dyn Step<C>>>, ctx: &mut C, opts: &RunOptions) -> RunReport {
+pub async fn run<C: Send>(
+    steps: Vec<Box<dyn Step<C>>>,
+    ctx: &mut C,
+    opts: &RunOptions,
+) -> RunReport {
     let mut started: Vec<Box<dyn Step<C>>> = Vec::new();
     let mut error = None;
     let mut timings = Vec::new();
@@ -101,7 +105,10 @@ pub async fn run<C: Send>(steps: Vec<Box<dyn Step<C>>>, ctx: &mut C, opts: &RunO
             break;
         }
         let name = step.name();
-        opts.events.emit(Event::StepStarted { build: opts.events.build_name(), step: name.into() });
+        opts.events.emit(Event::StepStarted {
+            build: opts.events.build_name(),
+            step: name.into(),
+        });
         let began = Instant::now();
         let result = tokio::select! {
             r = step.run(ctx) => r,
@@ -118,7 +125,11 @@ pub async fn run<C: Send>(steps: Vec<Box<dyn Step<C>>>, ctx: &mut C, opts: &RunO
         started.push(step);
         if let Err(e) = result {
             // A step that noticed the cancel itself reports it as a failure; name it right.
-            let e = if opts.cancel.is_cancelled() { StepError::Cancelled } else { e };
+            let e = if opts.cancel.is_cancelled() {
+                StepError::Cancelled
+            } else {
+                e
+            };
             error = Some((name.to_string(), e));
             break;
         }
@@ -131,27 +142,47 @@ pub async fn run<C: Send>(steps: Vec<Box<dyn Step<C>>>, ctx: &mut C, opts: &RunO
     let ending = Ending { outcome };
     let mut leftovers = Vec::new();
     if outcome != Outcome::Succeeded && opts.on_error == OnError::Abort {
-        opts.events.warn("--on-error=abort: leaving temporary resources in place for debugging");
-        return RunReport { outcome, error, leftovers, timings };
+        opts.events
+            .warn("--on-error=abort: leaving temporary resources in place for debugging");
+        return RunReport {
+            outcome,
+            error,
+            leftovers,
+            timings,
+        };
     }
     let deadline = tokio::time::Instant::now() + opts.cleanup_deadline;
     for mut step in started.into_iter().rev() {
         let name = step.name();
-        opts.events.emit(Event::CleanupStarted { build: opts.events.build_name(), step: name.into() });
+        opts.events.emit(Event::CleanupStarted {
+            build: opts.events.build_name(),
+            step: name.into(),
+        });
         match tokio::time::timeout_at(deadline, step.cleanup(ctx, ending)).await {
             Ok(mut left) => leftovers.append(&mut left),
             Err(_) => leftovers.push(Leftover {
                 resource: format!("whatever \"{name}\" made"),
                 id: String::new(),
-                reason: format!("cleanup deadline of {}s passed", opts.cleanup_deadline.as_secs()),
+                reason: format!(
+                    "cleanup deadline of {}s passed",
+                    opts.cleanup_deadline.as_secs()
+                ),
                 remove_with: "see the log above for ids".into(),
             }),
         }
     }
     for leftover in &leftovers {
-        opts.events.emit(Event::CleanupFailed { build: opts.events.build_name(), leftover: leftover.clone() });
+        opts.events.emit(Event::CleanupFailed {
+            build: opts.events.build_name(),
+            leftover: leftover.clone(),
+        });
     }
-    RunReport { outcome, error, leftovers, timings }
+    RunReport {
+        outcome,
+        error,
+        leftovers,
+        timings,
+    }
 }
 
 #[cfg(test)]
@@ -184,10 +215,15 @@ mod tests {
             if self.hang {
                 std::future::pending::<()>().await;
             }
-            if self.fail { Err(StepError::failed("boom")) } else { Ok(()) }
+            if self.fail {
+                Err(StepError::failed("boom"))
+            } else {
+                Ok(())
+            }
         }
         async fn cleanup(&mut self, ctx: &mut Log, ending: Ending) -> Vec<Leftover> {
-            ctx.0.push(format!("cleanup {} {:?}", self.name, ending.outcome));
+            ctx.0
+                .push(format!("cleanup {} {:?}", self.name, ending.outcome));
             Vec::new()
         }
     }
@@ -208,23 +244,43 @@ mod tests {
     #[tokio::test]
     async fn cleans_up_in_reverse_after_success() {
         let mut log = Log::default();
-        let report = run(vec![step("a", false, false), step("b", false, false)], &mut log, &opts()).await;
+        let report = run(
+            vec![step("a", false, false), step("b", false, false)],
+            &mut log,
+            &opts(),
+        )
+        .await;
         assert_eq!(report.outcome, Outcome::Succeeded);
-        assert_eq!(log.0, ["run a", "run b", "cleanup b Succeeded", "cleanup a Succeeded"]);
+        assert_eq!(
+            log.0,
+            [
+                "run a",
+                "run b",
+                "cleanup b Succeeded",
+                "cleanup a Succeeded"
+            ]
+        );
     }
 
     #[tokio::test]
     async fn a_failing_step_is_cleaned_up_and_stops_the_rest() {
         let mut log = Log::default();
         let report = run(
-            vec![step("a", false, false), step("b", true, false), step("c", false, false)],
+            vec![
+                step("a", false, false),
+                step("b", true, false),
+                step("c", false, false),
+            ],
             &mut log,
             &opts(),
         )
         .await;
         assert_eq!(report.outcome, Outcome::Failed);
         assert_eq!(report.error.unwrap().0, "b");
-        assert_eq!(log.0, ["run a", "run b", "cleanup b Failed", "cleanup a Failed"]);
+        assert_eq!(
+            log.0,
+            ["run a", "run b", "cleanup b Failed", "cleanup a Failed"]
+        );
     }
 
     #[tokio::test]
@@ -236,9 +292,22 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             cancel.cancel();
         });
-        let report = run(vec![step("a", false, false), step("b", false, true)], &mut log, &o).await;
+        let report = run(
+            vec![step("a", false, false), step("b", false, true)],
+            &mut log,
+            &o,
+        )
+        .await;
         assert_eq!(report.outcome, Outcome::Cancelled);
-        assert_eq!(log.0, ["run a", "run b", "cleanup b Cancelled", "cleanup a Cancelled"]);
+        assert_eq!(
+            log.0,
+            [
+                "run a",
+                "run b",
+                "cleanup b Cancelled",
+                "cleanup a Cancelled"
+            ]
+        );
     }
 
     #[tokio::test]
@@ -246,7 +315,12 @@ mod tests {
         let mut log = Log::default();
         let mut o = opts();
         o.on_error = OnError::Abort;
-        let report = run(vec![step("a", false, false), step("b", true, false)], &mut log, &o).await;
+        let report = run(
+            vec![step("a", false, false), step("b", true, false)],
+            &mut log,
+            &o,
+        )
+        .await;
         assert_eq!(report.outcome, Outcome::Failed);
         assert_eq!(log.0, ["run a", "run b"]);
     }

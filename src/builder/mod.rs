@@ -77,7 +77,12 @@ pub fn ssh_target(
             Some(Endpoint {
                 host: expand(host)?,
                 port: ssh.ssh_bastion_port.unwrap_or(22),
-                user: expand(ssh.ssh_bastion_username.as_deref().or(ssh.ssh_username.as_deref()).unwrap_or(default_user))?,
+                user: expand(
+                    ssh.ssh_bastion_username
+                        .as_deref()
+                        .or(ssh.ssh_username.as_deref())
+                        .unwrap_or(default_user),
+                )?,
                 credential,
             })
         }
@@ -85,17 +90,25 @@ pub fn ssh_target(
     };
     Ok(SshTarget {
         endpoint: Endpoint {
-            host: match &ssh.ssh_host {
-                Some(h) => expand(h)?,
-                None => host.to_string(),
+            host: match ssh.ssh_host.as_deref().map(expand).transpose()? {
+                Some(h) if !h.is_empty() => h,
+                _ => host.to_string(),
             },
-            port: ssh.ssh_port.unwrap_or(port),
+            port: match ssh.ssh_port.as_ref().map(|p| expand(&p.0)).transpose()? {
+                Some(p) if !p.is_empty() => p
+                    .parse()
+                    .map_err(|_| format!("ssh_port expands to `{p}`, which is not a port"))?,
+                _ => port,
+            },
             user: expand(ssh.ssh_username.as_deref().unwrap_or(default_user))?,
             credential,
         },
         timeout: ssh.ssh_timeout.map(|t| t.0).unwrap_or(DEFAULT_SSH_TIMEOUT),
         host_key_fingerprint: ssh.ssh_host_key_fingerprint.clone(),
-        keepalive: ssh.ssh_keepalive_interval.map(|t| t.0).unwrap_or(Duration::from_secs(15)),
+        keepalive: ssh
+            .ssh_keepalive_interval
+            .map(|t| t.0)
+            .unwrap_or(Duration::from_secs(15)),
         bastion,
     })
 }
@@ -104,7 +117,8 @@ pub fn ssh_target(
 pub fn key_file(template: &Template, scope: &Scope, file: &str) -> Result<Credential, String> {
     let path = scope.expand(file).map_err(|e| e.to_string())?;
     let path = template.dir().join(shellexpand_home(&path));
-    Credential::from_file(&path).map_err(|e| format!("cannot read private key {}: {e}", path.display()))
+    Credential::from_file(&path)
+        .map_err(|e| format!("cannot read private key {}: {e}", path.display()))
 }
 
 fn shellexpand_home(path: &str) -> std::path::PathBuf {
@@ -119,7 +133,10 @@ pub fn temporary_key(comment: &str) -> (String, String) {
     let mut key = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
         .expect("ed25519 key generation cannot fail with the OS RNG");
     key.set_comment(comment);
-    let private = key.to_openssh(ssh_key::LineEnding::LF).expect("encode key").to_string();
+    let private = key
+        .to_openssh(ssh_key::LineEnding::LF)
+        .expect("encode key")
+        .to_string();
     let public = key.public_key().to_openssh().expect("encode public key");
     (private, public)
 }

@@ -13,7 +13,8 @@ pub async fn run(mut ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildC
         None => Ok(Credential::Agent),
     };
     let host = ctx.source.ssh.ssh_host.clone().unwrap_or_default();
-    let target = credential.and_then(|c| ssh_target(&ctx.template, &ctx.source, &ctx.scope, &host, 22, "root", c));
+    let target = credential
+        .and_then(|c| ssh_target(&ctx.template, &ctx.source, &ctx.scope, &host, 22, "root", c));
     match target {
         Ok(target) => {
             ctx.scope.set("source.host", target.endpoint.host.clone());

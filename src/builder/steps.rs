@@ -22,16 +22,27 @@ impl<C: HasBuild> Step<C> for Connect {
 
     async fn run(&mut self, ctx: &mut C) -> Result<(), StepError> {
         let b = ctx.build();
-        let target = b.ssh_target.clone().ok_or_else(|| StepError::failed("no SSH target was set"))?;
-        b.events.info(format!("waiting for SSH on {} (up to {})", target.endpoint, humantime::format_duration(target.timeout)));
-        let comm = Communicator::connect(target, b.cancel.clone()).await.map_err(StepError::failed)?;
+        let target = b
+            .ssh_target
+            .clone()
+            .ok_or_else(|| StepError::failed("no SSH target was set"))?;
+        b.events.info(format!(
+            "waiting for SSH on {} (up to {})",
+            target.endpoint,
+            humantime::format_duration(target.timeout)
+        ));
+        let comm = Communicator::connect(target, b.cancel.clone())
+            .await
+            .map_err(StepError::failed)?;
         b.events.info("connected");
         b.comm = Some(comm);
         Ok(())
     }
 
     async fn cleanup(&mut self, ctx: &mut C, _: Ending) -> Vec<Leftover> {
-        ctx.build().comm = None;
+        if let Some(comm) = ctx.build().comm.take() {
+            comm.close().await;
+        }
         Vec::new()
     }
 }
@@ -47,7 +58,10 @@ impl<C: HasBuild> Step<C> for Provision {
 
     async fn run(&mut self, ctx: &mut C) -> Result<(), StepError> {
         let b = ctx.build();
-        let comm = b.comm.clone().ok_or_else(|| StepError::failed("not connected"))?;
+        let comm = b
+            .comm
+            .clone()
+            .ok_or_else(|| StepError::failed("not connected"))?;
         let template = b.template.clone();
         let cx = provisioner::Context {
             comm: &comm,
@@ -60,12 +74,16 @@ impl<C: HasBuild> Step<C> for Provision {
         let mut reconnect = false;
         for p in template.provisioners_for(&b.source.name) {
             if reconnect {
-                ensure_connected(&comm, &cx).await.map_err(StepError::failed)?;
+                ensure_connected(&comm, &cx)
+                    .await
+                    .map_err(StepError::failed)?;
             }
             cx.events.info(format!("running {}", p.label()));
             reconnect = match provisioner::run(p, &cx).await {
                 Ok(after) => after == After::Disconnected,
-                Err(ProvisionError::Ssh(crate::communicator::SshError::Cancelled)) => return Err(StepError::Cancelled),
+                Err(ProvisionError::Ssh(crate::communicator::SshError::Cancelled)) => {
+                    return Err(StepError::Cancelled);
+                }
                 Err(e @ ProvisionError::Failed(_)) => return Err(StepError::failed(e)),
                 Err(e) => return Err(StepError::failed(format!("{}: {e}", p.label()))),
             };
@@ -75,11 +93,19 @@ impl<C: HasBuild> Step<C> for Provision {
 }
 
 /// After an expected disconnect: keep the session if it still works, else reconnect.
-async fn ensure_connected(comm: &Communicator, cx: &provisioner::Context<'_>) -> Result<(), String> {
-    let alive = comm.exec("true", Some(Duration::from_secs(10)), |_, _| {}).await;
+async fn ensure_connected(
+    comm: &Communicator,
+    cx: &provisioner::Context<'_>,
+) -> Result<(), String> {
+    let alive = comm
+        .exec("true", Some(Duration::from_secs(10)), |_, _| {})
+        .await;
     if alive.is_ok_and(|s| s.success()) {
         return Ok(());
     }
-    cx.events.info(format!("reconnecting to {}", comm.target().endpoint));
-    comm.reconnect().await.map_err(|e| format!("reconnecting after an expected disconnect: {e}"))
+    cx.events
+        .info(format!("reconnecting to {}", comm.target().endpoint));
+    comm.reconnect()
+        .await
+        .map_err(|e| format!("reconnecting after an expected disconnect: {e}"))
 }

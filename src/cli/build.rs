@@ -22,11 +22,21 @@ pub struct BuildArgs {
     file: PathBuf,
 
     /// Build only these sources (repeatable or comma-separated).
-    #[arg(long, value_name = "NAME", env = "IMGBUILD_ONLY", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "IMGBUILD_ONLY",
+        value_delimiter = ','
+    )]
     only: Vec<String>,
 
     /// Build every source but these (repeatable or comma-separated).
-    #[arg(long, value_name = "NAME", env = "IMGBUILD_EXCEPT", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "IMGBUILD_EXCEPT",
+        value_delimiter = ','
+    )]
     except: Vec<String>,
 
     #[command(flatten)]
@@ -37,7 +47,12 @@ pub struct BuildArgs {
     on_error: OnError,
 
     /// Where to write the JSON manifest of what was built.
-    #[arg(long, value_name = "FILE", default_value = "imgbuild-manifest.json", env = "IMGBUILD_MANIFEST")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "imgbuild-manifest.json",
+        env = "IMGBUILD_MANIFEST"
+    )]
     manifest: PathBuf,
 
     /// Time allowed for cleanup after a build ends, e.g. "10m".
@@ -46,13 +61,18 @@ pub struct BuildArgs {
 }
 
 fn parse_duration(s: &str) -> Result<HumanDuration, String> {
-    humantime::parse_duration(s).map(HumanDuration).map_err(|e| e.to_string())
+    humantime::parse_duration(s)
+        .map(HumanDuration)
+        .map_err(|e| e.to_string())
 }
 
 pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
     let template = template::load(&args.file, &args.vars.inputs()).map_err(Error::Invalid)?;
-    let sources: Vec<_> =
-        build::select(&template, &args.only, &args.except).map_err(Error::Usage)?.into_iter().cloned().collect();
+    let sources: Vec<_> = build::select(&template, &args.only, &args.except)
+        .map_err(Error::Usage)?
+        .into_iter()
+        .cloned()
+        .collect();
     let template = Arc::new(template);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,10 +98,15 @@ pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
             println!("{}: {}", a.location, a.id);
         }
     }
-    if results.iter().any(|r| !r.artifacts.is_empty() || r.outcome != Outcome::Succeeded)
+    if results
+        .iter()
+        .any(|r| !r.artifacts.is_empty() || r.outcome != Outcome::Succeeded)
         && let Err(e) = build::write_manifest(&args.manifest, &template, &results)
     {
-        eprintln!("warning: cannot write manifest {}: {e}", args.manifest.display());
+        eprintln!(
+            "warning: cannot write manifest {}: {e}",
+            args.manifest.display()
+        );
     }
     if cancel.is_cancelled() || results.iter().any(|r| r.outcome == Outcome::Cancelled) {
         return Err(Error::Interrupted);
@@ -89,7 +114,13 @@ pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
     let failed: Vec<String> = results
         .iter()
         .filter(|r| r.outcome == Outcome::Failed)
-        .map(|r| format!("build `{}`: {}", r.name, r.error.as_deref().unwrap_or("failed")))
+        .map(|r| {
+            format!(
+                "build `{}`: {}",
+                r.name,
+                r.error.as_deref().unwrap_or("failed")
+            )
+        })
         .collect();
     if !failed.is_empty() {
         return Err(Error::BuildFailed(failed.join("\nerror: ")));
@@ -100,7 +131,10 @@ pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
 /// First SIGINT/SIGTERM cancels the builds; later ones only say cleanup is under way.
 async fn watch_signals(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     loop {
@@ -109,7 +143,9 @@ async fn watch_signals(cancel: CancellationToken) {
             _ = term.recv() => "SIGTERM",
         };
         if cancel.is_cancelled() {
-            eprintln!("{name} again: cleanup is still running and will finish; interrupting it would leave resources behind");
+            eprintln!(
+                "{name} again: cleanup is still running and will finish; interrupting it would leave resources behind"
+            );
         } else {
             eprintln!("{name} received: cancelling builds and cleaning up");
             cancel.cancel();

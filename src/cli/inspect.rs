@@ -61,7 +61,11 @@ pub fn describe(t: &Template) -> String {
         let what = match &p.kind {
             ProvisionerKind::Shell(c) => {
                 let mut what = match (&c.inline, &c.script, &c.scripts) {
-                    (Some(lines), _, _) => format!("shell: inline, {} line{}", lines.len(), if lines.len() == 1 { "" } else { "s" }),
+                    (Some(lines), _, _) => format!(
+                        "shell: inline, {} line{}",
+                        lines.len(),
+                        if lines.len() == 1 { "" } else { "s" }
+                    ),
                     (_, Some(s), _) => format!("shell: script {s}"),
                     (_, _, Some(list)) => format!("shell: scripts {}", list.join(", ")),
                     _ => "shell".to_string(),
@@ -81,10 +85,16 @@ pub fn describe(t: &Template) -> String {
                     (_, Some(list)) => list.join(", "),
                     _ => "inline content".to_string(),
                 };
-                let arrow = if c.direction == Direction::Download { "<-" } else { "->" };
+                let arrow = if c.direction == Direction::Download {
+                    "<-"
+                } else {
+                    "->"
+                };
                 match c.direction {
                     Direction::Upload => format!("file: {from} {arrow} {}", c.destination),
-                    Direction::Download => format!("file: {} {arrow} {from} (download)", c.destination),
+                    Direction::Download => {
+                        format!("file: {} {arrow} {from} (download)", c.destination)
+                    }
                 }
             }
         };

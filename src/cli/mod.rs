@@ -22,7 +22,13 @@ use crate::template::VarInputs;
 )]
 pub struct Cli {
     /// Show only warnings, errors and results.
-    #[arg(short, long, global = true, env = "IMGBUILD_QUIET", conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "IMGBUILD_QUIET",
+        conflicts_with = "verbose"
+    )]
     quiet: bool,
 
     /// Show debug logs too (or set IMGBUILD_LOG / RUST_LOG, e.g. `imgbuild=debug`).
@@ -51,13 +57,21 @@ pub struct VarArgs {
     vars: Vec<(String, String)>,
 
     /// Read variables from a TOML file of `name = "value"` lines (repeatable).
-    #[arg(long = "var-file", value_name = "FILE", env = "IMGBUILD_VAR_FILES", value_delimiter = ',')]
+    #[arg(
+        long = "var-file",
+        value_name = "FILE",
+        env = "IMGBUILD_VAR_FILES",
+        value_delimiter = ','
+    )]
     var_files: Vec<PathBuf>,
 }
 
 impl VarArgs {
     fn inputs(&self) -> VarInputs {
-        VarInputs { cli: self.vars.clone(), files: self.var_files.clone() }
+        VarInputs {
+            cli: self.vars.clone(),
+            files: self.var_files.clone(),
+        }
     }
 }
 
@@ -67,7 +81,11 @@ pub fn main() -> u8 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::USAGE } else { exit::SUCCESS };
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            };
         }
     };
     init_logging(cli.verbose);
@@ -97,7 +115,13 @@ fn init_logging(verbose: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("IMGBUILD_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| if verbose { "imgbuild=debug".into() } else { "warn".into() });
+        .unwrap_or_else(|_| {
+            if verbose {
+                "imgbuild=debug".into()
+            } else {
+                "warn".into()
+            }
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)

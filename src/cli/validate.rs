@@ -11,7 +11,12 @@ use crate::template;
 #[derive(Args)]
 pub struct ValidateArgs {
     /// Template files to check.
-    #[arg(required = true, value_name = "FILE", env = "IMGBUILD_TEMPLATES", value_delimiter = ',')]
+    #[arg(
+        required = true,
+        value_name = "FILE",
+        env = "IMGBUILD_TEMPLATES",
+        value_delimiter = ','
+    )]
     files: Vec<PathBuf>,
 
     #[command(flatten)]
@@ -34,7 +39,11 @@ pub fn run(args: ValidateArgs) -> Result<(), Error> {
             Err(mut diags) => problems.append(&mut diags),
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(Error::Invalid(problems)) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(problems))
+    }
 }
 
 fn plural(n: usize) -> &'static str {

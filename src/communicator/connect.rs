@@ -30,8 +30,14 @@ pub enum ConnectFailure {
 impl fmt::Display for ConnectFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectFailure::Refused => write!(f, "connection refused (is sshd running and the port right?)"),
-            ConnectFailure::TimedOut => write!(f, "connection timed out (check security groups, firewalls and routes)"),
+            ConnectFailure::Refused => write!(
+                f,
+                "connection refused (is sshd running and the port right?)"
+            ),
+            ConnectFailure::TimedOut => write!(
+                f,
+                "connection timed out (check security groups, firewalls and routes)"
+            ),
             ConnectFailure::NoRoute => write!(f, "no route to host"),
             ConnectFailure::Resolve(e) => write!(f, "cannot resolve host: {e}"),
             ConnectFailure::Handshake(e) => write!(f, "SSH handshake failed: {e}"),
@@ -54,7 +60,10 @@ pub struct Connection {
 enum Socket {
     Tcp(TcpStream),
     /// The tunnel is held only so that it lives as long as the session.
-    Tunnel { stream: UnixStream, _tunnel: Box<BastionTunnel> },
+    Tunnel {
+        stream: UnixStream,
+        _tunnel: Box<BastionTunnel>,
+    },
 }
 
 /// Connects with retries until the target's timeout or a cancel.
@@ -102,22 +111,36 @@ enum Attempt {
 fn attempt_once(target: &SshTarget, remaining: Duration) -> Result<Connection, Attempt> {
     let per_try = remaining.clamp(Duration::from_secs(1), Duration::from_secs(15));
     let socket = match &target.bastion {
-        None => Socket::Tcp(tcp_connect(&target.endpoint.host, target.endpoint.port, per_try)?),
+        None => Socket::Tcp(tcp_connect(
+            &target.endpoint.host,
+            target.endpoint.port,
+            per_try,
+        )?),
         Some(bastion) => {
-            let (near, far) = UnixStream::pair().map_err(|e| Attempt::Retry(ConnectFailure::Other(e.to_string())))?;
+            let (near, far) = UnixStream::pair()
+                .map_err(|e| Attempt::Retry(ConnectFailure::Other(e.to_string())))?;
             let tunnel = BastionTunnel::open(bastion, &target.endpoint, far, per_try)?;
-            Socket::Tunnel { stream: near, _tunnel: Box::new(tunnel) }
+            Socket::Tunnel {
+                stream: near,
+                _tunnel: Box::new(tunnel),
+            }
         }
     };
     let (session, fd) = match &socket {
         Socket::Tcp(s) => handshake(s.try_clone().map_err(io_retry)?, s.as_raw_fd(), per_try)?,
-        Socket::Tunnel { stream: s, .. } => handshake(s.try_clone().map_err(io_retry)?, s.as_raw_fd(), per_try)?,
+        Socket::Tunnel { stream: s, .. } => {
+            handshake(s.try_clone().map_err(io_retry)?, s.as_raw_fd(), per_try)?
+        }
     };
     check_host_key(&session, target)?;
     authenticate(&session, &target.endpoint)?;
     session.set_keepalive(false, target.keepalive.as_secs().max(1) as u32);
     session.set_timeout(0);
-    Ok(Connection { session, fd, _socket: socket })
+    Ok(Connection {
+        session,
+        fd,
+        _socket: socket,
+    })
 }
 
 fn io_retry(e: io::Error) -> Attempt {
@@ -146,16 +169,25 @@ fn classify_io(e: &io::Error) -> ConnectFailure {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => ConnectFailure::Refused,
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ConnectFailure::TimedOut,
-        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => ConnectFailure::NoRoute,
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+            ConnectFailure::NoRoute
+        }
         _ => ConnectFailure::Other(e.to_string()),
     }
 }
 
-fn handshake<S: AsRawFd + 'static>(stream: S, fd: RawFd, timeout: Duration) -> Result<(Session, RawFd), Attempt> {
-    let mut session = Session::new().map_err(|e| Attempt::Retry(ConnectFailure::Other(e.to_string())))?;
+fn handshake<S: AsRawFd + 'static>(
+    stream: S,
+    fd: RawFd,
+    timeout: Duration,
+) -> Result<(Session, RawFd), Attempt> {
+    let mut session =
+        Session::new().map_err(|e| Attempt::Retry(ConnectFailure::Other(e.to_string())))?;
     session.set_tcp_stream(stream);
     session.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
-    session.handshake().map_err(|e| Attempt::Retry(ConnectFailure::Handshake(e.message().to_string())))?;
+    session
+        .handshake()
+        .map_err(|e| Attempt::Retry(ConnectFailure::Handshake(e.message().to_string())))?;
     Ok((session, fd))
 }
 
@@ -202,28 +234,45 @@ pub struct BastionTunnel {
 }
 
 impl BastionTunnel {
-    fn open(bastion: &Endpoint, target: &Endpoint, local: UnixStream, timeout: Duration) -> Result<BastionTunnel, Attempt> {
-        let wrap = |f: ConnectFailure| Attempt::Retry(ConnectFailure::Bastion(format!("{bastion}: {f}")));
+    fn open(
+        bastion: &Endpoint,
+        target: &Endpoint,
+        local: UnixStream,
+        timeout: Duration,
+    ) -> Result<BastionTunnel, Attempt> {
+        let wrap =
+            |f: ConnectFailure| Attempt::Retry(ConnectFailure::Bastion(format!("{bastion}: {f}")));
         let tcp = tcp_connect(&bastion.host, bastion.port, timeout).map_err(|a| match a {
             Attempt::Retry(f) => wrap(f),
             fatal => fatal,
         })?;
         let fd = tcp.as_raw_fd();
-        let (session, _) = handshake(tcp.try_clone().map_err(io_retry)?, fd, timeout).map_err(|a| match a {
-            Attempt::Retry(f) => wrap(f),
-            fatal => fatal,
-        })?;
+        let (session, _) =
+            handshake(tcp.try_clone().map_err(io_retry)?, fd, timeout).map_err(|a| match a {
+                Attempt::Retry(f) => wrap(f),
+                fatal => fatal,
+            })?;
         authenticate(&session, bastion).map_err(|a| match a {
             Attempt::Retry(f) => wrap(f),
             fatal => fatal,
         })?;
         let channel = session
             .channel_direct_tcpip(&target.host, target.port, None)
-            .map_err(|e| wrap(ConnectFailure::Other(format!("cannot open a tunnel to {}:{}: {}", target.host, target.port, e.message()))))?;
+            .map_err(|e| {
+                wrap(ConnectFailure::Other(format!(
+                    "cannot open a tunnel to {}:{}: {}",
+                    target.host,
+                    target.port,
+                    e.message()
+                )))
+            })?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let pump = thread::spawn(move || pump(session, tcp, channel, local, &flag));
-        Ok(BastionTunnel { stop, pump: Some(pump) })
+        Ok(BastionTunnel {
+            stop,
+            pump: Some(pump),
+        })
     }
 }
 
@@ -237,7 +286,13 @@ impl Drop for BastionTunnel {
 }
 
 /// Copies bytes both ways until either side closes or `stop` is set.
-fn pump(session: Session, tcp: TcpStream, mut channel: ssh2::Channel, mut local: UnixStream, stop: &std::sync::atomic::AtomicBool) {
+fn pump(
+    session: Session,
+    tcp: TcpStream,
+    mut channel: ssh2::Channel,
+    mut local: UnixStream,
+    stop: &std::sync::atomic::AtomicBool,
+) {
     session.set_blocking(false);
     let _ = local.set_nonblocking(true);
     let mut up: Vec<u8> = Vec::new();
@@ -293,7 +348,10 @@ fn pump(session: Session, tcp: TcpStream, mut channel: ssh2::Channel, mut local:
             break;
         }
         if !busy {
-            super::exec::wait_readable(&[tcp.as_raw_fd(), local.as_raw_fd()], Duration::from_millis(20));
+            super::exec::wait_readable(
+                &[tcp.as_raw_fd(), local.as_raw_fd()],
+                Duration::from_millis(20),
+            );
         }
     }
     let _ = channel.close();

@@ -64,11 +64,21 @@ impl Lines {
 
 /// Waits until one of `fds` is readable or `timeout` passes.
 pub fn wait_readable(fds: &[RawFd], timeout: Duration) {
-    let mut polls: Vec<libc::pollfd> =
-        fds.iter().map(|fd| libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 }).collect();
+    let mut polls: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: *fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     // SAFETY: `polls` is a valid, exclusively borrowed array of pollfd for the call's duration.
     unsafe {
-        libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, timeout.as_millis() as libc::c_int);
+        libc::poll(
+            polls.as_mut_ptr(),
+            polls.len() as libc::nfds_t,
+            timeout.as_millis() as libc::c_int,
+        );
     }
 }
 
@@ -86,7 +96,10 @@ pub fn run(
     let mut channel = session.channel_session().map_err(lost)?;
     // `exec` keeps the process id, which is the group leader: sshd starts
     // every command in a new session.
-    let wrapped = format!("printf '{PID_MARKER}%s\\n' \"$$\" >&2; exec sh -c {}", super::shell_quote(command));
+    let wrapped = format!(
+        "printf '{PID_MARKER}%s\\n' \"$$\" >&2; exec sh -c {}",
+        super::shell_quote(command)
+    );
     channel.exec(&wrapped).map_err(lost)?;
 
     session.set_blocking(false);
@@ -102,7 +115,10 @@ pub fn run(
     channel.wait_close().map_err(lost)?;
     let code = channel.exit_status().ok();
     let signal = channel.exit_signal().ok().and_then(|s| s.exit_signal);
-    Ok(ExitStatus { code: if signal.is_some() { None } else { code }, signal })
+    Ok(ExitStatus {
+        code: if signal.is_some() { None } else { code },
+        signal,
+    })
 }
 
 type PumpError = (SshError, Option<i32>);
@@ -118,8 +134,12 @@ fn pump_output(
     let started = Instant::now();
     let mut last_keepalive = Instant::now();
     let mut buf = vec![0u8; 32 * 1024];
-    let mut out = Lines { pending: Vec::new() };
-    let mut err = Lines { pending: Vec::new() };
+    let mut out = Lines {
+        pending: Vec::new(),
+    };
+    let mut err = Lines {
+        pending: Vec::new(),
+    };
     let mut pgid: Option<i32> = None;
     let mut first_err_line = true;
     loop {
@@ -200,7 +220,9 @@ mod tests {
 
     #[test]
     fn splits_lines_across_chunks() {
-        let mut lines = Lines { pending: Vec::new() };
+        let mut lines = Lines {
+            pending: Vec::new(),
+        };
         let mut seen = Vec::new();
         lines.push(b"one\ntw", |l| seen.push(l.to_string()));
         lines.push(b"o\r\nthree", |l| seen.push(l.to_string()));
@@ -210,7 +232,21 @@ mod tests {
 
     #[test]
     fn describes_exit() {
-        assert_eq!(ExitStatus { code: Some(3), signal: None }.to_string(), "exited with code 3");
-        assert_eq!(ExitStatus { code: None, signal: Some("KILL".into()) }.to_string(), "was killed by signal SIGKILL");
+        assert_eq!(
+            ExitStatus {
+                code: Some(3),
+                signal: None
+            }
+            .to_string(),
+            "exited with code 3"
+        );
+        assert_eq!(
+            ExitStatus {
+                code: None,
+                signal: Some("KILL".into())
+            }
+            .to_string(),
+            "was killed by signal SIGKILL"
+        );
     }
 }

@@ -24,7 +24,10 @@ use crate::events::Stream;
 #[derive(Clone)]
 pub enum Credential {
     /// An OpenSSH private key held in memory (temporary keys never touch disk).
-    Key { private_pem: Arc<str>, label: String },
+    Key {
+        private_pem: Arc<str>,
+        label: String,
+    },
     /// Keys offered by the running ssh-agent.
     Agent,
 }
@@ -42,21 +45,26 @@ impl Credential {
     /// Reads a private key file; the label names it in errors.
     pub fn from_file(path: &Path) -> std::io::Result<Credential> {
         let pem = std::fs::read_to_string(path)?;
-        Ok(Credential::Key { private_pem: pem.into(), label: path.display().to_string() })
+        Ok(Credential::Key {
+            private_pem: pem.into(),
+            label: path.display().to_string(),
+        })
     }
 
     /// "ssh-ed25519 SHA256:…" for error messages, when the key can be parsed.
     pub fn describe(&self) -> String {
         match self {
             Credential::Agent => "keys from ssh-agent".to_string(),
-            Credential::Key { private_pem, label } => match ssh_key::PrivateKey::from_openssh(private_pem.as_bytes()) {
-                Ok(key) => format!(
-                    "{} key {} ({label})",
-                    key.algorithm(),
-                    key.public_key().fingerprint(ssh_key::HashAlg::Sha256)
-                ),
-                Err(_) => format!("key {label}"),
-            },
+            Credential::Key { private_pem, label } => {
+                match ssh_key::PrivateKey::from_openssh(private_pem.as_bytes()) {
+                    Ok(key) => format!(
+                        "{} key {} ({label})",
+                        key.algorithm(),
+                        key.public_key().fingerprint(ssh_key::HashAlg::Sha256)
+                    ),
+                    Err(_) => format!("key {label}"),
+                }
+            }
         }
     }
 }
@@ -90,9 +98,17 @@ pub struct SshTarget {
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
     #[error("could not connect to {endpoint} within {}: {last}", humantime::format_duration(*.timeout))]
-    GaveUp { endpoint: String, timeout: Duration, last: ConnectFailure },
+    GaveUp {
+        endpoint: String,
+        timeout: Duration,
+        last: ConnectFailure,
+    },
     #[error("host key of {endpoint} is {actual}, but {expected} was expected")]
-    HostKeyMismatch { endpoint: String, expected: String, actual: String },
+    HostKeyMismatch {
+        endpoint: String,
+        expected: String,
+        actual: String,
+    },
     #[error("connection lost: {0}")]
     Disconnected(String),
     #[error("command timed out after {}", humantime::format_duration(*.0))]
@@ -102,7 +118,10 @@ pub enum SshError {
     #[error("{context}: {message}")]
     Remote { context: String, message: String },
     #[error("{context}: {source}")]
-    Local { context: String, source: std::io::Error },
+    Local {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 /// A live SSH connection.
@@ -115,13 +134,20 @@ pub struct Communicator {
 
 impl Communicator {
     /// Connects, retrying until `target.timeout`; the error says why the last attempt failed.
-    pub async fn connect(target: SshTarget, cancel: CancellationToken) -> Result<Communicator, SshError> {
+    pub async fn connect(
+        target: SshTarget,
+        cancel: CancellationToken,
+    ) -> Result<Communicator, SshError> {
         let target = Arc::new(target);
         let conn = {
             let (target, cancel) = (target.clone(), cancel.clone());
             blocking(move || connect::connect(&target, &cancel)).await?
         };
-        Ok(Communicator { conn: Arc::new(Mutex::new(conn)), target, cancel })
+        Ok(Communicator {
+            conn: Arc::new(Mutex::new(conn)),
+            target,
+            cancel,
+        })
     }
 
     pub fn target(&self) -> &SshTarget {
@@ -137,6 +163,20 @@ impl Communicator {
             Ok(())
         })
         .await
+    }
+
+    /// Waits for the operation under way to finish (a cancelled command
+    /// first stops its remote processes), then says goodbye to the server.
+    pub async fn close(&self) {
+        let conn = self.conn.clone();
+        let _ = blocking(move || {
+            let conn = conn.lock().expect("ssh connection lock");
+            conn.session.set_blocking(true);
+            conn.session.set_timeout(5_000);
+            let _ = conn.session.disconnect(None, "build finished", None);
+            Ok(())
+        })
+        .await;
     }
 
     /// Runs `command`, calling `on_line` for each output line as it arrives.
@@ -160,12 +200,20 @@ impl Communicator {
         let out = Arc::new(Mutex::new((String::new(), String::new())));
         let sink = out.clone();
         let status = self
-            .exec(command, Some(Duration::from_secs(120)), move |stream, line| {
-                let mut o = sink.lock().expect("output lock");
-                let buf = if stream == Stream::Stdout { &mut o.0 } else { &mut o.1 };
-                buf.push_str(line);
-                buf.push('\n');
-            })
+            .exec(
+                command,
+                Some(Duration::from_secs(120)),
+                move |stream, line| {
+                    let mut o = sink.lock().expect("output lock");
+                    let buf = if stream == Stream::Stdout {
+                        &mut o.0
+                    } else {
+                        &mut o.1
+                    };
+                    buf.push_str(line);
+                    buf.push('\n');
+                },
+            )
             .await?;
         let (stdout, stderr) = std::mem::take(&mut *out.lock().expect("output lock"));
         if status.success() {
@@ -178,50 +226,152 @@ impl Communicator {
         }
     }
 
-    pub async fn upload_file(&self, local: &Path, remote: &str, progress: Progress) -> Result<(), SshError> {
-        let (conn, cancel, local, remote) = (self.conn.clone(), self.cancel.clone(), local.to_path_buf(), remote.to_string());
-        blocking(move || transfer::upload_file(&conn.lock().expect("ssh connection lock"), &local, &remote, &cancel, progress)).await
+    pub async fn upload_file(
+        &self,
+        local: &Path,
+        remote: &str,
+        progress: Progress,
+    ) -> Result<(), SshError> {
+        let (conn, cancel, local, remote) = (
+            self.conn.clone(),
+            self.cancel.clone(),
+            local.to_path_buf(),
+            remote.to_string(),
+        );
+        blocking(move || {
+            transfer::upload_file(
+                &conn.lock().expect("ssh connection lock"),
+                &local,
+                &remote,
+                &cancel,
+                progress,
+            )
+        })
+        .await
     }
 
-    pub async fn upload_bytes(&self, content: Vec<u8>, remote: &str, mode: i32) -> Result<(), SshError> {
+    pub async fn upload_bytes(
+        &self,
+        content: Vec<u8>,
+        remote: &str,
+        mode: i32,
+    ) -> Result<(), SshError> {
         let (conn, remote) = (self.conn.clone(), remote.to_string());
-        blocking(move || transfer::upload_bytes(&conn.lock().expect("ssh connection lock"), &content, &remote, mode)).await
+        blocking(move || {
+            transfer::upload_bytes(
+                &conn.lock().expect("ssh connection lock"),
+                &content,
+                &remote,
+                mode,
+            )
+        })
+        .await
     }
 
     /// Uploads the contents of `local` into the remote folder `remote` (created if missing).
-    pub async fn upload_dir(&self, local: &Path, remote: &str, progress: Progress) -> Result<(), SshError> {
-        let (conn, cancel, local, remote) = (self.conn.clone(), self.cancel.clone(), local.to_path_buf(), remote.to_string());
-        blocking(move || transfer::upload_dir(&conn.lock().expect("ssh connection lock"), &local, &remote, &cancel, progress)).await
+    pub async fn upload_dir(
+        &self,
+        local: &Path,
+        remote: &str,
+        progress: Progress,
+    ) -> Result<(), SshError> {
+        let (conn, cancel, local, remote) = (
+            self.conn.clone(),
+            self.cancel.clone(),
+            local.to_path_buf(),
+            remote.to_string(),
+        );
+        blocking(move || {
+            transfer::upload_dir(
+                &conn.lock().expect("ssh connection lock"),
+                &local,
+                &remote,
+                &cancel,
+                progress,
+            )
+        })
+        .await
     }
 
-    pub async fn download_file(&self, remote: &str, local: &Path, progress: Progress) -> Result<(), SshError> {
-        let (conn, cancel, local, remote) = (self.conn.clone(), self.cancel.clone(), local.to_path_buf(), remote.to_string());
-        blocking(move || transfer::download_file(&conn.lock().expect("ssh connection lock"), &remote, &local, &cancel, progress)).await
+    pub async fn download_file(
+        &self,
+        remote: &str,
+        local: &Path,
+        progress: Progress,
+    ) -> Result<(), SshError> {
+        let (conn, cancel, local, remote) = (
+            self.conn.clone(),
+            self.cancel.clone(),
+            local.to_path_buf(),
+            remote.to_string(),
+        );
+        blocking(move || {
+            transfer::download_file(
+                &conn.lock().expect("ssh connection lock"),
+                &remote,
+                &local,
+                &cancel,
+                progress,
+            )
+        })
+        .await
     }
 
     /// Downloads the contents of the remote folder `remote` into `local` (created if missing).
-    pub async fn download_dir(&self, remote: &str, local: &Path, progress: Progress) -> Result<(), SshError> {
-        let (conn, cancel, local, remote) = (self.conn.clone(), self.cancel.clone(), local.to_path_buf(), remote.to_string());
-        blocking(move || transfer::download_dir(&conn.lock().expect("ssh connection lock"), &remote, &local, &cancel, progress)).await
+    pub async fn download_dir(
+        &self,
+        remote: &str,
+        local: &Path,
+        progress: Progress,
+    ) -> Result<(), SshError> {
+        let (conn, cancel, local, remote) = (
+            self.conn.clone(),
+            self.cancel.clone(),
+            local.to_path_buf(),
+            remote.to_string(),
+        );
+        blocking(move || {
+            transfer::download_dir(
+                &conn.lock().expect("ssh connection lock"),
+                &remote,
+                &local,
+                &cancel,
+                progress,
+            )
+        })
+        .await
     }
 
     /// Whether the remote path is a directory.
     pub async fn is_remote_dir(&self, remote: &str) -> Result<bool, SshError> {
-        let status = self.exec(&format!("test -d {}", shell_quote(remote)), Some(Duration::from_secs(60)), |_, _| {}).await?;
+        let status = self
+            .exec(
+                &format!("test -d {}", shell_quote(remote)),
+                Some(Duration::from_secs(60)),
+                |_, _| {},
+            )
+            .await?;
         Ok(status.success())
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, SshError> + Send + 'static) -> Result<T, SshError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SshError> + Send + 'static,
+) -> Result<T, SshError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
-        Err(e) => Err(SshError::Disconnected(format!("SSH worker thread failed: {e}"))),
+        Err(e) => Err(SshError::Disconnected(format!(
+            "SSH worker thread failed: {e}"
+        ))),
     }
 }
 
 /// Quotes `s` for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c))
+    {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', r"'\''"))

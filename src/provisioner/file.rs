@@ -9,7 +9,10 @@ use crate::template::{Direction, FileConfig};
 use super::{After, Context, ProvisionError, progress};
 
 fn base_name(path: &str) -> &str {
-    path.trim_end_matches('/').rsplit('/').next().unwrap_or(path)
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
 }
 
 fn remote_parent(path: &str) -> &str {
@@ -23,7 +26,11 @@ fn remote_parent(path: &str) -> &str {
 /// Where one source lands, given the destination and how many sources there are.
 fn target(destination: &str, source: &str, into_folder: bool) -> String {
     if into_folder || destination.ends_with('/') {
-        format!("{}/{}", destination.trim_end_matches('/'), base_name(source))
+        format!(
+            "{}/{}",
+            destination.trim_end_matches('/'),
+            base_name(source)
+        )
     } else {
         destination.to_string()
     }
@@ -34,10 +41,18 @@ pub async fn run(c: &FileConfig, cx: &Context<'_>) -> Result<After, ProvisionErr
     if let Some(content) = &c.content {
         let content = cx.scope.expand(content)?;
         mkdir_remote(cx, remote_parent(&destination)).await?;
-        cx.comm.upload_bytes(content.into_bytes(), &destination, 0o644).await?;
+        cx.comm
+            .upload_bytes(content.into_bytes(), &destination, 0o644)
+            .await?;
         return Ok(After::Connected);
     }
-    let sources = cx.scope.expand_all(&c.source.iter().chain(c.sources.iter().flatten()).cloned().collect::<Vec<_>>())?;
+    let sources = cx.scope.expand_all(
+        &c.source
+            .iter()
+            .chain(c.sources.iter().flatten())
+            .cloned()
+            .collect::<Vec<_>>(),
+    )?;
     let many = sources.len() > 1;
     for source in &sources {
         match c.direction {
@@ -49,11 +64,18 @@ pub async fn run(c: &FileConfig, cx: &Context<'_>) -> Result<After, ProvisionErr
 }
 
 async fn mkdir_remote(cx: &Context<'_>, dir: &str) -> Result<(), ProvisionError> {
-    cx.comm.output(&format!("mkdir -p {}", shell_quote(dir))).await?;
+    cx.comm
+        .output(&format!("mkdir -p {}", shell_quote(dir)))
+        .await?;
     Ok(())
 }
 
-async fn upload(cx: &Context<'_>, source: &str, destination: &str, many: bool) -> Result<(), ProvisionError> {
+async fn upload(
+    cx: &Context<'_>,
+    source: &str,
+    destination: &str,
+    many: bool,
+) -> Result<(), ProvisionError> {
     let local = cx.template_dir.join(source);
     let meta = std::fs::metadata(&local).map_err(|e| ProvisionError::Local {
         context: format!("cannot read {}", local.display()),
@@ -64,43 +86,75 @@ async fn upload(cx: &Context<'_>, source: &str, destination: &str, many: bool) -
         let remote = if source.ends_with('/') {
             destination.to_string()
         } else {
-            format!("{}/{}", destination.trim_end_matches('/'), base_name(source))
+            format!(
+                "{}/{}",
+                destination.trim_end_matches('/'),
+                base_name(source)
+            )
         };
-        cx.events.info(format!("uploading folder {} to {remote}", local.display()));
-        cx.comm.upload_dir(&local, &remote, progress(cx.events, label)).await?;
+        cx.events
+            .info(format!("uploading folder {} to {remote}", local.display()));
+        cx.comm
+            .upload_dir(&local, &remote, progress(cx.events, label))
+            .await?;
     } else {
         let remote = target(destination, source, many);
         mkdir_remote(cx, remote_parent(&remote)).await?;
-        cx.events.info(format!("uploading {} to {remote}", local.display()));
-        cx.comm.upload_file(&local, &remote, progress(cx.events, label)).await?;
+        cx.events
+            .info(format!("uploading {} to {remote}", local.display()));
+        cx.comm
+            .upload_file(&local, &remote, progress(cx.events, label))
+            .await?;
     }
     Ok(())
 }
 
-async fn download(cx: &Context<'_>, source: &str, destination: &str, many: bool) -> Result<(), ProvisionError> {
+async fn download(
+    cx: &Context<'_>,
+    source: &str,
+    destination: &str,
+    many: bool,
+) -> Result<(), ProvisionError> {
     let local_dest = cx.template_dir.join(destination);
     let label = format!("download {source}");
     if cx.comm.is_remote_dir(source).await? {
-        let local = if source.ends_with('/') { local_dest } else { local_dest.join(base_name(source)) };
-        cx.events.info(format!("downloading folder {source} to {}", local.display()));
-        cx.comm.download_dir(source, &local, progress(cx.events, label)).await?;
+        let local = if source.ends_with('/') {
+            local_dest
+        } else {
+            local_dest.join(base_name(source))
+        };
+        cx.events.info(format!(
+            "downloading folder {source} to {}",
+            local.display()
+        ));
+        cx.comm
+            .download_dir(source, &local, progress(cx.events, label))
+            .await?;
     } else {
         let into_folder = many || destination.ends_with('/') || local_dest.is_dir();
-        let local: PathBuf =
-            if into_folder { local_dest.join(base_name(source)) } else { local_dest };
+        let local: PathBuf = if into_folder {
+            local_dest.join(base_name(source))
+        } else {
+            local_dest
+        };
         create_parent(&local)?;
-        cx.events.info(format!("downloading {source} to {}", local.display()));
-        cx.comm.download_file(source, &local, progress(cx.events, label)).await?;
+        cx.events
+            .info(format!("downloading {source} to {}", local.display()));
+        cx.comm
+            .download_file(source, &local, progress(cx.events, label))
+            .await?;
     }
     Ok(())
 }
 
 fn create_parent(path: &Path) -> Result<(), ProvisionError> {
     match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent).map_err(|e| ProvisionError::Local {
-            context: format!("cannot create {}", parent.display()),
-            source: e,
-        }),
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|e| ProvisionError::Local {
+                context: format!("cannot create {}", parent.display()),
+                source: e,
+            })
+        }
         _ => Ok(()),
     }
 }
@@ -111,9 +165,18 @@ mod tests {
 
     #[test]
     fn file_targets_follow_the_destination_shape() {
-        assert_eq!(target("/etc/httpd.conf", "conf/a.conf", false), "/etc/httpd.conf");
-        assert_eq!(target("/etc/httpd/", "conf/a.conf", false), "/etc/httpd/a.conf");
-        assert_eq!(target("/etc/httpd", "conf/a.conf", true), "/etc/httpd/a.conf");
+        assert_eq!(
+            target("/etc/httpd.conf", "conf/a.conf", false),
+            "/etc/httpd.conf"
+        );
+        assert_eq!(
+            target("/etc/httpd/", "conf/a.conf", false),
+            "/etc/httpd/a.conf"
+        );
+        assert_eq!(
+            target("/etc/httpd", "conf/a.conf", true),
+            "/etc/httpd/a.conf"
+        );
     }
 
     #[test]

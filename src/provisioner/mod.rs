@@ -33,7 +33,10 @@ pub enum ProvisionError {
     #[error(transparent)]
     Interpolation(#[from] InterpolationError),
     #[error("{context}: {source}")]
-    Local { context: String, source: std::io::Error },
+    Local {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 /// What running one provisioner did to the connection.
@@ -47,7 +50,8 @@ pub enum After {
 /// Runs one provisioner with its pause, timeout and retries.
 pub async fn run(p: &Provisioner, cx: &Context<'_>) -> Result<After, ProvisionError> {
     if let Some(pause) = p.common.pause_before {
-        cx.events.info(format!("pausing {pause} before {}", p.label()));
+        cx.events
+            .info(format!("pausing {pause} before {}", p.label()));
         tokio::time::sleep(pause.0).await;
     }
     let mut attempt = 0;
@@ -65,7 +69,11 @@ pub async fn run(p: &Provisioner, cx: &Context<'_>) -> Result<After, ProvisionEr
             Err(ProvisionError::Ssh(SshError::Cancelled)) => return result,
             Err(e) if attempt < p.common.max_retries => {
                 attempt += 1;
-                cx.events.warn(format!("{} failed ({e}); retry {attempt} of {}", p.label(), p.common.max_retries));
+                cx.events.warn(format!(
+                    "{} failed ({e}); retry {attempt} of {}",
+                    p.label(),
+                    p.common.max_retries
+                ));
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
             other => return other,

@@ -17,7 +17,11 @@ struct Script {
     body: Vec<u8>,
 }
 
-fn scripts(p: &Provisioner, c: &ShellConfig, cx: &Context<'_>) -> Result<Vec<Script>, ProvisionError> {
+fn scripts(
+    p: &Provisioner,
+    c: &ShellConfig,
+    cx: &Context<'_>,
+) -> Result<Vec<Script>, ProvisionError> {
     if let Some(lines) = &c.inline {
         let shebang = c.inline_shebang.as_deref().unwrap_or(DEFAULT_SHEBANG);
         let mut body = format!("#!{shebang}\n");
@@ -25,7 +29,10 @@ fn scripts(p: &Provisioner, c: &ShellConfig, cx: &Context<'_>) -> Result<Vec<Scr
             body.push_str(&line);
             body.push('\n');
         }
-        return Ok(vec![Script { origin: "inline script".into(), body: body.into_bytes() }]);
+        return Ok(vec![Script {
+            origin: "inline script".into(),
+            body: body.into_bytes(),
+        }]);
     }
     let files: Vec<&String> = c.script.iter().chain(c.scripts.iter().flatten()).collect();
     files
@@ -36,7 +43,10 @@ fn scripts(p: &Provisioner, c: &ShellConfig, cx: &Context<'_>) -> Result<Vec<Scr
                 context: format!("{}: cannot read script {}", p.label(), path.display()),
                 source,
             })?;
-            Ok(Script { origin: format!("script {f}"), body })
+            Ok(Script {
+                origin: format!("script {f}"),
+                body,
+            })
         })
         .collect()
 }
@@ -52,32 +62,48 @@ fn env_assignments(c: &ShellConfig, cx: &Context<'_>) -> Result<String, Provisio
     Ok(vars.join(" "))
 }
 
-pub async fn run(p: &Provisioner, c: &ShellConfig, cx: &Context<'_>) -> Result<After, ProvisionError> {
+pub async fn run(
+    p: &Provisioner,
+    c: &ShellConfig,
+    cx: &Context<'_>,
+) -> Result<After, ProvisionError> {
     let vars = env_assignments(c, cx)?;
     let template = match &c.execute_command {
         Some(cmd) => cx.scope.expand(cmd)?,
         None if c.sudo => SUDO_COMMAND.to_string(),
         None => DEFAULT_COMMAND.to_string(),
     };
-    let folder = cx.scope.expand(c.remote_folder.as_deref().unwrap_or("/tmp"))?;
+    let folder = cx
+        .scope
+        .expand(c.remote_folder.as_deref().unwrap_or("/tmp"))?;
     let valid = c.valid_exit_codes.clone().unwrap_or_else(|| vec![0]);
     let timeout = p.common.timeout.map(|t| t.0);
 
     for (i, script) in scripts(p, c, cx)?.into_iter().enumerate() {
-        let remote = format!("{folder}/imgbuild-{}-{}-{}.sh", cx.build_id, p.number, i + 1);
+        let remote = format!(
+            "{folder}/imgbuild-{}-{}-{}.sh",
+            cx.build_id,
+            p.number,
+            i + 1
+        );
         cx.comm.upload_bytes(script.body, &remote, 0o700).await?;
-        let command = template.replace("{path}", &shell_quote(&remote)).replace("{vars}", &vars);
+        let command = template
+            .replace("{path}", &shell_quote(&remote))
+            .replace("{vars}", &vars);
         // The script removes itself, so a reboot or failure leaves nothing behind.
         let command = format!("{command}; rc=$?; rm -f {}; exit $rc", shell_quote(&remote));
         let events = cx.events.clone();
         let result = cx
             .comm
-            .exec(&command, timeout, move |stream: Stream, line: &str| events.output(stream, line))
+            .exec(&command, timeout, move |stream: Stream, line: &str| {
+                events.output(stream, line)
+            })
             .await;
         let status = match result {
             Ok(status) => status,
             Err(SshError::Disconnected(reason)) if c.expect_disconnect => {
-                cx.events.info(format!("{} disconnected as expected ({reason})", p.label()));
+                cx.events
+                    .info(format!("{} disconnected as expected ({reason})", p.label()));
                 return Ok(After::Disconnected);
             }
             Err(SshError::TimedOut(limit)) => {
@@ -94,9 +120,21 @@ pub async fn run(p: &Provisioner, c: &ShellConfig, cx: &Context<'_>) -> Result<A
             return Ok(After::Disconnected);
         }
         if !status.code.is_some_and(|code| valid.contains(&code)) {
-            let expected = if valid == [0] { String::new() } else { format!(" (valid exit codes: {valid:?})") };
-            return Err(ProvisionError::Failed(format!("{}: {} {status}{expected}", p.label(), script.origin)));
+            let expected = if valid == [0] {
+                String::new()
+            } else {
+                format!(" (valid exit codes: {valid:?})")
+            };
+            return Err(ProvisionError::Failed(format!(
+                "{}: {} {status}{expected}",
+                p.label(),
+                script.origin
+            )));
         }
     }
-    Ok(if c.expect_disconnect { After::Disconnected } else { After::Connected })
+    Ok(if c.expect_disconnect {
+        After::Disconnected
+    } else {
+        After::Connected
+    })
 }

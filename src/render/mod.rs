@@ -37,8 +37,16 @@ fn colors_enabled() -> bool {
 /// Whether an event is shown at this verbosity.
 fn shown(event: &Event, verbosity: Verbosity) -> bool {
     match (verbosity, event) {
-        (_, Event::Message { level: crate::events::Level::Warn, .. }) => true,
-        (_, Event::CleanupFailed { .. } | Event::BuildFinished { .. } | Event::Artifact { .. }) => true,
+        (
+            _,
+            Event::Message {
+                level: crate::events::Level::Warn,
+                ..
+            },
+        ) => true,
+        (_, Event::CleanupFailed { .. } | Event::BuildFinished { .. } | Event::Artifact { .. }) => {
+            true
+        }
         (Verbosity::Quiet, _) => false,
         (Verbosity::Normal, Event::CleanupStarted { .. }) => false,
         _ => true,
@@ -60,23 +68,42 @@ pub fn short_duration(secs: f64) -> String {
 fn describe(event: &Event) -> Option<String> {
     use crate::events::Outcome;
     Some(match event {
-        Event::BuildStarted { builder, build_id, .. } => format!("==> build started ({builder}, build id {build_id})"),
+        Event::BuildStarted {
+            builder, build_id, ..
+        } => format!("==> build started ({builder}, build id {build_id})"),
         Event::StepStarted { step, .. } => format!("==> {step}"),
-        Event::StepFinished { step, duration, ok, .. } => {
+        Event::StepFinished {
+            step, duration, ok, ..
+        } => {
             let verdict = if *ok { "done" } else { "failed" };
-            format!("    {step} {verdict} in {}", short_duration(duration.as_secs_f64()))
+            format!(
+                "    {step} {verdict} in {}",
+                short_duration(duration.as_secs_f64())
+            )
         }
         Event::Output { line, .. } => format!("    | {line}"),
-        Event::Message { level: crate::events::Level::Warn, text, .. } => format!("warning: {text}"),
+        Event::Message {
+            level: crate::events::Level::Warn,
+            text,
+            ..
+        } => format!("warning: {text}"),
         Event::Message { text, .. } => format!("    {text}"),
         Event::Progress { .. } => return None,
-        Event::Artifact { artifact, .. } => format!("==> artifact: {}: {}", artifact.location, artifact.id),
+        Event::Artifact { artifact, .. } => {
+            format!("==> artifact: {}: {}", artifact.location, artifact.id)
+        }
         Event::CleanupStarted { step, .. } => format!("    cleanup: {step}"),
         Event::CleanupFailed { leftover, .. } => format!(
             "error: could not remove {} {}: {}\n    remove it by hand: {}",
             leftover.resource, leftover.id, leftover.reason, leftover.remove_with
         ),
-        Event::BuildFinished { outcome, duration, error, timings, .. } => {
+        Event::BuildFinished {
+            outcome,
+            duration,
+            error,
+            timings,
+            ..
+        } => {
             let took = short_duration(duration.as_secs_f64());
             let steps = timings
                 .iter()
@@ -85,7 +112,9 @@ fn describe(event: &Event) -> Option<String> {
                 .join(", ");
             match (outcome, error) {
                 (Outcome::Succeeded, _) => format!("==> build finished in {took} ({steps})"),
-                (Outcome::Cancelled, _) => format!("==> build cancelled after {took}; cleanup done"),
+                (Outcome::Cancelled, _) => {
+                    format!("==> build cancelled after {took}; cleanup done")
+                }
                 (Outcome::Failed, Some(e)) => format!("==> build failed after {took}: {e}"),
                 (Outcome::Failed, None) => format!("==> build failed after {took}"),
             }

@@ -18,7 +18,10 @@ pub struct Plain {
 
 impl Plain {
     pub fn new(verbosity: Verbosity) -> Self {
-        Plain { verbosity, last_progress: Mutex::new(Vec::new()) }
+        Plain {
+            verbosity,
+            last_progress: Mutex::new(Vec::new()),
+        }
     }
 
     fn progress_due(&self, key: &str, finished: bool) -> bool {
@@ -39,8 +42,10 @@ impl Plain {
 
 pub fn timestamp() -> String {
     let now = OffsetDateTime::now_utc();
-    now.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
-        .unwrap_or_default()
+    now.format(format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+    ))
+    .unwrap_or_default()
 }
 
 impl Render for Plain {
@@ -49,7 +54,12 @@ impl Render for Plain {
             return;
         }
         let text = match event {
-            Event::Progress { build, label, done, total } => {
+            Event::Progress {
+                build,
+                label,
+                done,
+                total,
+            } => {
                 if !self.progress_due(&format!("{build}/{label}"), done == total) {
                     return;
                 }

@@ -42,7 +42,11 @@ impl Terminal {
     }
 
     fn prefix(&self, build: &str) -> String {
-        if self.colors { format!("\x1b[1m[{build}]\x1b[0m") } else { format!("[{build}]") }
+        if self.colors {
+            format!("\x1b[1m[{build}]\x1b[0m")
+        } else {
+            format!("[{build}]")
+        }
     }
 }
 
@@ -51,8 +55,10 @@ fn spinner_style() -> ProgressStyle {
 }
 
 fn transfer_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} [{prefix}] {msg} {bytes}/{total_bytes} {binary_bytes_per_sec} ({elapsed})")
-        .expect("valid template")
+    ProgressStyle::with_template(
+        "{spinner} [{prefix}] {msg} {bytes}/{total_bytes} {binary_bytes_per_sec} ({elapsed})",
+    )
+    .expect("valid template")
 }
 
 impl Render for Terminal {
@@ -64,7 +70,9 @@ impl Render for Terminal {
                 bar.set_style(spinner_style());
                 bar.set_message(step.clone());
             }
-            Event::Progress { label, done, total, .. } => {
+            Event::Progress {
+                label, done, total, ..
+            } => {
                 let bar = self.bar(build);
                 if *total > 0 {
                     bar.set_style(transfer_style());

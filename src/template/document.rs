@@ -253,7 +253,10 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))
@@ -277,8 +280,13 @@ mod tests {
     #[test]
     fn renders_location_excerpt_and_caret() {
         let text = "name = \"x\"\nvesion = \"1\"\n";
-        let d = Diagnostic::new(Path::new("t.toml"), text, Some(11..17), "unknown key `vesion`".into())
-            .with_help("did you mean `version`?");
+        let d = Diagnostic::new(
+            Path::new("t.toml"),
+            text,
+            Some(11..17),
+            "unknown key `vesion`".into(),
+        )
+        .with_help("did you mean `version`?");
         assert_eq!(
             d.to_string(),
             "t.toml:2:1: unknown key `vesion`\n 2 | vesion = \"1\"\n   | ^^^^^^\n  help: did you mean `version`?"
@@ -300,10 +308,18 @@ mod tests {
         )
         .unwrap();
         let span = doc
-            .span_of(&KeyPath::root().key("provisioner").index(0).key("inline").index(1))
+            .span_of(
+                &KeyPath::root()
+                    .key("provisioner")
+                    .index(0)
+                    .key("inline")
+                    .index(1),
+            )
             .unwrap();
         assert_eq!(&doc.text[span], "\"yy\"");
-        let span = doc.key_span_of(&KeyPath::root().key("source").key("a").key("type")).unwrap();
+        let span = doc
+            .key_span_of(&KeyPath::root().key("source").key("a").key("type"))
+            .unwrap();
         assert_eq!(&doc.text[span], "type");
     }
 }

@@ -41,7 +41,9 @@ fn pieces(s: &str) -> Result<Vec<Piece<'_>>, InterpolationError> {
             rest_start = i + 1;
             i += 3;
         } else if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
-            let close = s[i..].find('}').ok_or(InterpolationError::Unterminated(i))?;
+            let close = s[i..]
+                .find('}')
+                .ok_or(InterpolationError::Unterminated(i))?;
             out.push(Piece::Text(&s[rest_start..i]));
             out.push(Piece::Ref(Reference {
                 expr: s[i + 2..i + close].trim().to_string(),
@@ -120,14 +122,19 @@ mod tests {
     #[test]
     fn expands_references() {
         assert_eq!(
-            scope().expand("httpd-${image.version}-${ var.region }").unwrap(),
+            scope()
+                .expand("httpd-${image.version}-${ var.region }")
+                .unwrap(),
             "httpd-1.2-eu-west-3"
         );
     }
 
     #[test]
     fn double_dollar_is_a_literal() {
-        assert_eq!(scope().expand("echo $${HOME} $HOME").unwrap(), "echo ${HOME} $HOME");
+        assert_eq!(
+            scope().expand("echo $${HOME} $HOME").unwrap(),
+            "echo ${HOME} $HOME"
+        );
         assert!(references("echo $${HOME}").unwrap().is_empty());
     }
 
@@ -137,7 +144,10 @@ mod tests {
             scope().expand("${source.ami}"),
             Err(InterpolationError::Missing("source.ami".into()))
         );
-        assert_eq!(references("a ${var.x"), Err(InterpolationError::Unterminated(2)));
+        assert_eq!(
+            references("a ${var.x"),
+            Err(InterpolationError::Unterminated(2))
+        );
     }
 
     #[test]

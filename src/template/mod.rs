@@ -17,9 +17,7 @@ use std::path::{Path, PathBuf};
 pub use document::Diagnostic;
 pub use interpolate::Scope;
 pub use load::load;
-pub use schema::{
-    Direction, FileConfig, HumanDuration, ProvisionerCommon, ShellConfig, SshConfig,
-};
+pub use schema::{Direction, FileConfig, HumanDuration, ProvisionerCommon, ShellConfig, SshConfig};
 pub use source::SourceConfig;
 pub use variables::VarInputs;
 
@@ -54,7 +52,10 @@ impl Template {
     }
 
     /// The provisioners that run for the source `name`, in order.
-    pub fn provisioners_for<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Provisioner> + 'a {
+    pub fn provisioners_for<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a Provisioner> + 'a {
         self.provisioners.iter().filter(move |p| p.applies_to(name))
     }
 }
@@ -106,6 +107,11 @@ impl Provisioner {
 
     /// `provisioner 2 (shell, templates/httpd.toml:14)`
     pub fn label(&self) -> String {
-        format!("provisioner {} ({}, {})", self.number, self.type_name(), self.location)
+        format!(
+            "provisioner {} ({}, {})",
+            self.number,
+            self.type_name(),
+            self.location
+        )
     }
 }

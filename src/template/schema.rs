@@ -16,13 +16,44 @@ impl<'de> Deserialize<'de> for HumanDuration {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text)
             .map(HumanDuration)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration `{text}` ({e}); write e.g. \"30s\", \"5m\" or \"1h\"")))
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration `{text}` ({e}); write e.g. \"30s\", \"5m\" or \"1h\""
+                ))
+            })
     }
 }
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A port: an integer, or a string that expands to one at build time
+/// (`"${var.ssh_port}"`); an empty expansion means "the builder's default".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortValue(pub String);
+
+impl<'de> Deserialize<'de> for PortValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Number(n) => n.to_string(),
+            Raw::Text(t) => t,
+        };
+        if text.contains("${") || text.parse::<u16>().is_ok_and(|p| p > 0) {
+            Ok(PortValue(text))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "invalid port `{text}`; expected 1-65535"
+            )))
+        }
     }
 }
 
@@ -41,7 +72,7 @@ pub struct VariableDef {
 #[serde(deny_unknown_fields)]
 pub struct SshConfig {
     pub ssh_username: Option<String>,
-    pub ssh_port: Option<u16>,
+    pub ssh_port: Option<PortValue>,
     /// Overrides the address the builder would connect to (tunnels, private networks).
     pub ssh_host: Option<String>,
     pub ssh_private_key_file: Option<String>,

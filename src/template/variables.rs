@@ -38,29 +38,55 @@ pub fn gather(inputs: &VarInputs) -> Result<BTreeMap<String, Assignment>, Vec<Di
     let mut errors = Vec::new();
     for (key, value) in std::env::vars() {
         if let Some(name) = key.strip_prefix("IMGBUILD_VAR_") {
-            values.insert(name.to_string(), Assignment { value, origin: format!("environment variable {key}") });
+            values.insert(
+                name.to_string(),
+                Assignment {
+                    value,
+                    origin: format!("environment variable {key}"),
+                },
+            );
         }
     }
     for file in &inputs.files {
         match read_var_file(file) {
             Ok(pairs) => {
                 for (name, value) in pairs {
-                    values.insert(name, Assignment { value, origin: format!("--var-file {}", file.display()) });
+                    values.insert(
+                        name,
+                        Assignment {
+                            value,
+                            origin: format!("--var-file {}", file.display()),
+                        },
+                    );
                 }
             }
             Err(mut diags) => errors.append(&mut diags),
         }
     }
     for (name, value) in &inputs.cli {
-        values.insert(name.clone(), Assignment { value: value.clone(), origin: format!("--var {name}=…") });
+        values.insert(
+            name.clone(),
+            Assignment {
+                value: value.clone(),
+                origin: format!("--var {name}=…"),
+            },
+        );
     }
-    if errors.is_empty() { Ok(values) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(errors)
+    }
 }
 
 /// A var file is TOML with one string (or number, or boolean) per variable.
 fn read_var_file(path: &Path) -> Result<Vec<(String, String)>, Vec<Diagnostic>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![Diagnostic::whole_file(path, format!("cannot read variable file: {e}"))])?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic::whole_file(
+            path,
+            format!("cannot read variable file: {e}"),
+        )]
+    })?;
     let doc = super::document::Document::parse(path, text)?;
     let mut out = Vec::new();
     let mut errors = Vec::new();
@@ -74,12 +100,19 @@ fn read_var_file(path: &Path) -> Result<Vec<(String, String)>, Vec<Diagnostic>> 
             _ => {
                 errors.push(doc.diagnostic(
                     Some(value.span()),
-                    format!("variable `{}` must be a string, number or boolean", key.get_ref()),
+                    format!(
+                        "variable `{}` must be a string, number or boolean",
+                        key.get_ref()
+                    ),
                 ));
                 continue;
             }
         };
         out.push((key.get_ref().to_string(), text));
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }

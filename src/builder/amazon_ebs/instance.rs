@@ -129,11 +129,14 @@ impl Step<EbsContext> for Launch {
         let instance = wait_running(&ctx.client, &id, ctx.waits.running)
             .await
             .map_err(StepError::failed)?;
-        let ssh = &ctx.build.source.ssh;
+        let overridden = ctx
+            .ssh_host_override()
+            .map_err(StepError::failed)?
+            .is_some();
         let address = match address(&instance, ctx.config.ssh_interface) {
             Ok(a) => a,
             // The override decides where to connect; the instance's own address is only informative.
-            Err(_) if ssh.ssh_host.is_some() => String::new(),
+            Err(_) if overridden => String::new(),
             Err(e) => return Err(StepError::failed(format!("instance {id}: {e}"))),
         };
         let credential = ctx

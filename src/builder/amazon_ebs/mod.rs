@@ -108,6 +108,19 @@ impl EbsContext {
             .unwrap_or("?")
     }
 
+    /// A template setting expanded; empty means "not set" (e.g. `ssh_host = "${var.ssh_host}"`).
+    fn setting(&self, value: Option<&str>) -> Result<Option<String>, String> {
+        match value.map(|v| self.build.scope.expand(v)).transpose() {
+            Ok(v) => Ok(v.filter(|v| !v.is_empty())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The template's `ssh_host` override, if it sets one.
+    fn ssh_host_override(&self) -> Result<Option<String>, String> {
+        self.setting(self.build.source.ssh.ssh_host.as_deref())
+    }
+
     fn imds_v2(&self) -> bool {
         self.config.imds_support.as_deref() != Some("")
     }

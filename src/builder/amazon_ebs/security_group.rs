@@ -46,7 +46,7 @@ impl Step<EbsContext> for SecurityGroup {
             return Ok(());
         }
         let (cidrs, why) = allowed_cidrs(ctx, &vpc).await.map_err(StepError::failed)?;
-        let port = sg_port(ctx);
+        let port = sg_port(ctx).map_err(StepError::failed)?;
         let name = format!("imgbuild-{}", ctx.build.build_id);
         self.requested = Some((name.clone(), vpc.clone()));
         let out = ctx
@@ -256,12 +256,17 @@ async fn resolve_vpc(ctx: &mut EbsContext) -> Result<String, String> {
 
 /// The port the instance's sshd listens on. With an `ssh_host` override,
 /// `ssh_port` is the override's port (a tunnel), so the instance's is 22.
-fn sg_port(ctx: &EbsContext) -> i32 {
-    let ssh = &ctx.build.source.ssh;
-    if ssh.ssh_host.is_some() {
-        22
-    } else {
-        i32::from(ssh.ssh_port.unwrap_or(22))
+fn sg_port(ctx: &EbsContext) -> Result<i32, String> {
+    if ctx.ssh_host_override()?.is_some() {
+        return Ok(22);
+    }
+    let port = ctx.setting(ctx.build.source.ssh.ssh_port.as_ref().map(|p| p.0.as_str()))?;
+    match port {
+        Some(p) => p
+            .parse::<u16>()
+            .map(i32::from)
+            .map_err(|_| format!("ssh_port expands to `{p}`, which is not a port")),
+        None => Ok(22),
     }
 }
 
@@ -281,9 +286,8 @@ async fn allowed_cidrs(ctx: &EbsContext, vpc: &str) -> Result<(Vec<String>, Stri
             "temporary_sg_cidrs".into(),
         ));
     }
-    let ssh = &ctx.build.source.ssh;
-    if let Some(host) = ssh.ssh_host.as_deref().or(ssh.ssh_bastion_host.as_deref()) {
-        let host = scope.expand(host).map_err(|e| e.to_string())?;
+    let bastion = ctx.setting(ctx.build.source.ssh.ssh_bastion_host.as_deref())?;
+    if let Some(host) = ctx.ssh_host_override()?.or(bastion) {
         if let Ok(ip) = host.parse::<IpAddr>()
             && is_public(ip)
         {

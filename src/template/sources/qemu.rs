@@ -60,7 +60,11 @@ impl SourceSchema for QemuConfig {
     const PROVIDES: &'static [&'static str] = &["id", "image"];
 
     fn check(&self, _ssh: &SshConfig, checker: &mut Checker<'_>) {
-        let given = [self.base_image.is_some(), self.base_url.is_some(), self.bootstrap.is_some()];
+        let given = [
+            self.base_image.is_some(),
+            self.base_url.is_some(),
+            self.bootstrap.is_some(),
+        ];
         if given.iter().filter(|g| **g).count() != 1 {
             checker.error(
                 "",
@@ -68,7 +72,10 @@ impl SourceSchema for QemuConfig {
             );
         }
         if self.base_url.is_some() && self.sha256.is_none() {
-            checker.error("base_url", "`base_url` needs `sha256`, the image's checksum");
+            checker.error(
+                "base_url",
+                "`base_url` needs `sha256`, the image's checksum",
+            );
         }
     }
 }

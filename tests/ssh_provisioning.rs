@@ -1,0 +1,442 @@
+//! The communicator and provisioners against a real OpenSSH sshd, driven
+//! through the real binary with `type = "ssh"` sources.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Admit, Scratch, Sshd, imgbuild, run, text, wait_for_file};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// A scratch folder with an admitted client key and a running sshd.
+fn setup() -> (Scratch, Sshd) {
+    let scratch = Scratch::new();
+    let (_, authorized) = scratch.client_key();
+    let sshd = Sshd::start(Admit::KeysFile(authorized));
+    (scratch, sshd)
+}
+
+fn source(sshd: &Sshd, extra: &str) -> String {
+    format!(
+        "name = \"test\"\nversion = \"1.0\"\n\n[source.box]\ntype = \"ssh\"\nssh_host = \"127.0.0.1\"\nssh_port = {}\nssh_username = \"root\"\nssh_private_key_file = \"id_ed25519\"\nssh_timeout = \"20s\"\n{extra}\n",
+        sshd.port
+    )
+}
+
+fn build(scratch: &Scratch, template: &str) -> std::process::Output {
+    scratch.write("t.toml", template);
+    run(
+        imgbuild()
+            .arg("build")
+            .arg("t.toml")
+            .current_dir(scratch.dir.path()),
+        LIMIT,
+    )
+}
+
+#[test]
+fn shell_inline_and_script_with_env_and_sudo() {
+    let (scratch, sshd) = setup();
+    let work = scratch.path("work");
+    let uploads = scratch.path("uploads");
+    fs::create_dir_all(&uploads).unwrap();
+    scratch.write("scripts/configure.sh", "#!/bin/sh\nset -e\necho \"configuring $SERVER_NAME as $(id -un)\" > \"$OUT/configured\"\necho script-ran\n");
+    let template = format!(
+        r#"{}
+[[provisioner]]
+type = "shell"
+inline = ["mkdir -p {work}", "echo \"inline $GREETING $(basename {work})\" > {work}/inline", "echo to-stderr >&2"]
+env = {{ GREETING = "hello-${{build.name}}" }}
+
+[[provisioner]]
+type = "shell"
+script = "scripts/configure.sh"
+env = {{ SERVER_NAME = "www.example.com", OUT = "{work}" }}
+sudo = true
+remote_folder = "{uploads}"
+"#,
+        source(&sshd, ""),
+        work = work.display(),
+        uploads = uploads.display()
+    );
+    let out = build(&scratch, &template);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "build failed:\n{stderr}");
+    assert_eq!(
+        fs::read_to_string(work.join("inline")).unwrap(),
+        "inline hello-box work\n"
+    );
+    assert_eq!(
+        fs::read_to_string(work.join("configured")).unwrap(),
+        "configuring www.example.com as root\n"
+    );
+    assert!(
+        stderr.contains("[box]     | to-stderr"),
+        "stderr line streamed:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("[box]     | script-ran"),
+        "stdout line streamed:\n{stderr}"
+    );
+    // Scripts remove themselves from the remote folder.
+    let leftovers: Vec<_> = fs::read_dir(&uploads)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "remote scripts left behind: {leftovers:?}"
+    );
+}
+
+#[test]
+fn inline_stops_at_the_first_failing_line_and_names_the_provisioner() {
+    let (scratch, sshd) = setup();
+    let marker = scratch.path("after-failure");
+    let template = format!(
+        "{}\n[[provisioner]]\ntype = \"shell\"\ninline = [\"echo ok\"]\n\n[[provisioner]]\ntype = \"shell\"\ninline = [\"sh -c 'exit 7'\", \"touch {}\"]\n",
+        source(&sshd, ""),
+        marker.display()
+    );
+    let out = build(&scratch, &template);
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit code 1 for a failed build:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("error: build `box`: step \"provision\" failed: provisioner 2 (shell, t.toml:17): inline script exited with code 7"),
+        "error names the provisioner and code:\n{stderr}"
+    );
+    assert!(!marker.exists(), "lines after the failing one must not run");
+}
+
+#[test]
+fn valid_exit_codes_accept_listed_codes() {
+    let (scratch, sshd) = setup();
+    let template = format!(
+        "{}\n[[provisioner]]\ntype = \"shell\"\ninline = [\"exit 3\"]\nvalid_exit_codes = [0, 3]\n",
+        source(&sshd, "")
+    );
+    let out = build(&scratch, &template);
+    assert!(
+        out.status.success(),
+        "exit 3 is valid here:\n{}",
+        text(&out.stderr)
+    );
+
+    let template = template.replace("[0, 3]", "[0, 4]");
+    let out = build(&scratch, &template);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("exited with code 3 (valid exit codes: [0, 4])"),
+        "{stderr}"
+    );
+}
+
+fn write_big_file(path: &Path, mib: usize) {
+    use std::io::Write;
+    let mut f = fs::File::create(path).unwrap();
+    // Varied content, so a transfer that drops or reorders chunks cannot pass.
+    let mut block = vec![0u8; 1 << 20];
+    for i in 0..mib {
+        for (j, b) in block.iter_mut().enumerate() {
+            *b = ((i * 31 + j * 7) % 251) as u8;
+        }
+        f.write_all(&block).unwrap();
+    }
+}
+
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (mut fa, mut fb) = (fs::File::open(a).unwrap(), fs::File::open(b).unwrap());
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let na = fa.read(&mut ba).unwrap();
+        let mut nb = 0;
+        while nb < na {
+            let n = fb.read(&mut bb[nb..na]).unwrap();
+            if n == 0 {
+                return false;
+            }
+            nb += n;
+        }
+        if na == 0 {
+            return fb.read(&mut bb).unwrap() == 0;
+        }
+        if ba[..na] != bb[..na] {
+            return false;
+        }
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn files_folders_and_a_large_file_round_trip_byte_for_byte() {
+    let (scratch, sshd) = setup();
+    let remote = scratch.path("remote");
+    let back = scratch.path("back");
+    scratch.write("files/app.conf", "listen 80\n");
+    fs::set_permissions(
+        scratch.path("files/app.conf"),
+        fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    scratch.write("site/index.html", "<h1>hi</h1>\n");
+    scratch.write("site/bin/run.sh", "#!/bin/sh\necho run\n");
+    fs::set_permissions(
+        scratch.path("site/bin/run.sh"),
+        fs::Permissions::from_mode(0o751),
+    )
+    .unwrap();
+    write_big_file(&scratch.path("big.bin"), 128);
+
+    let template = format!(
+        r#"{src}
+[[provisioner]]
+type = "file"
+source = "files/app.conf"
+destination = "{remote}/etc/app.conf"
+
+[[provisioner]]
+type = "file"
+source = "site"
+destination = "{remote}/www"
+
+[[provisioner]]
+type = "file"
+source = "site/"
+destination = "{remote}/flat"
+
+[[provisioner]]
+type = "file"
+source = "big.bin"
+destination = "{remote}/big.bin"
+
+[[provisioner]]
+type = "file"
+content = "generated for ${{image.version}}"
+destination = "{remote}/generated.txt"
+
+[[provisioner]]
+type = "file"
+direction = "download"
+sources = ["{remote}/big.bin", "{remote}/etc/app.conf"]
+destination = "back/"
+
+[[provisioner]]
+type = "file"
+direction = "download"
+source = "{remote}/www"
+destination = "back"
+"#,
+        src = source(&sshd, ""),
+        remote = remote.display()
+    );
+    let out = build(&scratch, &template);
+    assert!(out.status.success(), "build failed:\n{}", text(&out.stderr));
+
+    assert_eq!(
+        fs::read_to_string(remote.join("etc/app.conf")).unwrap(),
+        "listen 80\n"
+    );
+    assert_eq!(mode(&remote.join("etc/app.conf")), 0o640);
+    assert_eq!(
+        fs::read_to_string(remote.join("www/site/index.html")).unwrap(),
+        "<h1>hi</h1>\n"
+    );
+    assert_eq!(mode(&remote.join("www/site/bin/run.sh")), 0o751);
+    assert_eq!(
+        fs::read_to_string(remote.join("flat/index.html")).unwrap(),
+        "<h1>hi</h1>\n"
+    );
+    assert!(
+        !remote.join("flat/site").exists(),
+        "a trailing slash copies the contents only"
+    );
+    assert_eq!(
+        fs::read_to_string(remote.join("generated.txt")).unwrap(),
+        "generated for 1.0"
+    );
+    assert!(
+        same_bytes(&scratch.path("big.bin"), &remote.join("big.bin")),
+        "upload differs"
+    );
+
+    assert!(
+        same_bytes(&scratch.path("big.bin"), &back.join("big.bin")),
+        "download differs"
+    );
+    assert_eq!(
+        fs::read_to_string(back.join("app.conf")).unwrap(),
+        "listen 80\n"
+    );
+    assert_eq!(mode(&back.join("app.conf")), 0o640);
+    assert_eq!(
+        fs::read_to_string(back.join("www/site/index.html")).unwrap(),
+        "<h1>hi</h1>\n"
+    );
+    assert_eq!(mode(&back.join("www/site/bin/run.sh")), 0o751);
+    drop(sshd);
+}
+
+#[test]
+fn expect_disconnect_survives_an_sshd_restart() {
+    let (scratch, mut sshd) = setup();
+    let restarted = scratch.path("restarted");
+    let after = scratch.path("after");
+    // Like a reboot: the provisioner kills this test's sshd listener and the
+    // processes serving its own connection, and a detached helper brings
+    // sshd back 2 s later.
+    let pidfile = sshd.dir.path().join("sshd.pid");
+    scratch.write(
+        "reboot.sh",
+        &format!(
+            "#!/bin/sh\n\
+             setsid sh -c 'sleep 2; /usr/sbin/sshd -f {cfg}; touch {restarted}' </dev/null >/dev/null 2>&1 &\n\
+             session=$(ps -o ppid= -p $PPID | tr -d ' ')\n\
+             monitor=$(ps -o ppid= -p $session | tr -d ' ')\n\
+             kill $(cat {pidfile}) $session $monitor\n\
+             sleep 5\n",
+            cfg = sshd.config.display(),
+            restarted = restarted.display(),
+            pidfile = pidfile.display()
+        ),
+    );
+    let template = format!(
+        "{}\n[[provisioner]]\ntype = \"shell\"\nscript = \"reboot.sh\"\nexpect_disconnect = true\n\n[[provisioner]]\ntype = \"shell\"\ninline = [\"touch {}\"]\n",
+        source(&sshd, ""),
+        after.display()
+    );
+    // Run sshd detached from the start, so the restarted one is like the original.
+    sshd.stop();
+    let status = Command::new("/usr/sbin/sshd")
+        .arg("-f")
+        .arg(&sshd.config)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(common::wait_for_port(sshd.port, Duration::from_secs(10)));
+    let out = build(&scratch, &template);
+    let stderr = text(&out.stderr);
+    if let Ok(pid) = fs::read_to_string(&pidfile) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+    assert!(out.status.success(), "build failed:\n{stderr}");
+    assert!(restarted.exists(), "sshd was restarted");
+    assert!(
+        after.exists(),
+        "the next provisioner ran after reconnecting"
+    );
+    assert!(stderr.contains("disconnected as expected"), "{stderr}");
+}
+
+#[test]
+fn a_key_the_server_rejects_is_reported_as_an_authentication_error() {
+    let (scratch, sshd) = setup();
+    common::keygen(&scratch.path("other_key"));
+    let template = source(&sshd, "")
+        .replace("id_ed25519", "other_key")
+        .replace("\"20s\"", "\"4s\"")
+        + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"true\"]\n";
+    let started = Instant::now();
+    let out = build(&scratch, &template);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "gave up within the ssh_timeout, took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains("could not connect to root@127.0.0.1:")
+            && stderr.contains(
+                "within 4s: authentication rejected for user `root` with ssh-ed25519 key SHA256:"
+            ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_closed_port_is_reported_as_refused() {
+    let scratch = Scratch::new();
+    scratch.client_key();
+    let port = common::free_port();
+    let template = format!(
+        "name = \"test\"\nversion = \"1.0\"\n[source.box]\ntype = \"ssh\"\nssh_host = \"127.0.0.1\"\nssh_port = {port}\nssh_username = \"root\"\nssh_private_key_file = \"id_ed25519\"\nssh_timeout = \"3s\"\n"
+    );
+    let out = build(&scratch, &template);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "could not connect to root@127.0.0.1:{port} within 3s: connection refused"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigint_during_a_long_provisioner_cleans_up_and_exits_130() {
+    let (scratch, sshd) = setup();
+    let started = scratch.path("started");
+    // A duration no other process on the machine is likely to use, to find it by.
+    let sleeper = format!("sleep {}", 1000 + std::process::id() % 50_000);
+    let template = format!(
+        "{}\n[[provisioner]]\ntype = \"shell\"\ninline = [\"touch {}\", \"{sleeper}\"]\n",
+        source(&sshd, ""),
+        started.display()
+    );
+    let path = scratch.write("t.toml", &template);
+    let child = imgbuild()
+        .arg("build")
+        .arg(&path)
+        .current_dir(scratch.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for_file(&started, Duration::from_secs(60)),
+        "provisioner started"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !common::processes_matching(&sleeper).is_empty(),
+        "the remote command runs"
+    );
+    common::send_signal(&child, libc::SIGINT);
+    let out = common::wait_output(child, Duration::from_secs(30));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("SIGINT received: cancelling builds and cleaning up"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cancelled during step \"provision\"")
+            || stderr.contains("build cancelled"),
+        "{stderr}"
+    );
+    // The remote process tree is gone (bounded wait: TERM is delivered asynchronously).
+    let until = Instant::now() + Duration::from_secs(10);
+    while !common::processes_matching(&sleeper).is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        common::processes_matching(&sleeper).is_empty(),
+        "remote process left behind"
+    );
+}
