@@ -59,7 +59,8 @@ impl World {
         self.scratch.dir.path().display().to_string()
     }
 
-    /// A template: `source` holds extra lines for `[source.aws]`, `rest` more tables.
+    /// A template: `source` holds extra lines for `[source.aws]` (replacing the
+    /// default `ami_name` or `ssh_timeout` if it sets them), `rest` more tables.
     fn template(&self, source: &str, rest: &str) -> PathBuf {
         let text = format!(
             r#"name = "web"
@@ -68,8 +69,7 @@ version = "1.2"
 [source.aws]
 type = "amazon-ebs"
 region = "{REGION}"
-ami_name = "web-${{image.version}}-${{build.id}}"
-temporary_sg_cidrs = ["10.0.0.0/8"]
+{ami_name}temporary_sg_cidrs = ["10.0.0.0/8"]
 ssh_host = "127.0.0.1"
 ssh_port = {port}
 ssh_username = "root"
@@ -84,6 +84,11 @@ most_recent = true
 {rest}
 "#,
             port = self.sshd.port,
+            ami_name = if source.contains("ami_name") {
+                ""
+            } else {
+                "ami_name = \"web-${image.version}-${build.id}\"\n"
+            },
             timeout = if source.contains("ssh_timeout") {
                 ""
             } else {
@@ -694,4 +699,112 @@ fn bad_templates_fail_validation_without_calling_aws() {
         Vec::<String>::new(),
         "validation must not call AWS"
     );
+}
+
+#[test]
+fn own_key_pair_sharing_and_force_deregister() {
+    let w = World::new();
+    let (key, _) = w.scratch.client_key();
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let ec2 = w.ec2(REGION);
+    ec2.block(
+        ec2.client
+            .import_key_pair()
+            .key_name("team-key")
+            .public_key_material(aws_sdk_ec2::primitives::Blob::new(public.into_bytes()))
+            .send(),
+    )
+    .expect("ImportKeyPair");
+    let own = r#"ami_name = "web-shared"
+ssh_keypair_name = "team-key"
+ssh_private_key_file = "id_ed25519"
+ami_users = ["210987654321"]"#;
+    let template = w.template(own, "");
+    let baseline = w.snapshot_baseline();
+
+    // First build: the user's key pair is used and kept; the image is shared.
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = describe(&out);
+    assert!(out.status.success(), "{log}");
+    let first = text(&out.stdout)
+        .trim()
+        .strip_prefix(&format!("{REGION}: "))
+        .expect("artifact line")
+        .to_string();
+    assert_eq!(
+        ec2.key_pair_names(),
+        ["team-key"],
+        "the user's key pair stays, no temporary one\n{log}"
+    );
+    let instances = ec2.instances();
+    assert_eq!(instances.len(), 1);
+    assert_eq!(instances[0].key_name(), Some("team-key"));
+    let attribute = ec2
+        .block(
+            ec2.client
+                .describe_image_attribute()
+                .image_id(&first)
+                .attribute(aws_sdk_ec2::types::ImageAttributeName::LaunchPermission)
+                .send(),
+        )
+        .expect("DescribeImageAttribute");
+    let users: Vec<&str> = attribute
+        .launch_permissions()
+        .iter()
+        .filter_map(|p| p.user_id())
+        .collect();
+    assert_eq!(users, ["210987654321"], "{log}");
+    let first_snapshot = ec2.own_images()[0].block_device_mappings()[0]
+        .ebs()
+        .and_then(|e| e.snapshot_id())
+        .unwrap()
+        .to_string();
+
+    // Same name again: refused before anything is launched.
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "an AMI named `web-shared` already exists in {REGION} ({first})"
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        ec2.instances().len(),
+        1,
+        "no instance for a refused build\n{log}"
+    );
+
+    // With force_deregister the old image and its snapshot make way.
+    let template = w.template(&format!("{own}\nforce_deregister = true"), "");
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = describe(&out);
+    assert!(out.status.success(), "{log}");
+    let second = text(&out.stdout)
+        .trim()
+        .strip_prefix(&format!("{REGION}: "))
+        .expect("artifact line")
+        .to_string();
+    assert_ne!(first, second);
+    let images: Vec<String> = ec2
+        .own_images()
+        .iter()
+        .filter_map(|i| i.image_id())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(images, [second], "{log}");
+    let snapshots: Vec<String> = ec2
+        .own_snapshots()
+        .iter()
+        .filter_map(|s| s.snapshot_id())
+        .map(str::to_string)
+        .collect();
+    assert!(
+        !snapshots.contains(&first_snapshot),
+        "{first_snapshot} of the replaced image remains\n{log}"
+    );
+    assert_eq!(snapshots.len(), baseline[0] + 1, "{log}");
+    assert_eq!(ec2.live_instances(), Vec::<String>::new());
+    assert_eq!(ec2.key_pair_names(), ["team-key"]);
 }
