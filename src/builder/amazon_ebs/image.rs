@@ -442,7 +442,12 @@ async fn remove_image(
 }
 
 /// `ami_regions`: copies the image to every other region at once.
-pub struct CopyImage;
+#[derive(Default)]
+pub struct CopyImage {
+    /// Copies were requested; a copy whose answer a cancel lost is found by
+    /// the build-id tag it was created with.
+    requested: bool,
+}
 
 #[async_trait]
 impl Step<EbsContext> for CopyImage {
@@ -459,6 +464,7 @@ impl Step<EbsContext> for CopyImage {
             .cloned()
             .ok_or_else(|| StepError::failed("no image to copy"))?;
         let mut tasks = tokio::task::JoinSet::new();
+        self.requested = true;
         for region in ctx.copy_regions.clone() {
             let client = client::ec2(&ctx.shared, &region);
             let job = CopyJob {
@@ -505,7 +511,7 @@ impl Step<EbsContext> for CopyImage {
         if ending.keep_outputs() {
             return Vec::new();
         }
-        let copies: Vec<ImageRecord> = ctx
+        let mut copies: Vec<ImageRecord> = ctx
             .images
             .lock()
             .expect("image records")
@@ -513,6 +519,14 @@ impl Step<EbsContext> for CopyImage {
             .filter(|r| r.region != ctx.region)
             .cloned()
             .collect();
+        if self.requested {
+            for region in &ctx.copy_regions {
+                if !copies.iter().any(|c| &c.region == region) {
+                    let client = client::ec2(&ctx.shared, region);
+                    copies.extend(find_by_build(&client, region, &ctx.build.build_id).await);
+                }
+            }
+        }
         let mut left = Vec::new();
         for copy in copies {
             let client = client::ec2(&ctx.shared, &copy.region);

@@ -213,7 +213,7 @@ pub async fn run(
         Box::new(image::CreateImage::default()),
     ];
     if !ebs.copy_regions.is_empty() {
-        steps.push(Box::new(image::CopyImage));
+        steps.push(Box::new(image::CopyImage::default()));
     }
     if !ebs.config.ami_users.is_empty() {
         steps.push(Box::new(image::ShareImage));
