@@ -286,6 +286,10 @@ inline = [
     let stderr = text(&out.stderr);
     assert!(stderr.contains("| hello from imgbuild"), "{log}");
     assert!(
+        stderr.contains("SSH port 22 from 10.0.0.0/8 (temporary_sg_cidrs)"),
+        "{log}"
+    );
+    assert!(
         stderr.contains(&format!("source AMI: {AL2023_6_18}")),
         "{log}"
     );
@@ -719,7 +723,18 @@ fn own_key_pair_sharing_and_force_deregister() {
 ssh_keypair_name = "team-key"
 ssh_private_key_file = "id_ed25519"
 ami_users = ["210987654321"]"#;
-    let template = w.template(own, "");
+    // Without temporary_sg_cidrs, SSH through the private `ssh_host` is
+    // admitted from the VPC's own range; nothing is looked up on the internet.
+    let without_cidrs = |template: PathBuf| {
+        let text = std::fs::read_to_string(&template).unwrap();
+        std::fs::write(
+            &template,
+            text.replace("temporary_sg_cidrs = [\"10.0.0.0/8\"]\n", ""),
+        )
+        .unwrap();
+        template
+    };
+    let template = without_cidrs(w.template(own, ""));
     let baseline = w.snapshot_baseline();
 
     // First build: the user's key pair is used and kept; the image is shared.
@@ -735,6 +750,10 @@ ami_users = ["210987654321"]"#;
         ec2.key_pair_names(),
         ["team-key"],
         "the user's key pair stays, no temporary one\n{log}"
+    );
+    assert!(
+        text(&out.stderr).contains("SSH port 22 from 172.31.0.0/16"),
+        "{log}"
     );
     let instances = ec2.instances();
     assert_eq!(instances.len(), 1);
@@ -777,7 +796,7 @@ ami_users = ["210987654321"]"#;
     );
 
     // With force_deregister the old image and its snapshot make way.
-    let template = w.template(&format!("{own}\nforce_deregister = true"), "");
+    let template = without_cidrs(w.template(&format!("{own}\nforce_deregister = true"), ""));
     let out = run(&mut w.build(&template), BUILD_LIMIT);
     let log = describe(&out);
     assert!(out.status.success(), "{log}");
