@@ -440,3 +440,47 @@ fn sigint_during_a_long_provisioner_cleans_up_and_exits_130() {
         "remote process left behind"
     );
 }
+
+#[test]
+fn a_bastion_tunnels_the_session() {
+    let (scratch, sshd) = setup();
+    let marker = scratch.path("via-bastion");
+    let bastion = format!(
+        "ssh_bastion_host = \"127.0.0.1\"\nssh_bastion_port = {}\nssh_bastion_username = \"root\"\nssh_bastion_private_key_file = \"id_ed25519\"\n",
+        sshd.port
+    );
+    // The target address is as the bastion sees it: the same loopback sshd here.
+    let template = format!(
+        "{}\n[[provisioner]]\ntype = \"shell\"\ninline = [\"echo $SSH_CONNECTION > {}\"]\n",
+        source(&sshd, &bastion),
+        marker.display()
+    );
+    let out = build(&scratch, &template);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let connection = fs::read_to_string(&marker).unwrap();
+    // Through a tunnel, the target sees the bastion's sshd as its client.
+    assert!(connection.starts_with("127.0.0.1 "), "{connection}");
+    // Two logins: the bastion's, and the target's through it, which alone runs commands.
+    let log = sshd.log();
+    let logins: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("Accepted publickey for root from 127.0.0.1 port "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert_eq!(logins.len(), 2, "{log}");
+    let sessions = |port: &str| {
+        log.matches(&format!(
+            "Starting session: command for root from 127.0.0.1 port {port} "
+        ))
+        .count()
+    };
+    assert_eq!(
+        sessions(logins[0]),
+        0,
+        "the bastion connection runs no command:\n{log}"
+    );
+    assert!(
+        sessions(logins[1]) > 0,
+        "commands run on the tunnelled connection:\n{log}"
+    );
+}

@@ -85,6 +85,7 @@ pub fn wait_readable(fds: &[RawFd], timeout: Duration) {
 pub fn run(
     conn: &Connection,
     command: &str,
+    input: &[u8],
     timeout: Option<Duration>,
     keepalive: Duration,
     cancel: &CancellationToken,
@@ -101,6 +102,11 @@ pub fn run(
         super::shell_quote(command)
     );
     channel.exec(&wrapped).map_err(lost)?;
+    if !input.is_empty() {
+        std::io::Write::write_all(&mut channel, input)
+            .map_err(|e| SshError::Disconnected(e.to_string()))?;
+    }
+    channel.send_eof().map_err(lost)?;
 
     session.set_blocking(false);
     let result = pump_output(conn, &mut channel, timeout, keepalive, cancel, &mut on_line);

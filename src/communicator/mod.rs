@@ -186,11 +186,26 @@ impl Communicator {
         timeout: Option<Duration>,
         on_line: impl FnMut(Stream, &str) + Send + 'static,
     ) -> Result<ExitStatus, SshError> {
+        self.exec_with_input(command, Vec::new(), timeout, on_line)
+            .await
+    }
+
+    /// Like `exec`, with `input` as the command's stdin (then end of file).
+    /// Sending a script this way costs one channel instead of an upload and a run.
+    pub async fn exec_with_input(
+        &self,
+        command: &str,
+        input: Vec<u8>,
+        timeout: Option<Duration>,
+        on_line: impl FnMut(Stream, &str) + Send + 'static,
+    ) -> Result<ExitStatus, SshError> {
         let (conn, cancel, command) = (self.conn.clone(), self.cancel.clone(), command.to_string());
         let keepalive = self.target.keepalive;
         blocking(move || {
             let conn = conn.lock().expect("ssh connection lock");
-            exec::run(&conn, &command, timeout, keepalive, &cancel, on_line)
+            exec::run(
+                &conn, &command, &input, timeout, keepalive, &cancel, on_line,
+            )
         })
         .await
     }

@@ -86,18 +86,22 @@ pub async fn run(
             p.number,
             i + 1
         );
-        cx.comm.upload_bytes(script.body, &remote, 0o700).await?;
-        let command = template
-            .replace("{path}", &shell_quote(&remote))
-            .replace("{vars}", &vars);
-        // The script removes itself, so a reboot or failure leaves nothing behind.
-        let command = format!("{command}; rc=$?; rm -f {}; exit $rc", shell_quote(&remote));
+        let path = shell_quote(&remote);
+        let command = template.replace("{path}", &path).replace("{vars}", &vars);
+        // One channel: the script arrives on stdin, is saved, run with no
+        // stdin of its own, and removed whatever its outcome.
+        let command = format!(
+            "umask 077 && cat > {path} && {{ {command}; }} </dev/null; rc=$?; rm -f {path}; exit $rc"
+        );
         let events = cx.events.clone();
         let result = cx
             .comm
-            .exec(&command, timeout, move |stream: Stream, line: &str| {
-                events.output(stream, line)
-            })
+            .exec_with_input(
+                &command,
+                script.body,
+                timeout,
+                move |stream: Stream, line: &str| events.output(stream, line),
+            )
             .await;
         let status = match result {
             Ok(status) => status,
