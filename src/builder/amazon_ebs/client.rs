@@ -93,7 +93,7 @@ where
             let code = e.code().map(str::to_string);
             let message = match e.message() {
                 Some(m) if !m.is_empty() => m.to_string(),
-                _ => aws_sdk_ec2::error::DisplayErrorContext(&e).to_string(),
+                _ => causes(&e),
             };
             ApiError {
                 operation,
@@ -102,4 +102,19 @@ where
             }
         })
     }
+}
+
+/// An error and its causes, "dispatch failure: io error: … Connection refused",
+/// without the debug dump the SDK's own rendering appends.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if parts.last().is_none_or(|last| !last.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
 }
