@@ -827,3 +827,131 @@ ami_users = ["210987654321"]"#;
     assert_eq!(ec2.live_instances(), Vec::<String>::new());
     assert_eq!(ec2.key_pair_names(), ["team-key"]);
 }
+
+/// When EC2 cannot be reached during cleanup, the build lists what it left,
+/// each with the command that removes it, and keeps the original error.
+#[test]
+fn unreachable_ec2_during_cleanup_reports_leftovers_with_commands() {
+    let mut w = World::new();
+    let marker = w.scratch.path("provisioning");
+    let template = w.template(
+        "",
+        &format!(
+            r#"[[provisioner]]
+type = "shell"
+inline = ["touch {}", "sleep 60"]
+"#,
+            marker.display()
+        ),
+    );
+    let child = w
+        .build(&template)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    assert!(
+        wait_for_file(&marker, Duration::from_secs(60)),
+        "the provisioner never started"
+    );
+    w.moto.kill();
+    send_signal(&child, libc::SIGINT);
+    let out = wait_output(child, Duration::from_secs(90));
+    let log = describe(&out);
+    assert_eq!(out.status.code(), Some(130), "{log}");
+    let stderr = text(&out.stderr);
+    for command in [
+        "remove it by hand: aws ec2 terminate-instances --instance-ids i-",
+        "remove it by hand: aws ec2 delete-security-group --group-id sg-",
+        "remove it by hand: aws ec2 delete-key-pair --key-name imgbuild-",
+    ] {
+        assert!(stderr.contains(command), "missing `{command}`\n{log}");
+    }
+    assert!(stderr.contains(&format!("--region {REGION}")), "{log}");
+    let manifest = w.manifest();
+    let build = &manifest["builds"][0];
+    assert_eq!(
+        build["error"], "cancelled during step \"provision\"",
+        "the original error stays\n{log}"
+    );
+    let leftovers = build["leftovers"].as_array().expect("leftovers");
+    let resources: Vec<&str> = leftovers
+        .iter()
+        .filter_map(|l| l["resource"].as_str())
+        .collect();
+    assert_eq!(
+        resources,
+        ["instance", "security group", "key pair"],
+        "{log}"
+    );
+    for leftover in leftovers {
+        let id = leftover["id"].as_str().unwrap_or_default();
+        assert!(
+            !id.is_empty()
+                && leftover["remove_with"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(id),
+            "{leftover}"
+        );
+    }
+}
+
+/// A filter that matches several AMIs without `most_recent`, or a missing
+/// AMI, stops the build with the matches listed, before anything is made.
+#[test]
+fn an_ambiguous_filter_or_a_missing_ami_fails_before_launching() {
+    let w = World::new();
+    let template = w.template("", "");
+    let text_before = std::fs::read_to_string(&template).unwrap();
+    std::fs::write(
+        &template,
+        text_before.replace("most_recent = true", "most_recent = false"),
+    )
+    .unwrap();
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("3 AMIs match; narrow the filter or set `most_recent = true`"),
+        "{log}"
+    );
+    for id in [
+        AL2023_6_18,
+        "ami-02ee394167633f6bf",
+        "ami-0ed094fb1304fd857",
+    ] {
+        assert!(
+            stderr.contains(&format!("  {id} al2023-ami-2023")),
+            "{id} not listed\n{log}"
+        );
+    }
+
+    let missing = text_before.replace(
+        "[source.aws.source_ami_filter]\nname = \"al2023-ami-2023*-x86_64\"\nowners = [\"amazon\"]\narchitecture = \"x86_64\"\nmost_recent = true\n",
+        "",
+    );
+    let missing = missing.replace(
+        "type = \"amazon-ebs\"\n",
+        "type = \"amazon-ebs\"\nsource_ami = \"ami-0123456789abcdef0\"\n",
+    );
+    std::fs::write(&template, missing).unwrap();
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        text(&out.stderr).contains("source AMI ami-0123456789abcdef0 does not exist in us-east-1 (DescribeImages failed: InvalidAMIID.NotFound"),
+        "{log}"
+    );
+
+    let ec2 = w.ec2(REGION);
+    assert!(ec2.instances().is_empty(), "nothing was launched");
+    assert!(ec2.key_pair_names().is_empty(), "no key pair was made");
+    assert!(
+        !ec2.security_group_names()
+            .iter()
+            .any(|g| g.starts_with("imgbuild"))
+    );
+}

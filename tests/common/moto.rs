@@ -123,6 +123,12 @@ impl Moto {
         }
     }
 
+    /// Stops the server for good: every later EC2 call fails to connect.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// A test-side EC2 client for `region`, to look at what a build left.
     pub fn ec2(&self, region: &str) -> Ec2 {
         let runtime = tokio::runtime::Builder::new_current_thread()
