@@ -87,7 +87,9 @@ impl Step<EbsContext> for Launch {
             };
             request = request.iam_instance_profile(spec.build());
         }
-        if let Some(mapping) = root_volume(ctx, source.root_device_name.as_deref()) {
+        if let Some(mapping) =
+            root_volume(ctx, source.root_device_name.as_deref()).map_err(StepError::failed)?
+        {
             request = request.block_device_mappings(mapping);
         }
         request = match ctx.config.associate_public_ip {
@@ -233,31 +235,35 @@ impl Step<EbsContext> for Stop {
     }
 }
 
-fn root_volume(ctx: &EbsContext, device: Option<&str>) -> Option<BlockDeviceMapping> {
+fn root_volume(
+    ctx: &EbsContext,
+    device: Option<&str>,
+) -> Result<Option<BlockDeviceMapping>, String> {
     let c = &ctx.config;
+    let kms_key_id = ctx.setting(c.kms_key_id.as_deref())?;
     if c.root_volume_size.is_none()
         && c.root_volume_type.is_none()
         && c.root_volume_encrypted.is_none()
-        && c.kms_key_id.is_none()
+        && kms_key_id.is_none()
     {
-        return None;
+        return Ok(None);
     }
     let ebs = EbsBlockDevice::builder()
         .set_volume_size(c.root_volume_size)
         .set_volume_type(c.root_volume_type.as_deref().map(VolumeType::from))
         .set_encrypted(
             c.root_volume_encrypted
-                .or(c.kms_key_id.as_ref().map(|_| true)),
+                .or(kms_key_id.as_ref().map(|_| true)),
         )
-        .set_kms_key_id(c.kms_key_id.clone())
+        .set_kms_key_id(kms_key_id)
         .delete_on_termination(true)
         .build();
-    Some(
+    Ok(Some(
         BlockDeviceMapping::builder()
             .device_name(device.unwrap_or("/dev/xvda"))
             .ebs(ebs)
             .build(),
-    )
+    ))
 }
 
 /// The address to connect to: `ssh_interface`, else the public IP if any, else the private IP.

@@ -147,7 +147,8 @@ pub async fn run(
         .map(|r| ctx.scope.expand(r))
         .transpose()
     {
-        Ok(r) => r,
+        // Empty (e.g. an unset variable) means "the standard chain decides".
+        Ok(r) => r.filter(|r| !r.is_empty()),
         Err(e) => {
             return (
                 pipeline::failed_before_start("prepare", format!("region: {e}")),

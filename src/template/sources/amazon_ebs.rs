@@ -237,9 +237,14 @@ impl SourceSchema for AmazonEbsConfig {
 
 impl AmazonEbsConfig {
     fn check_region(&self, checker: &mut Checker<'_>) {
-        match &self.region {
+        // An empty expansion (an unset variable) leaves the choice to the standard chain.
+        let written = self
+            .region
+            .as_deref()
+            .map(|r| partial_expand(r, checker.known))
+            .filter(|r| !r.is_empty());
+        match written {
             Some(region) => {
-                let region = partial_expand(region, checker.known);
                 if !region.contains("${") && !is_region(&region) {
                     checker.error(
                         "region",
@@ -249,8 +254,13 @@ impl AmazonEbsConfig {
             }
             None => {
                 if default_region().is_none() {
-                    checker.error("", "no AWS region: this source sets no `region`, and neither AWS_REGION, AWS_DEFAULT_REGION nor the AWS profile gives one").help =
-                        Some("add `region = \"eu-west-3\"` to this source, or export AWS_REGION".into());
+                    let (key, what) = match self.region {
+                        Some(_) => ("region", "`region` expands to nothing"),
+                        None => ("", "this source sets no `region`"),
+                    };
+                    checker
+                        .error(key, format!("no AWS region: {what}, and neither AWS_REGION, AWS_DEFAULT_REGION nor the AWS profile gives one"))
+                        .help = Some("add `region = \"eu-west-3\"` to this source, or export AWS_REGION".into());
                 }
             }
         }
