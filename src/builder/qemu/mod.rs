@@ -1,17 +1,519 @@
-//! `type = "qemu"`.
+//! `type = "qemu"`: boot a copy-on-write overlay of a base image in QEMU,
+//! provision it over SSH forwarded to 127.0.0.1, shut it down cleanly, and
+//! write the flattened image under `output/`.
 
-use crate::pipeline::{self, RunOptions, RunReport};
+mod accel;
+mod base;
+mod bootstrap;
+mod machine;
+mod output;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::steps::Provision;
+use super::{BuildContext, HasBuild, temporary_key};
+use crate::communicator::{Communicator, Credential};
+use crate::events::{Artifact, Leftover};
+use crate::pipeline::{self, Ending, RunOptions, RunReport, Step, StepError};
 use crate::template::sources::QemuConfig;
 
-use super::BuildContext;
+use base::{Base, BaseKind};
+use machine::{Boot, Machine, MachineSpec};
+use output::OutputPaths;
 
-pub async fn run(
-    ctx: BuildContext,
-    _config: QemuConfig,
-    _opts: &RunOptions,
-) -> (RunReport, BuildContext) {
-    (
-        pipeline::failed_before_start("prepare", "the qemu builder is not available yet".into()),
-        ctx,
-    )
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct QemuContext {
+    build: BuildContext,
+    config: QemuConfig,
+    base: Option<Base>,
+    /// Overlay, seed and QMP socket; removed with the context.
+    work: Option<tempfile::TempDir>,
+    overlay: Option<PathBuf>,
+    seed: Option<PathBuf>,
+    machine: Option<Machine>,
+    /// Kept after the build: the first place to look when boot or SSH fails.
+    console_log: PathBuf,
+    key: (Arc<str>, String),
+    output: OutputPaths,
+}
+
+impl HasBuild for QemuContext {
+    fn build(&mut self) -> &mut BuildContext {
+        &mut self.build
+    }
+}
+
+pub async fn run(build: BuildContext, config: QemuConfig, opts: &RunOptions) -> (RunReport, BuildContext) {
+    let (private, public) = temporary_key(&format!("imgbuild-{}", build.build_id));
+    let out_dir = match &config.output_directory {
+        Some(dir) => build.scope.expand(dir).map(PathBuf::from),
+        None => Ok(PathBuf::from(format!("output/{}-{}", build.template.name, build.template.version))),
+    };
+    let out_dir = match out_dir {
+        Ok(d) => d,
+        Err(e) => return (pipeline::failed_before_start("prepare", e.to_string()), build),
+    };
+    let output = OutputPaths::new(out_dir, &build.template.name, &build.template.version);
+    let console_log = base::cache_dir().join("logs").join(format!("{}-{}.console.log", build.source.name, build.build_id));
+    let mut ctx = QemuContext {
+        build,
+        config,
+        base: None,
+        work: None,
+        overlay: None,
+        seed: None,
+        machine: None,
+        console_log,
+        key: (private.into(), public),
+        output,
+    };
+    let steps: Vec<Box<dyn Step<QemuContext>>> = vec![
+        Box::new(ReserveOutput { created: Vec::new() }),
+        Box::new(PrepareBase),
+        Box::new(CreateOverlay),
+        Box::new(StartMachine),
+        Box::new(WaitForSsh),
+        Box::new(Provision),
+        Box::new(Shutdown),
+        Box::new(ExportImage { written: false }),
+    ];
+    let report = pipeline::run(steps, &mut ctx, opts).await;
+    (report, ctx.build)
+}
+
+fn failed(e: impl std::fmt::Display) -> StepError {
+    StepError::failed(e)
+}
+
+/// Refuses to overwrite an existing image, and creates the output folder.
+struct ReserveOutput {
+    created: Vec<PathBuf>,
+}
+
+#[async_trait]
+impl Step<QemuContext> for ReserveOutput {
+    fn name(&self) -> &'static str {
+        "prepare output"
+    }
+
+    async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
+        if let Some(existing) = ctx.output.files().into_iter().find(|f| f.exists()) {
+            return Err(failed(format!(
+                "{} already exists; bump `version` or move the old image away (imgbuild never overwrites an image)",
+                existing.display()
+            )));
+        }
+        // Remember which folders this build made, to remove only those on failure.
+        let mut missing = Vec::new();
+        let mut dir = Some(ctx.output.dir.as_path());
+        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            missing.push(d.to_path_buf());
+            dir = d.parent();
+        }
+        std::fs::create_dir_all(&ctx.output.dir).map_err(|e| failed(format!("cannot create {}: {e}", ctx.output.dir.display())))?;
+        self.created = missing;
+        Ok(())
+    }
+
+    async fn cleanup(&mut self, ctx: &mut QemuContext, ending: Ending) -> Vec<Leftover> {
+        if !ending.keep_outputs() {
+            for dir in &self.created {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        let _ = ctx;
+        Vec::new()
+    }
+}
+
+/// Finds, downloads or bootstraps the base image.
+struct PrepareBase;
+
+#[async_trait]
+impl Step<QemuContext> for PrepareBase {
+    fn name(&self) -> &'static str {
+        "prepare base image"
+    }
+
+    async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
+        let b = &ctx.build;
+        let base = match (&ctx.config.base_image, &ctx.config.base_url, &ctx.config.bootstrap) {
+            (Some(path), _, _) => {
+                let path = b.scope.expand(path).map_err(failed)?;
+                base::local(&b.template.dir().join(path)).await
+            }
+            (_, Some(url), _) => {
+                let url = b.scope.expand(url).map_err(failed)?;
+                base::download(&url, ctx.config.sha256.as_deref().unwrap_or_default(), &b.events).await
+            }
+            (_, _, Some(cfg)) => bootstrap::base(cfg, &b.events).await,
+            _ => Err("no base image configured".to_string()),
+        }
+        .map_err(failed)?;
+        ctx.build.scope.set("source.id", base.id.clone());
+        ctx.build.scope.set("source.image", base.disk.display().to_string());
+        ctx.build.manifest.insert("base_id".into(), base.id.clone().into());
+        ctx.base = Some(base);
+        Ok(())
+    }
+}
+
+/// A copy-on-write overlay on the base (the base is never written), and the
+/// cloud-init seed for cloud images.
+struct CreateOverlay;
+
+#[async_trait]
+impl Step<QemuContext> for CreateOverlay {
+    fn name(&self) -> &'static str {
+        "create overlay"
+    }
+
+    async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
+        let base = ctx.base.clone().ok_or_else(|| failed("no base image"))?;
+        let work = tempfile::Builder::new().prefix("imgbuild-qemu-").tempdir().map_err(failed)?;
+        let overlay = work.path().join("overlay.qcow2");
+        let base_path = std::fs::canonicalize(&base.disk).map_err(|e| failed(format!("{}: {e}", base.disk.display())))?;
+        let mut args = vec![
+            "create".to_string(),
+            "-q".into(),
+            "-f".into(),
+            "qcow2".into(),
+            "-F".into(),
+            base.format.clone(),
+            "-b".into(),
+            base_path.display().to_string(),
+            overlay.display().to_string(),
+        ];
+        if let Some(size) = &ctx.config.disk_size {
+            args.push(size.clone());
+        }
+        run_tool("qemu-img", &args).await.map_err(failed)?;
+        if matches!(base.kind, BaseKind::CloudImage) {
+            let seed = work.path().join("seed.iso");
+            let user = ssh_user(ctx);
+            write_seed(work.path(), &seed, &user, &ctx.key.1, &ctx.build.build_id).await.map_err(failed)?;
+            ctx.seed = Some(seed);
+        }
+        ctx.overlay = Some(overlay);
+        ctx.work = Some(work);
+        Ok(())
+    }
+
+    async fn cleanup(&mut self, ctx: &mut QemuContext, _: Ending) -> Vec<Leftover> {
+        let Some(work) = ctx.work.take() else { return Vec::new() };
+        let path = work.path().to_path_buf();
+        match work.close() {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![Leftover {
+                resource: "build overlay folder".into(),
+                id: path.display().to_string(),
+                reason: e.to_string(),
+                remove_with: format!("rm -rf {}", path.display()),
+            }],
+        }
+    }
+}
+
+fn ssh_user(ctx: &QemuContext) -> String {
+    ctx.build.source.ssh.ssh_username.clone().unwrap_or_else(|| "root".into())
+}
+
+async fn run_tool(program: &str, args: &[String]) -> Result<(), String> {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {program}: {e} (scripts/setup installs it)"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{program} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// A NoCloud seed: the build user, authorised by the temporary key.
+async fn write_seed(dir: &std::path::Path, seed: &std::path::Path, user: &str, public_key: &str, build_id: &str) -> Result<(), String> {
+    let account = if user == "root" {
+        "disable_root: false\nusers:\n  - default\n  - name: root\n    ssh_authorized_keys:\n      - KEY\n".to_string()
+    } else {
+        format!("users:\n  - default\n  - name: {user}\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    shell: /bin/bash\n    lock_passwd: true\n    ssh_authorized_keys:\n      - KEY\n")
+    };
+    // Without these, cloud-init reports an error and takes a minute longer.
+    let user_data = format!(
+        "#cloud-config\nlocale: C.UTF-8\nssh_genkeytypes: [ed25519]\nssh_pwauth: false\n{}",
+        account.replace("KEY", public_key.trim())
+    );
+    let files = dir.join("seed");
+    std::fs::create_dir_all(&files).map_err(|e| e.to_string())?;
+    std::fs::write(files.join("user-data"), user_data).map_err(|e| e.to_string())?;
+    std::fs::write(files.join("meta-data"), format!("instance-id: imgbuild-{build_id}\nlocal-hostname: imgbuild\n"))
+        .map_err(|e| e.to_string())?;
+    let args: Vec<String> = ["-quiet", "-output"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([seed.display().to_string()])
+        .chain(["-volid", "cidata", "-joliet", "-rock"].iter().map(|s| s.to_string()))
+        .chain([files.join("user-data").display().to_string(), files.join("meta-data").display().to_string()])
+        .collect();
+    run_tool("genisoimage", &args).await
+}
+
+/// Starts QEMU with the overlay, SSH forwarded from a free local port.
+struct StartMachine;
+
+#[async_trait]
+impl Step<QemuContext> for StartMachine {
+    fn name(&self) -> &'static str {
+        "boot"
+    }
+
+    async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
+        let base = ctx.base.clone().ok_or_else(|| failed("no base image"))?;
+        let work = ctx.work.as_ref().ok_or_else(|| failed("no overlay"))?.path().to_path_buf();
+        let (boot, probe_kernel) = match &base.kind {
+            BaseKind::Bootstrapped { kernel, initrd } => (
+                Boot::Kernel {
+                    kernel: kernel.clone(),
+                    initrd: initrd.clone(),
+                    append: "root=LABEL=rootfs rw console=ttyS0 quiet mitigations=off".into(),
+                },
+                Some(kernel.clone()),
+            ),
+            BaseKind::CloudImage => (Boot::Firmware, bootstrap::any_cached_kernel()),
+        };
+        let accel = accel::choose(ctx.config.accelerator, probe_kernel.as_deref(), &work).await.map_err(failed)?;
+        ctx.build.events.info(format!("accelerator: {}", accel.name()));
+        if let Some(dir) = ctx.console_log.parent() {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+        }
+        let credentials = match base.kind {
+            BaseKind::Bootstrapped { .. } => vec![("ssh.authorized_keys.root".to_string(), ctx.key.1.trim().to_string())],
+            BaseKind::CloudImage => Vec::new(),
+        };
+        // A port can be taken between choosing and binding it; try a few.
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let port = free_port().map_err(failed)?;
+            let spec = MachineSpec {
+                name: format!("{}-{}", ctx.build.source.name, ctx.build.build_id),
+                disk: ctx.overlay.clone().ok_or_else(|| failed("no overlay"))?,
+                boot: boot.clone(),
+                accel,
+                memory_mib: ctx.config.memory.unwrap_or(1024),
+                cpus: ctx.config.cpus.unwrap_or(2),
+                ssh_port: port,
+                seed: ctx.seed.clone(),
+                credentials: credentials.clone(),
+                run_dir: work.clone(),
+            };
+            let machine = Machine::start(spec).map_err(|e| failed(format!("cannot start qemu-system-x86_64: {e} (scripts/setup installs it)")))?;
+            ctx.build.events.info(format!(
+                "QEMU started (pid {}), SSH forwarded from 127.0.0.1:{port}; serial console: {}",
+                machine.pid().unwrap_or(0),
+                ctx.console_log.display()
+            ));
+            ctx.machine = Some(machine);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let machine = ctx.machine.as_mut().expect("just set");
+            match machine.exited() {
+                None => {
+                    let user = ssh_user(ctx);
+                    let credential = Credential::Key { private_pem: ctx.key.0.clone(), label: "the build's temporary key".into() };
+                    let target = super::ssh_target(&ctx.build.template, &ctx.build.source, &ctx.build.scope, "127.0.0.1", port, &user, credential)
+                        .map_err(failed)?;
+                    ctx.build.ssh_target = Some(target);
+                    return Ok(());
+                }
+                Some(status) => {
+                    last_error = format!("QEMU exited at once ({status}): {}", machine.stderr_text());
+                    ctx.machine = None;
+                }
+            }
+        }
+        Err(failed(last_error))
+    }
+
+    async fn cleanup(&mut self, ctx: &mut QemuContext, _: Ending) -> Vec<Leftover> {
+        if let Some(mut machine) = ctx.machine.take() {
+            let pid = machine.pid();
+            machine.kill().await;
+            if machine.exited().is_none() {
+                return vec![Leftover {
+                    resource: "QEMU process".into(),
+                    id: format!("{pid:?}"),
+                    reason: "it did not exit when killed".into(),
+                    remove_with: format!("kill -9 {}", pid.unwrap_or(0)),
+                }];
+            }
+        }
+        Vec::new()
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits for SSH, giving up early if QEMU exits; errors name the serial log.
+struct WaitForSsh;
+
+#[async_trait]
+impl Step<QemuContext> for WaitForSsh {
+    fn name(&self) -> &'static str {
+        "wait for SSH"
+    }
+
+    async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
+        let target = ctx.build.ssh_target.clone().ok_or_else(|| failed("no SSH target"))?;
+        let cancel = ctx.build.cancel.clone();
+        ctx.build.events.info(format!("waiting for SSH on {} (up to {})", target.endpoint, humantime::format_duration(target.timeout)));
+        let connect = Communicator::connect(target, cancel);
+        tokio::pin!(connect);
+        let result = loop {
+            tokio::select! {
+                r = &mut connect => break r.map_err(|e| e.to_string()),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    if let Some(m) = ctx.machine.as_mut()
+                        && let Some(status) = m.exited()
+                    {
+                        break Err(format!("QEMU exited while booting ({status}) {}", m.stderr_text()));
+                    }
+                }
+            }
+        };
+        save_console_log(ctx);
+        match result {
+            Ok(comm) => {
+                ctx.build.events.info("connected");
+                ctx.build.comm = Some(comm);
+                Ok(())
+            }
+            Err(e) => Err(failed(format!("{e}; the guest's serial console is in {}", ctx.console_log.display()))),
+        }
+    }
+
+    async fn cleanup(&mut self, ctx: &mut QemuContext, _: Ending) -> Vec<Leftover> {
+        if let Some(comm) = ctx.build.comm.take() {
+            comm.close().await;
+        }
+        save_console_log(ctx);
+        Vec::new()
+    }
+}
+
+/// Copies the serial log out of the temporary folder, where it survives the build.
+fn save_console_log(ctx: &QemuContext) {
+    if let Some(work) = &ctx.work {
+        let _ = std::fs::copy(work.path().join("console.log"), &ctx.console_log);
+    }
+}
+
+/// Powers the guest off and waits for QEMU to exit; only a clean exit
+/// leaves a consistent disk.
+struct Shutdown;
+
+#[async_trait]
+impl Step<QemuContext> for Shutdown {
+    fn name(&self) -> &'static str {
+        "shut down"
+    }
+
+    async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
+        let limit = ctx.config.shutdown_timeout.map(|t| t.0).unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+        if let Some(comm) = ctx.build.comm.take() {
+            // The temporary key must not stay authorised in the image (a file
+            // left empty would also stop the next boot's key credential).
+            let key = ctx.key.1.split_whitespace().nth(1).unwrap_or_default().to_string();
+            let forget_key = format!(
+                "f=\"$HOME/.ssh/authorized_keys\"; if [ -f \"$f\" ]; then grep -v -F '{key}' \"$f\" > \"$f.new\"; \
+                 if [ -s \"$f.new\" ]; then mv \"$f.new\" \"$f\"; else rm -f \"$f\" \"$f.new\"; fi; fi"
+            );
+            if let Err(e) = comm.output(&forget_key).await {
+                ctx.build.events.warn(format!("could not remove the temporary key from authorized_keys: {e}"));
+            }
+            let command = "if [ \"$(id -u)\" -eq 0 ]; then systemctl poweroff --no-block || poweroff; \
+                           else sudo -n systemctl poweroff --no-block || sudo -n poweroff; fi";
+            // The connection may drop as the guest goes down: that is the point.
+            let _ = comm.exec(command, Some(Duration::from_secs(30)), |_, _| {}).await;
+            comm.close().await;
+        }
+        let machine = ctx.machine.as_mut().ok_or_else(|| failed("QEMU is not running"))?;
+        if machine.wait_exit(limit).await.is_none() {
+            ctx.build.events.warn(format!("the guest did not power off within {}; pressing the power button (ACPI)", humantime::format_duration(limit)));
+            let _ = machine.powerdown().await;
+            if machine.wait_exit(Duration::from_secs(60)).await.is_none() {
+                save_console_log(ctx);
+                return Err(failed(format!(
+                    "the guest did not shut down; its disk may be inconsistent, so no image is written (serial console: {})",
+                    ctx.console_log.display()
+                )));
+            }
+        }
+        save_console_log(ctx);
+        ctx.machine = None;
+        Ok(())
+    }
+}
+
+/// Flattens the overlay into the versioned output image, with its checksum
+/// and metadata; removes them again if the build does not succeed.
+struct ExportImage {
+    written: bool,
+}
+
+#[async_trait]
+impl Step<QemuContext> for ExportImage {
+    fn name(&self) -> &'static str {
+        "write image"
+    }
+
+    async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
+        let overlay = ctx.overlay.clone().ok_or_else(|| failed("no overlay"))?;
+        let out = ctx.output.clone();
+        let partial = out.image.with_extension("qcow2.partial");
+        self.written = true;
+        run_tool("qemu-img", &output::convert_args(&overlay, &partial, ctx.config.compression)).await.map_err(failed)?;
+        std::fs::rename(&partial, &out.image).map_err(failed)?;
+        let image = out.image.clone();
+        let sha = tokio::task::spawn_blocking(move || base::sha256_file(&image)).await.map_err(failed)?.map_err(failed)?;
+        std::fs::write(&out.checksum, output::checksum_line(&sha, &out.image)).map_err(failed)?;
+        let size = std::fs::metadata(&out.image).map_err(failed)?.len();
+        let b = &ctx.build;
+        let metadata = output::Metadata {
+            name: b.template.name.clone(),
+            version: b.template.version.clone(),
+            build_id: b.build_id.clone(),
+            built_at: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            format: "qcow2",
+            compression: output::compression_name(ctx.config.compression),
+            sha256: sha.clone(),
+            size_bytes: size,
+            base_id: ctx.base.as_ref().map(|b| b.id.clone()).unwrap_or_default(),
+            git_commit: std::env::var("CI_COMMIT_SHA").ok(),
+            pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),
+        };
+        let json = serde_json::to_string_pretty(&metadata).map_err(failed)?;
+        std::fs::write(&out.metadata, json + "\n").map_err(failed)?;
+        ctx.build.events.info(format!("wrote {} ({:.0} MiB, sha256 {sha})", out.image.display(), size as f64 / 1048576.0));
+        let b = &mut ctx.build;
+        b.manifest.insert("image".into(), out.image.display().to_string().into());
+        b.manifest.insert("sha256".into(), sha.into());
+        b.artifacts.push(Artifact { builder: "qemu".into(), location: out.dir.display().to_string(), id: out.image.display().to_string() });
+        Ok(())
+    }
+
+    async fn cleanup(&mut self, ctx: &mut QemuContext, ending: Ending) -> Vec<Leftover> {
+        if self.written && !ending.keep_outputs() {
+            let partial = ctx.output.image.with_extension("qcow2.partial");
+            for file in ctx.output.files().into_iter().chain([partial.as_path()]) {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        Vec::new()
+    }
 }
