@@ -90,23 +90,30 @@ impl<'a> Loader<'a> {
         let description = self.optional_string(&KeyPath::root().key("description"));
 
         let variables = self.variables(inputs);
-        let sources = self.sources();
-        let provisioners = self.provisioners(&sources);
-        self.references(&sources, &provisioners, &variables);
-        if let Some(name) = &name {
-            self.check_name(name);
-        }
-
         let mut scope = Scope::default();
         for v in &variables {
             if let Some(value) = &v.value {
                 scope.set(format!("var.{}", v.name), value.clone());
             }
         }
-        let name = scope.expand(&name?).ok()?;
-        let version = scope.expand(&version?).ok()?;
-        scope.set("image.name", name.clone());
-        scope.set("image.version", version.clone());
+        let expanded_name = name.as_ref().and_then(|n| scope.expand(n).ok());
+        let expanded_version = version.as_ref().and_then(|v| scope.expand(v).ok());
+        if let Some(n) = &expanded_name {
+            scope.set("image.name", n.clone());
+        }
+        if let Some(v) = &expanded_version {
+            scope.set("image.version", v.clone());
+        }
+
+        let sources = self.sources(&scope);
+        let provisioners = self.provisioners(&sources);
+        self.references(&sources, &provisioners, &variables);
+        if let Some(name) = &name {
+            self.check_name(name);
+        }
+
+        let name = expanded_name?;
+        let version = expanded_version?;
         Some(Template {
             path: self.doc.path.clone(),
             name,
@@ -283,7 +290,7 @@ impl<'a> Loader<'a> {
         out
     }
 
-    fn sources(&mut self) -> Vec<Source> {
+    fn sources(&mut self, known: &Scope) -> Vec<Source> {
         let path = KeyPath::root().key("source");
         let mut out = Vec::new();
         let Some(table) = self.table_at(&path, "one `[source.NAME]` table per build") else {
@@ -326,6 +333,7 @@ impl<'a> Loader<'a> {
                 doc: self.doc,
                 base: src_path.clone(),
                 diagnostics: &mut self.diags,
+                known,
             };
             let config = source::parse_source(
                 &type_name,

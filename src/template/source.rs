@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::document::{Diagnostic, Document, KeyPath};
+use super::interpolate::Scope;
 use super::schema::{SshConfig, SshHostConfig};
 use super::sources::{AmazonEbsConfig, QemuConfig};
 
@@ -12,6 +13,8 @@ pub struct Checker<'a> {
     pub doc: &'a Document,
     pub base: KeyPath,
     pub diagnostics: &'a mut Vec<Diagnostic>,
+    /// Values known at load time (`var.*`, `image.*`), for checks on expanded text.
+    pub known: &'a Scope,
 }
 
 impl Checker<'_> {

@@ -106,3 +106,134 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+impl Moto {
+    /// Freezes the server (SIGSTOP): requests wait until `resume`.
+    pub fn pause(&self) {
+        // SAFETY: kill(2) on the child process this struct owns.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGSTOP);
+        }
+    }
+
+    pub fn resume(&self) {
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGCONT);
+        }
+    }
+
+    /// Stops the server for good: every later EC2 call fails to connect.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A test-side EC2 client for `region`, to look at what a build left.
+    pub fn ec2(&self, region: &str) -> Ec2 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build();
+        Ec2 {
+            client: aws_sdk_ec2::Client::from_conf(config),
+            runtime,
+        }
+    }
+}
+
+/// Account id of every resource moto makes.
+pub const ACCOUNT: &str = "123456789012";
+
+/// Blocking EC2 queries for assertions.
+pub struct Ec2 {
+    pub client: aws_sdk_ec2::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+impl Ec2 {
+    pub fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// Images owned by the account (the default AMIs are not).
+    pub fn own_images(&self) -> Vec<aws_sdk_ec2::types::Image> {
+        self.block(self.client.describe_images().owners("self").send())
+            .expect("DescribeImages")
+            .images()
+            .to_vec()
+    }
+
+    /// Snapshots owned by the account. moto ignores OwnerIds, so filter on owner-id.
+    pub fn own_snapshots(&self) -> Vec<aws_sdk_ec2::types::Snapshot> {
+        let filter = aws_sdk_ec2::types::Filter::builder()
+            .name("owner-id")
+            .values(ACCOUNT)
+            .build();
+        self.block(self.client.describe_snapshots().filters(filter).send())
+            .expect("DescribeSnapshots")
+            .snapshots()
+            .to_vec()
+    }
+
+    pub fn instances(&self) -> Vec<aws_sdk_ec2::types::Instance> {
+        let out = self
+            .block(self.client.describe_instances().send())
+            .expect("DescribeInstances");
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances().to_vec())
+            .collect()
+    }
+
+    /// Instances that are not terminated (pending, running, stopping, stopped, shutting-down).
+    pub fn live_instances(&self) -> Vec<String> {
+        self.instances()
+            .iter()
+            .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+            .map(|i| {
+                format!(
+                    "{} {:?}",
+                    i.instance_id().unwrap_or_default(),
+                    i.state().and_then(|s| s.name())
+                )
+            })
+            .collect()
+    }
+
+    pub fn key_pair_names(&self) -> Vec<String> {
+        let out = self
+            .block(self.client.describe_key_pairs().send())
+            .expect("DescribeKeyPairs");
+        out.key_pairs()
+            .iter()
+            .filter_map(|k| k.key_name())
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn security_group_names(&self) -> Vec<String> {
+        let out = self
+            .block(self.client.describe_security_groups().send())
+            .expect("DescribeSecurityGroups");
+        out.security_groups()
+            .iter()
+            .filter_map(|g| g.group_name())
+            .map(str::to_string)
+            .collect()
+    }
+}

@@ -1,20 +1,326 @@
-//! `type = "amazon-ebs"`.
+//! `type = "amazon-ebs"`: launch an instance from a base AMI, provision it
+//! over SSH, stop it and save it as a new AMI (copied and shared as asked).
+//!
+//! Every step records the ids it gets the moment EC2 returns them, so its
+//! cleanup removes exactly what was made, whether the build succeeded,
+//! failed or was cancelled. Temporary resources carry the build id as a tag.
 
-use crate::pipeline::{self, RunOptions, RunReport};
-use crate::template::sources::AmazonEbsConfig;
+mod client;
+mod image;
+mod instance;
+mod key_pair;
+mod security_group;
+mod source_ami;
+mod tags;
+mod wait;
 
-use super::BuildContext;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::communicator::Credential;
+use crate::events::{Artifact, Leftover, Outcome};
+use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
+use crate::template::HumanDuration;
+use crate::template::sources::{AmazonEbsConfig, DEFAULT_AMI_NAME, ami_name_problem};
+
+use super::steps::{Connect, Provision};
+use super::{BuildContext, HasBuild};
+use image::Records;
+use source_ami::SourceAmi;
+use tags::Tags;
+use wait::WaitParams;
+
+/// How long each kind of wait may take, from `[source.NAME.timeouts]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Waits {
+    pub running: WaitParams,
+    pub stopped: WaitParams,
+    pub image: WaitParams,
+    pub snapshots: WaitParams,
+    pub terminated: WaitParams,
+    /// Retrying a call on a resource made a moment ago (eventual consistency).
+    pub api: WaitParams,
+}
+
+impl Waits {
+    fn from_config(config: &AmazonEbsConfig) -> Waits {
+        let t = &config.timeouts;
+        let or = |value: Option<HumanDuration>, minutes: u64| {
+            WaitParams::with_timeout(
+                value
+                    .map(|d| d.0)
+                    .unwrap_or(Duration::from_secs(minutes * 60)),
+            )
+        };
+        Waits {
+            running: or(t.instance_running, 10),
+            stopped: or(t.instance_stopped, 10),
+            image: or(t.image_available, 60),
+            snapshots: or(t.snapshots_completed, 60),
+            terminated: or(t.instance_terminated, 10),
+            api: WaitParams::with_timeout(Duration::from_secs(120)),
+        }
+    }
+}
+
+/// A build's state: the shared part plus every id this builder learns.
+pub struct EbsContext {
+    pub build: BuildContext,
+    pub config: AmazonEbsConfig,
+    pub shared: SdkConfig,
+    pub region: String,
+    pub client: aws_sdk_ec2::Client,
+    pub waits: Waits,
+    /// Regions the image is copied to (`ami_regions` less the build region).
+    pub copy_regions: Vec<String>,
+    /// Tags on the instance, its volumes, the key pair and the security group.
+    pub temp_tags: Tags,
+    pub source_ami: Option<SourceAmi>,
+    pub ami_name: String,
+    pub image_tags: Tags,
+    pub snapshot_tags: Tags,
+    pub key_name: Option<String>,
+    pub credential: Option<Credential>,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
+    pub security_group_ids: Vec<String>,
+    pub instance_id: Option<String>,
+    /// Every image made: the build region's first, then copies as they start.
+    pub images: Records,
+}
+
+impl HasBuild for EbsContext {
+    fn build(&mut self) -> &mut BuildContext {
+        &mut self.build
+    }
+}
+
+impl EbsContext {
+    fn source_ami_id(&self) -> &str {
+        self.source_ami
+            .as_ref()
+            .map(|s| s.id.as_str())
+            .unwrap_or("?")
+    }
+
+    /// A template setting expanded; empty means "not set" (e.g. `ssh_host = "${var.ssh_host}"`).
+    fn setting(&self, value: Option<&str>) -> Result<Option<String>, String> {
+        match value.map(|v| self.build.scope.expand(v)).transpose() {
+            Ok(v) => Ok(v.filter(|v| !v.is_empty())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The template's `ssh_host` override, if it sets one.
+    fn ssh_host_override(&self) -> Result<Option<String>, String> {
+        self.setting(self.build.source.ssh.ssh_host.as_deref())
+    }
+
+    fn imds_v2(&self) -> bool {
+        self.config.imds_support.as_deref() != Some("")
+    }
+}
+
+/// A thing cleanup could not remove, with the command that does.
+fn leftover(resource: &str, id: &str, reason: impl Into<String>, remove_with: String) -> Leftover {
+    Leftover {
+        resource: resource.into(),
+        id: id.into(),
+        reason: reason.into(),
+        remove_with,
+    }
+}
 
 pub async fn run(
-    ctx: BuildContext,
-    _config: AmazonEbsConfig,
-    _opts: &RunOptions,
+    mut ctx: BuildContext,
+    config: AmazonEbsConfig,
+    opts: &RunOptions,
 ) -> (RunReport, BuildContext) {
-    (
-        pipeline::failed_before_start(
-            "prepare",
-            "the amazon-ebs builder is not available yet".into(),
-        ),
-        ctx,
-    )
+    let written_region = match config
+        .region
+        .as_deref()
+        .map(|r| ctx.scope.expand(r))
+        .transpose()
+    {
+        // Empty (e.g. an unset variable) means "the standard chain decides".
+        Ok(r) => r.filter(|r| !r.is_empty()),
+        Err(e) => {
+            return (
+                pipeline::failed_before_start("prepare", format!("region: {e}")),
+                ctx,
+            );
+        }
+    };
+    let shared = client::load(written_region.as_deref()).await;
+    let Some(region) = written_region.or_else(|| shared.region().map(|r| r.to_string())) else {
+        let message =
+            "no AWS region: set `region` in the source, AWS_REGION, or a region in the AWS profile"
+                .to_string();
+        return (pipeline::failed_before_start("prepare", message), ctx);
+    };
+    ctx.scope.set("source.region", region.clone());
+    let copy_regions = match ctx.scope.expand_all(&config.ami_regions) {
+        Ok(mut regions) => {
+            regions.retain(|r| r != &region);
+            regions.sort();
+            regions.dedup();
+            regions
+        }
+        Err(e) => {
+            return (
+                pipeline::failed_before_start("prepare", format!("ami_regions: {e}")),
+                ctx,
+            );
+        }
+    };
+    let temp_tags = match tags::temporary(&ctx, &config.run_tags) {
+        Ok(t) => t,
+        Err(e) => return (pipeline::failed_before_start("prepare", e), ctx),
+    };
+    let mut ebs = EbsContext {
+        client: client::ec2(&shared, &region),
+        waits: Waits::from_config(&config),
+        build: ctx,
+        config,
+        shared,
+        region,
+        copy_regions,
+        temp_tags,
+        source_ami: None,
+        ami_name: String::new(),
+        image_tags: Tags::new(),
+        snapshot_tags: Tags::new(),
+        key_name: None,
+        credential: None,
+        vpc_id: None,
+        subnet_id: None,
+        security_group_ids: Vec::new(),
+        instance_id: None,
+        images: Arc::new(Mutex::new(Vec::new())),
+    };
+    let mut steps: Vec<Box<dyn Step<EbsContext>>> = vec![
+        Box::new(FindSourceAmi),
+        Box::new(key_pair::KeyPair::default()),
+        Box::new(security_group::SecurityGroup::default()),
+        Box::new(instance::Launch::default()),
+        Box::new(Connect),
+        Box::new(Provision),
+        Box::new(instance::Stop),
+        Box::new(image::CreateImage::default()),
+    ];
+    if !ebs.copy_regions.is_empty() {
+        steps.push(Box::new(image::CopyImage::default()));
+    }
+    if !ebs.config.ami_users.is_empty() {
+        steps.push(Box::new(image::ShareImage));
+    }
+    let report = pipeline::run(steps, &mut ebs, opts).await;
+    let images = ebs.images.lock().expect("image records").clone();
+    if report.outcome == Outcome::Succeeded {
+        for image in &images {
+            ebs.build.artifacts.push(Artifact {
+                builder: "amazon-ebs".into(),
+                location: image.region.clone(),
+                id: image.id.clone(),
+            });
+        }
+    }
+    let m = &mut ebs.build.manifest;
+    let json = |tags: &Tags| serde_json::to_value(tags).unwrap_or_default();
+    m.insert("region".into(), ebs.region.clone().into());
+    if let Some(source) = &ebs.source_ami {
+        m.insert("source_ami".into(), source.id.clone().into());
+        m.insert("source_ami_name".into(), source.name.clone().into());
+    }
+    if !ebs.ami_name.is_empty() {
+        m.insert("ami_name".into(), ebs.ami_name.clone().into());
+        m.insert("tags".into(), json(&ebs.image_tags));
+        m.insert("snapshot_tags".into(), json(&ebs.snapshot_tags));
+    }
+    if report.outcome == Outcome::Succeeded {
+        let amis: serde_json::Map<String, serde_json::Value> = images
+            .iter()
+            .map(|i| (i.region.clone(), i.id.clone().into()))
+            .collect();
+        m.insert("amis".into(), amis.into());
+    }
+    (report, ebs.build)
+}
+
+/// Resolves the base AMI and everything that depends on it: the AMI name
+/// (checked free unless `force_deregister`) and the image's tags.
+struct FindSourceAmi;
+
+#[async_trait]
+impl Step<EbsContext> for FindSourceAmi {
+    fn name(&self) -> &'static str {
+        "find source AMI"
+    }
+
+    async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
+        let found = match (&ctx.config.source_ami, &ctx.config.source_ami_filter) {
+            (Some(id), _) => {
+                let id = ctx.build.scope.expand(id).map_err(StepError::failed)?;
+                source_ami::by_id(&ctx.client, &ctx.region, &id).await
+            }
+            (None, Some(filter)) => {
+                source_ami::by_filter(&ctx.client, &ctx.region, filter, &ctx.build.scope).await
+            }
+            (None, None) => Err("no `source_ami` or `source_ami_filter`".into()),
+        }
+        .map_err(StepError::failed)?;
+        ctx.build.events.info(format!(
+            "source AMI: {} ({}, owner {})",
+            found.id, found.name, found.owner
+        ));
+        ctx.build.scope.set("source.ami", found.id.clone());
+
+        let written = ctx.config.ami_name.as_deref().unwrap_or(DEFAULT_AMI_NAME);
+        let name = ctx
+            .build
+            .scope
+            .expand(written)
+            .map_err(|e| StepError::failed(format!("ami_name: {e}")))?;
+        if let Some(problem) = ami_name_problem(&name) {
+            return Err(StepError::failed(format!("AMI name `{name}` {problem}")));
+        }
+        if !ctx.config.force_deregister {
+            let mut regions = vec![ctx.region.clone()];
+            regions.extend(ctx.copy_regions.clone());
+            for region in regions {
+                let client = if region == ctx.region {
+                    ctx.client.clone()
+                } else {
+                    client::ec2(&ctx.shared, &region)
+                };
+                let taken = image::same_name(&client, &name)
+                    .await
+                    .map_err(|e| StepError::failed(format!("{region}: {e}")))?;
+                if let Some(existing) = taken.first() {
+                    return Err(StepError::failed(format!(
+                        "an AMI named `{name}` already exists in {region} ({}); change `ami_name` or set `force_deregister = true` to replace it",
+                        existing.id
+                    )));
+                }
+            }
+        }
+        let built_at = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or(OffsetDateTime::now_utc())
+            .format(&Rfc3339)
+            .unwrap_or_default();
+        let image_tags = tags::image(&ctx.build, &name, &found.id, &built_at, &ctx.config.tags)
+            .map_err(StepError::failed)?;
+        ctx.snapshot_tags = tags::snapshot(&ctx.build, &image_tags, &ctx.config.snapshot_tags)
+            .map_err(StepError::failed)?;
+        ctx.image_tags = image_tags;
+        ctx.ami_name = name;
+        ctx.source_ami = Some(found);
+        Ok(())
+    }
 }

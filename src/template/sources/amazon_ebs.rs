@@ -1,9 +1,12 @@
 //! `type = "amazon-ebs"`: launch from an AMI, provision, snapshot into a new AMI.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::template::document::KeyPath;
+use crate::template::interpolate::{Scope, references};
 use crate::template::schema::{HumanDuration, SshConfig};
 use crate::template::source::{Checker, SourceSchema};
 
@@ -79,14 +82,21 @@ pub struct WaitTimeouts {
     pub instance_running: Option<HumanDuration>,
     pub instance_stopped: Option<HumanDuration>,
     pub image_available: Option<HumanDuration>,
+    pub snapshots_completed: Option<HumanDuration>,
     pub instance_terminated: Option<HumanDuration>,
 }
+
+/// The AMI name used when the template sets none.
+pub const DEFAULT_AMI_NAME: &str = "${image.name}-${image.version}-${build.timestamp}";
+
+/// Root volume types EC2 accepts.
+const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
 
 impl SourceSchema for AmazonEbsConfig {
     const TYPE: &'static str = "amazon-ebs";
     const PROVIDES: &'static [&'static str] = &["ami", "id", "region", "instance_id"];
 
-    fn check(&self, _ssh: &SshConfig, checker: &mut Checker<'_>) {
+    fn check(&self, ssh: &SshConfig, checker: &mut Checker<'_>) {
         match (&self.source_ami, &self.source_ami_filter) {
             (None, None) => {
                 checker.error(
@@ -102,5 +112,396 @@ impl SourceSchema for AmazonEbsConfig {
             }
             _ => {}
         }
+        if let Some(ami) = &self.source_ami
+            && !ami.contains("${")
+            && !is_ami_id(ami)
+        {
+            checker
+                .error("source_ami", format!("`{ami}` is not an AMI id"))
+                .help = Some("AMI ids look like `ami-0123456789abcdef0`".into());
+        }
+        if let Some(filter) = &self.source_ami_filter {
+            if filter.owners.is_empty() {
+                checker.error("source_ami_filter", "`source_ami_filter` needs `owners`").help = Some(
+                    "name who publishes the image, e.g. `owners = [\"amazon\"]` or an account id; without it anyone's AMI could match"
+                        .into(),
+                );
+            }
+            if filter.name.is_none() && filter.filters.is_empty() {
+                checker.error(
+                    "source_ami_filter",
+                    "`source_ami_filter` needs `name` or `filters`",
+                );
+            }
+        }
+        self.check_region(checker);
+        self.check_ami_name(checker);
+        if self.user_data.is_some() && self.user_data_file.is_some() {
+            checker.error(
+                "user_data_file",
+                "set either `user_data` or `user_data_file`, not both",
+            );
+        }
+        if let Some(file) = &self.user_data_file
+            && !file.contains("${")
+        {
+            let full = checker
+                .doc
+                .path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(file);
+            if !full.exists() {
+                checker.error(
+                    "user_data_file",
+                    format!("`{file}` does not exist (looked for {})", full.display()),
+                );
+            }
+        }
+        if self.ssh_keypair_name.is_some() && ssh.ssh_private_key_file.is_none() {
+            checker.error(
+                "ssh_keypair_name",
+                "`ssh_keypair_name` needs `ssh_private_key_file`, the key pair's private key",
+            );
+        }
+        if self.security_group_ids.is_some() && self.temporary_sg_cidrs.is_some() {
+            checker.error(
+                "temporary_sg_cidrs",
+                "`temporary_sg_cidrs` applies to the temporary security group; with `security_group_ids` none is made",
+            );
+        }
+        for (i, cidr) in self.temporary_sg_cidrs.iter().flatten().enumerate() {
+            if !cidr.contains("${") && !is_cidr(cidr) {
+                error_at(
+                    checker,
+                    checker.base.key("temporary_sg_cidrs").index(i),
+                    format!("`{cidr}` is not a CIDR block like 203.0.113.7/32"),
+                );
+            }
+        }
+        if let Some(kind) = &self.root_volume_type
+            && !VOLUME_TYPES.contains(&kind.as_str())
+        {
+            checker.error(
+                "root_volume_type",
+                format!(
+                    "unknown volume type `{kind}`; use one of {}",
+                    VOLUME_TYPES.join(", ")
+                ),
+            );
+        }
+        if let Some(size) = self.root_volume_size
+            && !(1..=65536).contains(&size)
+        {
+            checker.error(
+                "root_volume_size",
+                "`root_volume_size` is in GiB, from 1 to 65536",
+            );
+        }
+        if let Some(imds) = &self.imds_support
+            && !imds.is_empty()
+            && imds != "v2.0"
+        {
+            checker.error("imds_support", "`imds_support` may be \"v2.0\" (the default) or \"\" to leave the AMI's setting alone");
+        }
+        for (key, tags) in [
+            ("tags", &self.tags),
+            ("snapshot_tags", &self.snapshot_tags),
+            ("run_tags", &self.run_tags),
+        ] {
+            for name in tags.keys() {
+                if name.starts_with("imgbuild:") || name.to_ascii_lowercase().starts_with("aws:") {
+                    error_at(
+                        checker,
+                        checker.base.key(key).key(name),
+                        format!(
+                            "tag keys starting with `{}` are reserved",
+                            &name[..name.find(':').unwrap_or(0) + 1]
+                        ),
+                    );
+                }
+            }
+        }
+        for (i, user) in self.ami_users.iter().enumerate() {
+            let account_id = user.len() == 12 && user.chars().all(|c| c.is_ascii_digit());
+            if !account_id && !user.contains("${") {
+                error_at(
+                    checker,
+                    checker.base.key("ami_users").index(i),
+                    format!("`{user}` is not a 12-digit AWS account id"),
+                );
+            }
+        }
+    }
+}
+
+impl AmazonEbsConfig {
+    fn check_region(&self, checker: &mut Checker<'_>) {
+        // An empty expansion (an unset variable) leaves the choice to the standard chain.
+        let written = self
+            .region
+            .as_deref()
+            .map(|r| partial_expand(r, checker.known))
+            .filter(|r| !r.is_empty());
+        match written {
+            Some(region) => {
+                if !region.contains("${") && !is_region(&region) {
+                    checker.error(
+                        "region",
+                        format!("`{region}` is not an AWS region name like eu-west-3"),
+                    );
+                }
+            }
+            None => {
+                if default_region().is_none() {
+                    let (key, what) = match self.region {
+                        Some(_) => ("region", "`region` expands to nothing"),
+                        None => ("", "this source sets no `region`"),
+                    };
+                    checker
+                        .error(key, format!("no AWS region: {what}, and neither AWS_REGION, AWS_DEFAULT_REGION nor the AWS profile gives one"))
+                        .help = Some("add `region = \"eu-west-3\"` to this source, or export AWS_REGION".into());
+                }
+            }
+        }
+        for (i, region) in self.ami_regions.iter().enumerate() {
+            let region = partial_expand(region, checker.known);
+            if !region.contains("${") && !is_region(&region) {
+                error_at(
+                    checker,
+                    checker.base.key("ami_regions").index(i),
+                    format!("`{region}` is not an AWS region name like eu-west-3"),
+                );
+            }
+        }
+    }
+
+    fn check_ami_name(&self, checker: &mut Checker<'_>) {
+        let written = self.ami_name.as_deref().unwrap_or(DEFAULT_AMI_NAME);
+        let expanded = partial_expand(written, checker.known);
+        if let Some(problem) = ami_name_problem(&expanded) {
+            let d = checker.error("ami_name", format!("AMI name `{expanded}` {problem}"));
+            d.help = Some(if self.ami_name.is_some() {
+                "EC2 allows 3 to 128 letters, digits and ( ) [ ] space . / - ' @ _".into()
+            } else {
+                format!("this is the default name `{DEFAULT_AMI_NAME}`; set `ami_name`")
+            });
+        }
+    }
+}
+
+/// An error about a value deeper than the source's own keys (a list item, a tag).
+fn error_at(checker: &mut Checker<'_>, path: KeyPath, message: String) {
+    let span = checker.doc.span_of(&path);
+    checker
+        .diagnostics
+        .push(checker.doc.diagnostic(span, message));
+}
+
+/// Why `name` cannot be an AMI name, if it cannot. References still in it
+/// (known only at build time) count as valid and as no characters.
+pub fn ami_name_problem(name: &str) -> Option<String> {
+    let mut literal = String::new();
+    let mut unresolved = false;
+    let mut rest = name;
+    while let Some(start) = rest.find("${") {
+        literal.push_str(&rest[..start]);
+        match rest[start..].find('}') {
+            Some(end) => {
+                unresolved = true;
+                rest = &rest[start + end + 1..];
+            }
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    literal.push_str(rest);
+    let bad: Vec<char> = literal
+        .chars()
+        .filter(|c| !(c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(*c)))
+        .collect();
+    if !bad.is_empty() {
+        let mut shown: Vec<String> = bad.iter().map(|c| format!("`{c}`")).collect();
+        shown.dedup();
+        return Some(format!(
+            "contains {}, which EC2 does not allow in AMI names",
+            shown.join(", ")
+        ));
+    }
+    let len = literal.chars().count();
+    if len > 128 {
+        return Some(format!("is {len} characters long; EC2 allows at most 128"));
+    }
+    if len < 3 && !unresolved {
+        return Some("is shorter than 3 characters, the least EC2 allows".into());
+    }
+    None
+}
+
+/// Expands the references whose values are known, leaving the rest as written.
+fn partial_expand(text: &str, known: &Scope) -> String {
+    let Ok(refs) = references(text) else {
+        return text.to_string();
+    };
+    let mut out = String::new();
+    let mut last = 0;
+    for r in refs {
+        out.push_str(&text[last..r.range.start]);
+        let value = known.get(&r.expr).map(str::to_string).or_else(|| {
+            r.expr
+                .strip_prefix("env.")
+                .and_then(|n| std::env::var(n).ok())
+        });
+        match value {
+            Some(v) => out.push_str(&v),
+            None => out.push_str(&text[r.range.clone()]),
+        }
+        last = r.range.end;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+pub fn is_ami_id(s: &str) -> bool {
+    s.strip_prefix("ami-").is_some_and(|hex| {
+        (hex.len() == 8 || hex.len() == 17)
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
+}
+
+fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn is_cidr(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((ip, bits)) => match (ip.parse::<std::net::IpAddr>(), bits.parse::<u8>()) {
+            (Ok(std::net::IpAddr::V4(_)), Ok(b)) => b <= 32,
+            (Ok(std::net::IpAddr::V6(_)), Ok(b)) => b <= 128,
+            _ => false,
+        },
+        None => false,
+    }
+}
+
+/// The region the standard chain would pick without asking the network:
+/// AWS_REGION, AWS_DEFAULT_REGION, then the profile's `region` in the shared
+/// config (or credentials) file. The instance metadata service is left out on
+/// purpose: validation never touches the network.
+pub fn default_region() -> Option<String> {
+    for var in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.trim().is_empty()
+        {
+            return Some(v.trim().to_string());
+        }
+    }
+    let profile = std::env::var("AWS_PROFILE")
+        .or_else(|_| std::env::var("AWS_DEFAULT_PROFILE"))
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let config = std::env::var_os("AWS_CONFIG_FILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".aws/config")));
+    let credentials = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".aws/credentials")));
+    let config_section = if profile == "default" {
+        "default".to_string()
+    } else {
+        format!("profile {profile}")
+    };
+    let from_config = config
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| ini_value(&t, &[&config_section, &profile], "region"));
+    from_config.or_else(|| {
+        credentials
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| ini_value(&t, &[&profile], "region"))
+    })
+}
+
+/// `key` in the first of `sections` of an AWS-style INI file that has it.
+fn ini_value(text: &str, sections: &[&str], key: &str) -> Option<String> {
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = Some(name.split_whitespace().collect::<Vec<_>>().join(" "));
+            continue;
+        }
+        if let (Some(section), Some((k, v))) = (&current, line.split_once('='))
+            && sections.contains(&section.as_str())
+            && k.trim() == key
+            && !v.trim().is_empty()
+        {
+            return Some(v.trim().to_string());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ami_names_follow_ec2_rules() {
+        assert_eq!(ami_name_problem("httpd-1.0-20261122041501"), None);
+        assert_eq!(ami_name_problem("web (v2) [x] it's @home/a_b"), None);
+        assert_eq!(ami_name_problem("${image.name}-${build.timestamp}"), None);
+        assert!(ami_name_problem("httpd:1.0").unwrap().contains("`:`"));
+        assert!(ami_name_problem("ab").unwrap().contains("shorter"));
+        assert!(
+            ami_name_problem(&"a".repeat(129))
+                .unwrap()
+                .contains("129 characters")
+        );
+    }
+
+    #[test]
+    fn ids_regions_and_cidrs() {
+        assert!(is_ami_id("ami-0e1e769742d1cfb49"));
+        assert!(is_ami_id("ami-12345678"));
+        assert!(!is_ami_id("ami-xyz"));
+        assert!(!is_ami_id("0e1e769742d1cfb49"));
+        assert!(is_region("eu-west-3"));
+        assert!(is_region("us-gov-west-1"));
+        assert!(!is_region("Paris"));
+        assert!(is_cidr("203.0.113.7/32"));
+        assert!(!is_cidr("203.0.113.7"));
+    }
+
+    #[test]
+    fn reads_the_profile_region() {
+        let text = "[default]\nregion = eu-west-1\n\n[profile ci]\n# comment\nregion=eu-west-3\n";
+        assert_eq!(
+            ini_value(text, &["profile ci", "ci"], "region").as_deref(),
+            Some("eu-west-3")
+        );
+        assert_eq!(
+            ini_value(text, &["default"], "region").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(ini_value(text, &["profile other"], "region"), None);
     }
 }

@@ -3,5 +3,8 @@
 mod amazon_ebs;
 mod qemu;
 
-pub use amazon_ebs::{AmazonEbsConfig, AmiFilter, SshInterface, WaitTimeouts};
+pub use amazon_ebs::{
+    AmazonEbsConfig, AmiFilter, DEFAULT_AMI_NAME, SshInterface, WaitTimeouts, ami_name_problem,
+    default_region,
+};
 pub use qemu::{Accelerator, BootstrapConfig, Compression, QemuConfig};

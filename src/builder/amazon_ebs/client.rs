@@ -1,0 +1,120 @@
+//! EC2 clients and their errors. Credentials, region and endpoint come from
+//! the standard AWS chain (environment, profiles, SSO, web identity), so
+//! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_EC2` work as with any AWS tool.
+
+use std::fmt;
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+
+/// Loads the shared AWS configuration; `region`, when given, wins over the chain.
+pub async fn load(region: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(10))
+            // A single EC2 call never takes this long; a hung one must not stall a build.
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .build(),
+    );
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_string()));
+    }
+    loader.load().await
+}
+
+/// An EC2 client for `region`, sharing credentials and endpoint settings.
+pub fn ec2(shared: &SdkConfig, region: &str) -> Client {
+    let config = aws_sdk_ec2::config::Builder::from(shared)
+        .region(Region::new(region.to_string()))
+        .build();
+    Client::from_conf(config)
+}
+
+/// A failed EC2 call: the operation, EC2's error code and its message.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub operation: &'static str,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn code_is(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+
+    /// `InvalidInstanceID.NotFound` and friends: often only eventual
+    /// consistency right after the resource was made.
+    pub fn is_not_found(&self) -> bool {
+        self.code
+            .as_deref()
+            .is_some_and(|c| c.ends_with(".NotFound") || c.ends_with("NotFound"))
+    }
+
+    pub fn is_throttling(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some(
+                "Throttling"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "TooManyRequestsException"
+            )
+        )
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{} failed: {code}: {}", self.operation, self.message),
+            None => write!(f, "{} failed: {}", self.operation, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Turns an SDK result into one whose error says which call failed and why.
+pub trait Api<T> {
+    fn api(self, operation: &'static str) -> Result<T, ApiError>;
+}
+
+impl<T, E, R> Api<T> for Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    fn api(self, operation: &'static str) -> Result<T, ApiError> {
+        self.map_err(|e| {
+            let code = e.code().map(str::to_string);
+            let message = match e.message() {
+                Some(m) if !m.is_empty() => m.to_string(),
+                _ => causes(&e),
+            };
+            ApiError {
+                operation,
+                code,
+                message,
+            }
+        })
+    }
+}
+
+/// An error and its causes, "dispatch failure: io error: … Connection refused",
+/// without the debug dump the SDK's own rendering appends.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if parts.last().is_none_or(|last| !last.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,473 @@
+//! The build instance: launch it (tagged at creation, IMDSv2 only, one
+//! instance per build even if the launch call is retried), wait for it,
+//! stop it before imaging, and always terminate it.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification,
+    Instance, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
+    InstanceNetworkInterfaceSpecification, InstanceStateName, InstanceType, ResourceType,
+    ShutdownBehavior, VolumeType,
+};
+
+use super::client::{Api, ApiError};
+use super::wait::{self, Poll, WaitParams};
+use super::{EbsContext, leftover, tags};
+use crate::builder::ssh_target;
+use crate::events::Leftover;
+use crate::pipeline::{Ending, Step, StepError};
+use crate::template::sources::SshInterface;
+
+pub const DEFAULT_INSTANCE_TYPE: &str = "t3.micro";
+
+#[derive(Default)]
+pub struct Launch {
+    /// RunInstances was sent; if its answer was lost (a cancel), cleanup
+    /// finds the instance by the build-id tag it was created with.
+    requested: bool,
+}
+
+#[async_trait]
+impl Step<EbsContext> for Launch {
+    fn name(&self) -> &'static str {
+        "launch instance"
+    }
+
+    async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
+        let source = ctx
+            .source_ami
+            .clone()
+            .ok_or_else(|| StepError::failed("no source AMI was resolved"))?;
+        let scope = &ctx.build.scope;
+        let expand = |s: &str| scope.expand(s).map_err(StepError::failed);
+        let instance_type = expand(
+            ctx.config
+                .instance_type
+                .as_deref()
+                .unwrap_or(DEFAULT_INSTANCE_TYPE),
+        )?;
+        let user_data = match (&ctx.config.user_data, &ctx.config.user_data_file) {
+            (Some(text), _) => Some(expand(text)?),
+            (None, Some(file)) => {
+                let path = ctx.build.template.dir().join(expand(file)?);
+                Some(std::fs::read_to_string(&path).map_err(|e| {
+                    StepError::failed(format!("user_data_file {}: {e}", path.display()))
+                })?)
+            }
+            (None, None) => None,
+        };
+        let mut request = ctx
+            .client
+            .run_instances()
+            .image_id(&source.id)
+            .instance_type(InstanceType::from(instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .set_key_name(ctx.key_name.clone())
+            .set_user_data(user_data.map(|u| base64(u.as_bytes())))
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(HttpTokensState::Required)
+                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                    .build(),
+            )
+            .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
+            // Same token on every retry of this call: EC2 then never starts a second instance.
+            .client_token(format!("imgbuild-{}", ctx.build.build_id))
+            .tag_specifications(tags::at_creation(ResourceType::Instance, &ctx.temp_tags))
+            .tag_specifications(tags::at_creation(ResourceType::Volume, &ctx.temp_tags));
+        if let Some(profile) = &ctx.config.iam_instance_profile {
+            let profile = expand(profile)?;
+            let spec = IamInstanceProfileSpecification::builder();
+            let spec = if profile.starts_with("arn:") {
+                spec.arn(profile)
+            } else {
+                spec.name(profile)
+            };
+            request = request.iam_instance_profile(spec.build());
+        }
+        if let Some(mapping) =
+            root_volume(ctx, source.root_device_name.as_deref()).map_err(StepError::failed)?
+        {
+            request = request.block_device_mappings(mapping);
+        }
+        request = match ctx.config.associate_public_ip {
+            // A public address is chosen per network interface, which then carries the subnet and groups.
+            Some(public) => request.network_interfaces(
+                InstanceNetworkInterfaceSpecification::builder()
+                    .device_index(0)
+                    .associate_public_ip_address(public)
+                    .delete_on_termination(true)
+                    .set_subnet_id(ctx.subnet_id.clone())
+                    .set_groups(Some(ctx.security_group_ids.clone()))
+                    .build(),
+            ),
+            None => request
+                .set_subnet_id(ctx.subnet_id.clone())
+                .set_security_group_ids(Some(ctx.security_group_ids.clone())),
+        };
+        self.requested = true;
+        let out = request.send().await.api("RunInstances").map_err(|e| {
+            StepError::failed(format!(
+                "launching {instance_type} from {} in {}: {e}",
+                source.id, ctx.region
+            ))
+        })?;
+        let id = out
+            .instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .map(str::to_string);
+        let id = id.ok_or_else(|| StepError::failed("RunInstances returned no instance"))?;
+        ctx.instance_id = Some(id.clone());
+        ctx.build.scope.set("source.instance_id", id.clone());
+        ctx.build.scope.set("source.id", id.clone());
+        ctx.build.events.info(format!(
+            "launched {instance_type} instance {id} from {}; waiting for it to run",
+            source.id
+        ));
+
+        let instance = wait_running(&ctx.client, &id, ctx.waits.running)
+            .await
+            .map_err(StepError::failed)?;
+        let overridden = ctx
+            .ssh_host_override()
+            .map_err(StepError::failed)?
+            .is_some();
+        let address = match address(&instance, ctx.config.ssh_interface) {
+            Ok(a) => a,
+            // The override decides where to connect; the instance's own address is only informative.
+            Err(_) if overridden => String::new(),
+            Err(e) => return Err(StepError::failed(format!("instance {id}: {e}"))),
+        };
+        let credential = ctx
+            .credential
+            .clone()
+            .ok_or_else(|| StepError::failed("no SSH key was prepared"))?;
+        let b = &mut ctx.build;
+        let target = ssh_target(
+            &b.template,
+            &b.source,
+            &b.scope,
+            &address,
+            22,
+            "ec2-user",
+            credential,
+        )
+        .map_err(StepError::failed)?;
+        b.events.info(format!(
+            "instance {id} is running{}",
+            if address.is_empty() {
+                String::new()
+            } else {
+                format!(" at {address}")
+            }
+        ));
+        b.ssh_target = Some(target);
+        Ok(())
+    }
+
+    async fn cleanup(&mut self, ctx: &mut EbsContext, _: Ending) -> Vec<Leftover> {
+        let ids: Vec<String> = match (&ctx.instance_id, self.requested) {
+            (Some(id), _) => vec![id.clone()],
+            (None, true) => find_by_build(&ctx.client, &ctx.build.build_id).await,
+            (None, false) => Vec::new(),
+        };
+        let mut left = Vec::new();
+        for id in ids {
+            let command = format!(
+                "aws ec2 terminate-instances --instance-ids {id} --region {}",
+                ctx.region
+            );
+            match terminate(&ctx.client, &id, ctx.waits.terminated).await {
+                Ok(()) => ctx.build.events.info(format!("terminated instance {id}")),
+                Err(e) => left.push(leftover("instance", &id, e, command)),
+            }
+        }
+        left
+    }
+}
+
+/// Stops the instance so the image is taken from a quiet disk.
+pub struct Stop;
+
+#[async_trait]
+impl Step<EbsContext> for Stop {
+    fn name(&self) -> &'static str {
+        "stop instance"
+    }
+
+    async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
+        // The session would only break when the instance goes down.
+        ctx.build.comm = None;
+        let id = ctx
+            .instance_id
+            .clone()
+            .ok_or_else(|| StepError::failed("no instance to stop"))?;
+        ctx.client
+            .stop_instances()
+            .instance_ids(&id)
+            .send()
+            .await
+            .api("StopInstances")
+            .map_err(|e| StepError::failed(format!("instance {id}: {e}")))?;
+        ctx.build.events.info(format!("stopping instance {id}"));
+        let client = ctx.client.clone();
+        wait::until(
+            ctx.waits.stopped,
+            &format!("instance {id}"),
+            "stopped",
+            || {
+                describe_state(&client, &id, |state, why| match state {
+                    InstanceStateName::Stopped => Poll::Ready(()),
+                    InstanceStateName::ShuttingDown | InstanceStateName::Terminated => {
+                        Poll::Failed(format!("it is {}{why}", state.as_str()))
+                    }
+                    other => Poll::Pending(other.as_str().to_string()),
+                })
+            },
+        )
+        .await
+        .map_err(StepError::failed)?;
+        ctx.build.events.info(format!("instance {id} is stopped"));
+        Ok(())
+    }
+}
+
+fn root_volume(
+    ctx: &EbsContext,
+    device: Option<&str>,
+) -> Result<Option<BlockDeviceMapping>, String> {
+    let c = &ctx.config;
+    let kms_key_id = ctx.setting(c.kms_key_id.as_deref())?;
+    if c.root_volume_size.is_none()
+        && c.root_volume_type.is_none()
+        && c.root_volume_encrypted.is_none()
+        && kms_key_id.is_none()
+    {
+        return Ok(None);
+    }
+    let ebs = EbsBlockDevice::builder()
+        .set_volume_size(c.root_volume_size)
+        .set_volume_type(c.root_volume_type.as_deref().map(VolumeType::from))
+        .set_encrypted(
+            c.root_volume_encrypted
+                .or(kms_key_id.as_ref().map(|_| true)),
+        )
+        .set_kms_key_id(kms_key_id)
+        .delete_on_termination(true)
+        .build();
+    Ok(Some(
+        BlockDeviceMapping::builder()
+            .device_name(device.unwrap_or("/dev/xvda"))
+            .ebs(ebs)
+            .build(),
+    ))
+}
+
+/// The address to connect to: `ssh_interface`, else the public IP if any, else the private IP.
+fn address(instance: &Instance, interface: Option<SshInterface>) -> Result<String, String> {
+    let pick = |value: Option<&str>, what: &str| {
+        value
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| format!("it has no {what} (ssh_interface)"))
+    };
+    match interface {
+        Some(SshInterface::PublicIp) => pick(instance.public_ip_address(), "public IP"),
+        Some(SshInterface::PrivateIp) => pick(instance.private_ip_address(), "private IP"),
+        Some(SshInterface::PublicDns) => pick(instance.public_dns_name(), "public DNS name"),
+        Some(SshInterface::PrivateDns) => pick(instance.private_dns_name(), "private DNS name"),
+        None => pick(instance.public_ip_address(), "public IP")
+            .or_else(|_| pick(instance.private_ip_address(), "public or private IP")),
+    }
+}
+
+/// One DescribeInstances, judged by `judge(state, reason)`.
+async fn describe_state<T>(
+    client: &Client,
+    id: &str,
+    judge: impl Fn(&InstanceStateName, String) -> Poll<T>,
+) -> Result<Poll<T>, ApiError> {
+    let out = client
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .api("DescribeInstances")?;
+    let Some(instance) = out.reservations().iter().flat_map(|r| r.instances()).next() else {
+        return Ok(Poll::Pending("not visible yet".into()));
+    };
+    let state = instance
+        .state()
+        .and_then(|s| s.name())
+        .cloned()
+        .unwrap_or(InstanceStateName::Pending);
+    Ok(judge(&state, reason(instance)))
+}
+
+/// The instance's own account of its state, as " (code: message)".
+fn reason(instance: &Instance) -> String {
+    match (
+        instance.state_reason(),
+        instance.state_transition_reason().filter(|r| !r.is_empty()),
+    ) {
+        (Some(r), _) if r.message().is_some() => format!(
+            " ({}: {})",
+            r.code().unwrap_or("reason"),
+            r.message().unwrap_or_default()
+        ),
+        (_, Some(t)) => format!(" ({t})"),
+        _ => String::new(),
+    }
+}
+
+async fn wait_running(client: &Client, id: &str, params: WaitParams) -> Result<Instance, String> {
+    wait::until(params, &format!("instance {id}"), "running", || async {
+        let out = client
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .api("DescribeInstances")?;
+        let Some(instance) = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .next()
+            .cloned()
+        else {
+            return Ok(Poll::Pending("not visible yet".into()));
+        };
+        let state = instance
+            .state()
+            .and_then(|s| s.name())
+            .cloned()
+            .unwrap_or(InstanceStateName::Pending);
+        Ok(match state {
+            InstanceStateName::Running => Poll::Ready(instance),
+            InstanceStateName::Pending => Poll::Pending("pending".into()),
+            other => Poll::Failed(format!("it is {}{}", other.as_str(), reason(&instance))),
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Terminates and waits until EC2 says so; an instance already gone counts as done.
+async fn terminate(client: &Client, id: &str, params: WaitParams) -> Result<(), String> {
+    match client
+        .terminate_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .api("TerminateInstances")
+    {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    }
+    let result = wait::until(params, &format!("instance {id}"), "terminated", || {
+        describe_state(client, id, |state, _| match state {
+            InstanceStateName::Terminated => Poll::Ready(()),
+            other => Poll::Pending(other.as_str().to_string()),
+        })
+    })
+    .await;
+    match result {
+        Err(wait::WaitError::Api { error, .. }) if error.is_not_found() => Ok(()),
+        other => other.map_err(|e| e.to_string()),
+    }
+}
+
+/// Instances this build launched that are not terminated yet.
+async fn find_by_build(client: &Client, build_id: &str) -> Vec<String> {
+    let out = client
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{}", tags::BUILD_ID))
+                .values(build_id)
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(
+                    ["pending", "running", "stopping", "stopped"]
+                        .map(String::from)
+                        .to_vec(),
+                ))
+                .build(),
+        )
+        .send()
+        .await;
+    match out {
+        Ok(out) => out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| i.instance_id())
+            .map(str::to_string)
+            .collect(),
+        Err(e) => {
+            tracing::warn!("looking for instances of build {build_id}: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Standard base64 (EC2 wants user data encoded).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_base64() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"#!/bin/sh\n"), "IyEvYmluL3NoCg==");
+    }
+
+    #[test]
+    fn picks_the_public_address_first() {
+        let both = Instance::builder()
+            .public_ip_address("54.1.2.3")
+            .private_ip_address("10.0.0.4")
+            .build();
+        assert_eq!(address(&both, None).unwrap(), "54.1.2.3");
+        assert_eq!(
+            address(&both, Some(SshInterface::PrivateIp)).unwrap(),
+            "10.0.0.4"
+        );
+        let private = Instance::builder().private_ip_address("10.0.0.4").build();
+        assert_eq!(address(&private, None).unwrap(), "10.0.0.4");
+        assert!(
+            address(&private, Some(SshInterface::PublicIp))
+                .unwrap_err()
+                .contains("no public IP")
+        );
+    }
+}
