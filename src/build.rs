@@ -174,6 +174,7 @@ async fn run_one(ctx: BuildContext, opts: RunOptions) -> BuildResult {
             .iter()
             .map(|(s, d)| (s.to_string(), d.as_secs_f64()))
             .collect(),
+        leftovers: report.leftovers.len(),
     });
     BuildResult {
         name,

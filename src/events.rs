@@ -103,6 +103,8 @@ pub enum Event {
         error: Option<String>,
         /// Where the time went: each step and its seconds.
         timings: Vec<(String, f64)>,
+        /// How many things cleanup could not remove (each reported before).
+        leftovers: usize,
     },
 }
 

@@ -143,7 +143,7 @@ pub async fn run<C: Send>(
     let mut leftovers = Vec::new();
     if outcome != Outcome::Succeeded && opts.on_error == OnError::Abort {
         opts.events
-            .warn("--on-error=abort: leaving temporary resources in place for debugging");
+            .warn("--on-error=abort: leaving temporary resources in place for debugging (their ids are in the log above); remove them when done");
         return RunReport {
             outcome,
             error,

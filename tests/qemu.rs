@@ -160,12 +160,11 @@ destination = "/etc/motd"
             .ssh("dpkg-query -W -f='${Status}' hello")
             .contains("install ok installed")
     );
-    assert_eq!(
-        guest
-            .ssh("grep -c imgbuild- /root/.ssh/authorized_keys || true")
-            .trim(),
-        "0",
-        "the build's key is gone"
+    let build_id = manifest["builds"][0]["build_id"].as_str().unwrap();
+    let authorized = guest.ssh("cat /root/.ssh/authorized_keys");
+    assert!(
+        !authorized.contains(&format!("imgbuild-{build_id}")),
+        "the build's temporary key is gone:\n{authorized}"
     );
 }
 

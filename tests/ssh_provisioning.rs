@@ -484,3 +484,46 @@ fn a_bastion_tunnels_the_session() {
         "commands run on the tunnelled connection:\n{log}"
     );
 }
+
+#[test]
+fn a_pinned_host_key_that_differs_is_refused() {
+    let (scratch, sshd) = setup();
+    let pinned =
+        "ssh_host_key_fingerprint = \"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n";
+    let template =
+        source(&sshd, pinned) + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"true\"]\n";
+    let out = build(&scratch, &template);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let actual = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(sshd.dir.path().join("ssh_host_ed25519_key.pub"))
+        .output()
+        .unwrap();
+    let actual = text(&actual.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(
+        stderr.contains(&format!(
+            "host key of root@127.0.0.1:{} is {actual}, but SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA was expected",
+            sshd.port
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_command_killed_by_a_signal_says_so() {
+    let (scratch, sshd) = setup();
+    let template =
+        source(&sshd, "") + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"kill -KILL $$\"]\n";
+    let out = build(&scratch, &template);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("inline script exited with code 137 (killed by SIGKILL)"),
+        "{stderr}"
+    );
+}

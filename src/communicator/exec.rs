@@ -33,10 +33,29 @@ impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.signal, self.code) {
             (Some(sig), _) => write!(f, "was killed by signal SIG{sig}"),
+            // A shell reports a child killed by signal N as 128 + N.
+            (None, Some(code @ 129..=192)) => match signal_name(code - 128) {
+                Some(name) => write!(f, "exited with code {code} (killed by SIG{name})"),
+                None => write!(f, "exited with code {code}"),
+            },
             (None, Some(code)) => write!(f, "exited with code {code}"),
             (None, None) => write!(f, "ended without an exit status"),
         }
     }
+}
+
+fn signal_name(number: i32) -> Option<&'static str> {
+    Some(match number {
+        1 => "HUP",
+        2 => "INT",
+        3 => "QUIT",
+        6 => "ABRT",
+        9 => "KILL",
+        11 => "SEGV",
+        13 => "PIPE",
+        15 => "TERM",
+        _ => return None,
+    })
 }
 
 /// Splits a byte stream into lines, lossily decoded.
@@ -253,6 +272,14 @@ mod tests {
             }
             .to_string(),
             "was killed by signal SIGKILL"
+        );
+        let killed = ExitStatus {
+            code: Some(137),
+            signal: None,
+        };
+        assert_eq!(
+            killed.to_string(),
+            "exited with code 137 (killed by SIGKILL)"
         );
     }
 }

@@ -102,6 +102,7 @@ fn describe(event: &Event) -> Option<String> {
             duration,
             error,
             timings,
+            leftovers,
             ..
         } => {
             let took = short_duration(duration.as_secs_f64());
@@ -112,9 +113,12 @@ fn describe(event: &Event) -> Option<String> {
                 .join(", ");
             match (outcome, error) {
                 (Outcome::Succeeded, _) => format!("==> build finished in {took} ({steps})"),
-                (Outcome::Cancelled, _) => {
+                (Outcome::Cancelled, _) if *leftovers == 0 => {
                     format!("==> build cancelled after {took}; cleanup done")
                 }
+                (Outcome::Cancelled, _) => format!(
+                    "==> build cancelled after {took}; {leftovers} thing(s) could not be removed (see above)"
+                ),
                 (Outcome::Failed, Some(e)) => format!("==> build failed after {took}: {e}"),
                 (Outcome::Failed, None) => format!("==> build failed after {took}"),
             }
