@@ -36,6 +36,7 @@ type = "qemu"
 bootstrap = {{ distribution = "debian", suite = "bookworm" }}
 memory = 1024
 cpus = 2
+disk_size = "3G"
 ssh_timeout = "8m"
 output_directory = "out"
 
@@ -159,6 +160,22 @@ destination = "/etc/motd"
         guest
             .ssh("dpkg-query -W -f='${Status}' hello")
             .contains("install ok installed")
+    );
+    let root_mib: u64 = guest
+        .ssh("df --output=size -B1M / | tail -n 1")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        root_mib > 2600,
+        "the root file system grew to the 3G disk: {root_mib} MiB"
+    );
+    assert_eq!(
+        guest
+            .ssh("systemctl show -p ConditionResult --value ssh-host-key.service")
+            .trim(),
+        "yes",
+        "the image carries no host key: each machine makes its own at first boot"
     );
     let build_id = manifest["builds"][0]["build_id"].as_str().unwrap();
     let authorized = guest.ssh("cat /root/.ssh/authorized_keys");
@@ -297,7 +314,7 @@ fn a_failing_provisioner_leaves_nothing_behind() {
     let out = run(&mut build_command(&scratch), BUILD_LIMIT);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("step \"provision\" failed: provisioner 1 (shell, t.toml:12): inline script exited with code 9"), "{stderr}");
+    assert!(stderr.contains("step \"provision\" failed: provisioner 1 (shell, t.toml:13): inline script exited with code 9"), "{stderr}");
     assert_nothing_left(&scratch, &stderr);
 }
 

@@ -555,6 +555,19 @@ impl Step<QemuContext> for Shutdown {
                     "could not remove the temporary key from authorized_keys: {e}"
                 ));
             }
+            // Every machine made from a bootstrapped image gets its own SSH
+            // host key (a unit in the image makes one) and machine id.
+            if matches!(
+                ctx.base.as_ref().map(|b| &b.kind),
+                Some(BaseKind::Bootstrapped { .. })
+            ) {
+                let reset = "rm -f /etc/ssh/ssh_host_* && : > /etc/machine-id";
+                if let Err(e) = comm.output(reset).await {
+                    ctx.build
+                        .events
+                        .warn(format!("could not reset the machine's identity: {e}"));
+                }
+            }
             let command = "if [ \"$(id -u)\" -eq 0 ]; then systemctl poweroff --no-block || poweroff; \
                            else sudo -n systemctl poweroff --no-block || sudo -n poweroff; fi";
             // The connection may drop as the guest goes down: that is the point.
