@@ -168,15 +168,14 @@ impl Communicator {
     /// Waits for the operation under way to finish (a cancelled command
     /// first stops its remote processes), then says goodbye to the server.
     pub async fn close(&self) {
-        let conn = self.conn.clone();
-        let _ = blocking(move || {
-            let conn = conn.lock().expect("ssh connection lock");
-            conn.session.set_blocking(true);
-            conn.session.set_timeout(5_000);
-            let _ = conn.session.disconnect(None, "build finished", None);
-            Ok(())
-        })
-        .await;
+        let _ = self
+            .on_connection(|c, _| {
+                c.session.set_blocking(true);
+                c.session.set_timeout(5_000);
+                let _ = c.session.disconnect(None, "build finished", None);
+                Ok(())
+            })
+            .await;
     }
 
     /// Runs `command`, calling `on_line` for each output line as it arrives.
@@ -199,13 +198,9 @@ impl Communicator {
         timeout: Option<Duration>,
         on_line: impl FnMut(Stream, &str) + Send + 'static,
     ) -> Result<ExitStatus, SshError> {
-        let (conn, cancel, command) = (self.conn.clone(), self.cancel.clone(), command.to_string());
-        let keepalive = self.target.keepalive;
-        blocking(move || {
-            let conn = conn.lock().expect("ssh connection lock");
-            exec::run(
-                &conn, &command, &input, timeout, keepalive, &cancel, on_line,
-            )
+        let (command, keepalive) = (command.to_string(), self.target.keepalive);
+        self.on_connection(move |c, cancel| {
+            exec::run(c, &command, &input, timeout, keepalive, cancel, on_line)
         })
         .await
     }
@@ -241,26 +236,27 @@ impl Communicator {
         }
     }
 
+    /// Runs `work` on a blocking thread with the connection (waiting for any
+    /// operation under way) and the build's cancel token.
+    async fn on_connection<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&connect::Connection, &CancellationToken) -> Result<T, SshError>
+        + Send
+        + 'static,
+    ) -> Result<T, SshError> {
+        let (conn, cancel) = (self.conn.clone(), self.cancel.clone());
+        blocking(move || work(&conn.lock().expect("ssh connection lock"), &cancel)).await
+    }
+
     pub async fn upload_file(
         &self,
         local: &Path,
         remote: &str,
         progress: Progress,
     ) -> Result<(), SshError> {
-        let (conn, cancel, local, remote) = (
-            self.conn.clone(),
-            self.cancel.clone(),
-            local.to_path_buf(),
-            remote.to_string(),
-        );
-        blocking(move || {
-            transfer::upload_file(
-                &conn.lock().expect("ssh connection lock"),
-                &local,
-                &remote,
-                &cancel,
-                progress,
-            )
+        let (local, remote) = (local.to_path_buf(), remote.to_string());
+        self.on_connection(move |c, cancel| {
+            transfer::upload_file(c, &local, &remote, cancel, progress)
         })
         .await
     }
@@ -271,16 +267,9 @@ impl Communicator {
         remote: &str,
         mode: i32,
     ) -> Result<(), SshError> {
-        let (conn, remote) = (self.conn.clone(), remote.to_string());
-        blocking(move || {
-            transfer::upload_bytes(
-                &conn.lock().expect("ssh connection lock"),
-                &content,
-                &remote,
-                mode,
-            )
-        })
-        .await
+        let remote = remote.to_string();
+        self.on_connection(move |c, _| transfer::upload_bytes(c, &content, &remote, mode))
+            .await
     }
 
     /// Uploads the contents of `local` into the remote folder `remote` (created if missing).
@@ -290,20 +279,9 @@ impl Communicator {
         remote: &str,
         progress: Progress,
     ) -> Result<(), SshError> {
-        let (conn, cancel, local, remote) = (
-            self.conn.clone(),
-            self.cancel.clone(),
-            local.to_path_buf(),
-            remote.to_string(),
-        );
-        blocking(move || {
-            transfer::upload_dir(
-                &conn.lock().expect("ssh connection lock"),
-                &local,
-                &remote,
-                &cancel,
-                progress,
-            )
+        let (local, remote) = (local.to_path_buf(), remote.to_string());
+        self.on_connection(move |c, cancel| {
+            transfer::upload_dir(c, &local, &remote, cancel, progress)
         })
         .await
     }
@@ -314,20 +292,9 @@ impl Communicator {
         local: &Path,
         progress: Progress,
     ) -> Result<(), SshError> {
-        let (conn, cancel, local, remote) = (
-            self.conn.clone(),
-            self.cancel.clone(),
-            local.to_path_buf(),
-            remote.to_string(),
-        );
-        blocking(move || {
-            transfer::download_file(
-                &conn.lock().expect("ssh connection lock"),
-                &remote,
-                &local,
-                &cancel,
-                progress,
-            )
+        let (local, remote) = (local.to_path_buf(), remote.to_string());
+        self.on_connection(move |c, cancel| {
+            transfer::download_file(c, &remote, &local, cancel, progress)
         })
         .await
     }
@@ -339,20 +306,9 @@ impl Communicator {
         local: &Path,
         progress: Progress,
     ) -> Result<(), SshError> {
-        let (conn, cancel, local, remote) = (
-            self.conn.clone(),
-            self.cancel.clone(),
-            local.to_path_buf(),
-            remote.to_string(),
-        );
-        blocking(move || {
-            transfer::download_dir(
-                &conn.lock().expect("ssh connection lock"),
-                &remote,
-                &local,
-                &cancel,
-                progress,
-            )
+        let (local, remote) = (local.to_path_buf(), remote.to_string());
+        self.on_connection(move |c, cancel| {
+            transfer::download_dir(c, &remote, &local, cancel, progress)
         })
         .await
     }

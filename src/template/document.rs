@@ -81,30 +81,10 @@ impl Document {
 
     /// The span of the value at `path`, or of the nearest ancestor that exists.
     pub fn span_of(&self, path: &KeyPath) -> Option<Range<usize>> {
-        let mut current: Option<&Spanned<DeValue<'static>>> = None;
-        let mut best = None;
-        for seg in &path.0 {
-            let next = match (seg, current) {
-                (Seg::Key(k), None) => self.root.get_ref().get(k.as_str()),
-                (Seg::Key(k), Some(v)) => match v.get_ref() {
-                    DeValue::Table(t) => t.get(k.as_str()),
-                    _ => None,
-                },
-                (Seg::Index(i), Some(v)) => match v.get_ref() {
-                    DeValue::Array(a) => a.get(*i),
-                    _ => None,
-                },
-                (Seg::Index(_), None) => None,
-            };
-            match next {
-                Some(v) => {
-                    best = Some(v.span());
-                    current = Some(v);
-                }
-                None => break,
-            }
-        }
-        best
+        (1..=path.0.len())
+            .rev()
+            .find_map(|n| self.value_at(&KeyPath(path.0[..n].to_vec())))
+            .map(|v| v.span())
     }
 
     /// The span of the key itself (for "unknown key" errors), else of its value.
