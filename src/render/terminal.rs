@@ -67,6 +67,7 @@ impl Render for Terminal {
         match event {
             Event::StepStarted { step, .. } => {
                 let bar = self.bar(build);
+                bar.reset();
                 bar.set_style(spinner_style());
                 bar.set_message(step.clone());
             }
@@ -74,6 +75,10 @@ impl Render for Terminal {
                 label, done, total, ..
             } => {
                 let bar = self.bar(build);
+                if bar.message() != *label {
+                    // A new transfer: its rate and elapsed time start now.
+                    bar.reset();
+                }
                 if *total > 0 {
                     bar.set_style(transfer_style());
                     bar.set_length(*total);
