@@ -33,6 +33,10 @@ ROOT = os.path.dirname(BENCH)
 SUPPORT = os.path.join(ROOT, "tests", "support")
 REGION = "us-east-1"
 KEY_PAIR = "bench"
+# The login on the "instance". Not root: root's shell startup files on a
+# developer machine (pyenv, nvm, conda...) can cost more per SSH command than
+# everything a tool does; a fresh cloud user's do not.
+USER = "imgbuild-bench"
 MB = 1_000_000
 GCM = "aes128-gcm@openssh.com"
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -124,7 +128,19 @@ class Services:
         self.children.append(child)
         return child
 
+    def ensure_user(self):
+        """A local user with an empty home, like a fresh cloud image's login user."""
+        home = f"/var/lib/{USER}"
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        if subprocess.run(["id", USER], capture_output=True).returncode != 0:
+            log(f"creating the local user {USER} (home {home}, shell /bin/bash)")
+            subprocess.run([*sudo, "useradd", "--system", "--create-home", "--home-dir", home,
+                            "--shell", "/bin/bash", USER], check=True)
+            # A locked password ("!") makes sshd refuse even key logins without PAM.
+            subprocess.run([*sudo, "usermod", "--password", "*", USER], check=True)
+
     def start_sshd(self):
+        self.ensure_user()
         d = os.path.join(self.scratch, "sshd")
         os.makedirs(d, exist_ok=True)
         os.makedirs("/run/sshd", exist_ok=True)
@@ -255,7 +271,7 @@ version = "1.0"
 type = "ssh"
 ssh_host = "127.0.0.1"
 ssh_port = {services.ssh_port}
-ssh_username = "root"
+ssh_username = "{USER}"
 ssh_private_key_file = "{services.key}"
 
 {provisioners_toml}
@@ -263,7 +279,7 @@ ssh_private_key_file = "{services.key}"
     packer = {
         "builders": [{
             "type": "null", "communicator": "ssh", "ssh_host": "127.0.0.1",
-            "ssh_port": services.ssh_port, "ssh_username": "root",
+            "ssh_port": services.ssh_port, "ssh_username": USER,
             "ssh_private_key_file": services.key,
         }],
         "provisioners": provisioners_json,
@@ -342,6 +358,7 @@ class Bench:
         self.warmup = 0 if self.quick else 1
         base = "/dev/shm" if os.path.isdir("/dev/shm") else None
         self.scratch = tempfile.mkdtemp(prefix="imgbuild-bench-", dir=base)
+        os.chmod(self.scratch, 0o755)  # the login user reads and writes in here
         os.makedirs(os.path.join(self.scratch, "logs"))
         self.remote = os.path.join(self.scratch, "remote")
         self.figures = Figures()
@@ -356,6 +373,7 @@ class Bench:
     def clean_remote(self):
         shutil.rmtree(self.remote, ignore_errors=True)
         os.makedirs(self.remote)
+        os.chmod(self.remote, 0o777)
 
     def make_file(self, name, size):
         path = os.path.join(self.scratch, name)
@@ -416,7 +434,7 @@ class Bench:
         up_t, up_p = ssh_templates(self.scratch, s, up[0], [up[1]], "upload")
         down = file_provisioner(down_src, down_dest, "download")
         down_t, down_p = ssh_templates(self.scratch, s, down[0], [down[1]], "download")
-        target = f"root@127.0.0.1:"
+        target = f"{USER}@127.0.0.1:"
         res = {k: [] for k in ["up.i", "up.p", "up.s", "down.i", "down.p", "down.s", "rss"]}
         ratios = {k: [] for k in ["up.is", "up.ip", "down.is", "down.ip"]}
         for _, measured in self.rounds():
