@@ -183,35 +183,12 @@ fn handshake<S: AsRawFd + 'static>(
 ) -> Result<(Session, RawFd), Attempt> {
     let mut session =
         Session::new().map_err(|e| Attempt::Retry(ConnectFailure::Other(e.to_string())))?;
-    let ciphers = cipher_preference();
-    for direction in [ssh2::MethodType::CryptCs, ssh2::MethodType::CryptSc] {
-        // Only fails if the library supports none of them; its defaults then apply.
-        let _ = session.method_pref(direction, ciphers);
-    }
     session.set_tcp_stream(stream);
     session.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
     session
         .handshake()
         .map_err(|e| Attempt::Retry(ConnectFailure::Handshake(e.message().to_string())))?;
     Ok((session, fd))
-}
-
-/// Ciphers to offer, best first. Transfers are bound by the cipher: with
-/// AES instructions AES-GCM moves about twice the bytes of ChaCha20-Poly1305
-/// per CPU second (the library's first choice); without them, ChaCha20 wins.
-fn cipher_preference() -> &'static str {
-    const AES_FIRST: &str = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,\
-        chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr";
-    const CHACHA_FIRST: &str = "chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,\
-        aes256-gcm@openssh.com,aes128-ctr,aes256-ctr";
-    #[cfg(target_arch = "x86_64")]
-    let aes = std::arch::is_x86_feature_detected!("aes")
-        && std::arch::is_x86_feature_detected!("pclmulqdq");
-    #[cfg(target_arch = "aarch64")]
-    let aes = std::arch::is_aarch64_feature_detected!("aes");
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let aes = false;
-    if aes { AES_FIRST } else { CHACHA_FIRST }
 }
 
 fn host_key_fingerprint(session: &Session) -> Option<String> {
