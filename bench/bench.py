@@ -523,7 +523,7 @@ class Bench:
     # 4. noticing state changes
     def bench_wait(self):
         t, s = self.tools, self.services
-        running_after, available_after = (2, 3) if self.quick else (10, 15)
+        running_after, available_after = (2, 3) if self.quick else (10, 17)
         s.start_proxy(running_after, available_after)
         endpoint = f"http://127.0.0.1:{s.proxy_port}"
         template_t = os.path.join(self.scratch, "wait.toml")
