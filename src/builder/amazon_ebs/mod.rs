@@ -51,7 +51,7 @@ impl Waits {
     fn from_config(config: &AmazonEbsConfig) -> Waits {
         let t = &config.timeouts;
         let or = |value: Option<HumanDuration>, minutes: u64| {
-            WaitParams::with_timeout(
+            WaitParams::state_change(
                 value
                     .map(|d| d.0)
                     .unwrap_or(Duration::from_secs(minutes * 60)),

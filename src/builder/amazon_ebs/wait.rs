@@ -18,12 +18,26 @@ pub struct WaitParams {
 }
 
 impl WaitParams {
-    /// About 1 s between the first polls, at most 5 s later on.
+    /// Retrying a call: about 1 s between the first tries, at most 5 s later on.
     pub fn with_timeout(timeout: Duration) -> WaitParams {
         WaitParams {
             initial: Duration::from_secs(1),
             factor: 1.5,
             cap: Duration::from_secs(5),
+            timeout,
+        }
+    }
+
+    /// Watching for a state change: a poll within a second of it, always.
+    /// A build waits for four or five of these, and each second between the
+    /// change and the poll that sees it is a second of every build. One
+    /// DescribeInstances or DescribeImages a second per build stays far below
+    /// EC2's request limits; throttling is retried anyway.
+    pub fn state_change(timeout: Duration) -> WaitParams {
+        WaitParams {
+            initial: Duration::from_millis(250),
+            factor: 1.5,
+            cap: Duration::from_secs(1),
             timeout,
         }
     }
