@@ -95,6 +95,11 @@ pub enum Event {
         build: String,
         leftover: Leftover,
     },
+    /// Left in place on purpose (`--on-error=abort`).
+    Kept {
+        build: String,
+        leftover: Leftover,
+    },
     BuildFinished {
         build: String,
         outcome: Outcome,
@@ -103,7 +108,7 @@ pub enum Event {
         error: Option<String>,
         /// Where the time went: each step and its seconds.
         timings: Vec<(String, f64)>,
-        /// How many things cleanup could not remove (each reported before).
+        /// How many things were left in place (each reported before).
         leftovers: usize,
     },
 }

@@ -60,6 +60,13 @@ pub trait Step<C: Send>: Send {
     async fn cleanup(&mut self, _ctx: &mut C, _ending: Ending) -> Vec<Leftover> {
         Vec::new()
     }
+
+    /// What `run` made that `cleanup` would remove, each with the command
+    /// that removes it by hand; the pipeline fills in the reason. Listed when
+    /// `--on-error=abort` keeps them, or when the cleanup deadline passes.
+    fn made(&self, _ctx: &C) -> Vec<Leftover> {
+        Vec::new()
+    }
 }
 
 /// Settings for one pipeline run.
@@ -142,8 +149,19 @@ pub async fn run<C: Send>(
     let ending = Ending { outcome };
     let mut leftovers = Vec::new();
     if outcome != Outcome::Succeeded && opts.on_error == OnError::Abort {
-        opts.events
-            .warn("--on-error=abort: leaving temporary resources in place for debugging (their ids are in the log above); remove them when done");
+        opts.events.warn(
+            "--on-error=abort: keeping the temporary resources for debugging; remove them when done",
+        );
+        for step in started.iter().rev() {
+            for mut kept in step.made(ctx) {
+                kept.reason = "kept by --on-error=abort".into();
+                opts.events.emit(Event::Kept {
+                    build: opts.events.build_name(),
+                    leftover: kept.clone(),
+                });
+                leftovers.push(kept);
+            }
+        }
         return RunReport {
             outcome,
             error,
@@ -158,17 +176,20 @@ pub async fn run<C: Send>(
             build: opts.events.build_name(),
             step: name.into(),
         });
+        // Taken before the cleanup, which may be cut short half-way.
+        let made = step.made(ctx);
         match tokio::time::timeout_at(deadline, step.cleanup(ctx, ending)).await {
             Ok(mut left) => leftovers.append(&mut left),
-            Err(_) => leftovers.push(Leftover {
-                resource: format!("whatever \"{name}\" made"),
-                id: String::new(),
-                reason: format!(
-                    "cleanup deadline of {}s passed",
-                    opts.cleanup_deadline.as_secs()
-                ),
-                remove_with: "see the log above for ids".into(),
-            }),
+            Err(_) => {
+                let reason = format!(
+                    "the cleanup deadline of {} passed while \"{name}\" was removing it; it may remain",
+                    humantime::format_duration(opts.cleanup_deadline)
+                );
+                leftovers.extend(made.into_iter().map(|mut m| {
+                    m.reason = reason.clone();
+                    m
+                }));
+            }
         }
     }
     for leftover in &leftovers {
@@ -203,6 +224,7 @@ mod tests {
         name: &'static str,
         fail: bool,
         hang: bool,
+        hang_in_cleanup: bool,
     }
 
     #[async_trait]
@@ -224,12 +246,36 @@ mod tests {
         async fn cleanup(&mut self, ctx: &mut Log, ending: Ending) -> Vec<Leftover> {
             ctx.0
                 .push(format!("cleanup {} {:?}", self.name, ending.outcome));
+            if self.hang_in_cleanup {
+                std::future::pending::<()>().await;
+            }
             Vec::new()
+        }
+        fn made(&self, _: &Log) -> Vec<Leftover> {
+            vec![Leftover {
+                resource: "thing".into(),
+                id: format!("{}-1", self.name),
+                reason: String::new(),
+                remove_with: format!("rm {}-1", self.name),
+            }]
         }
     }
 
     fn step(name: &'static str, fail: bool, hang: bool) -> Box<dyn Step<Log>> {
-        Box::new(Recording { name, fail, hang })
+        Box::new(Recording {
+            name,
+            fail,
+            hang,
+            hang_in_cleanup: false,
+        })
+    }
+
+    fn listed(report: &RunReport) -> Vec<(String, String)> {
+        report
+            .leftovers
+            .iter()
+            .map(|l| (l.id.clone(), l.reason.clone()))
+            .collect()
     }
 
     fn opts() -> RunOptions {
@@ -323,5 +369,38 @@ mod tests {
         .await;
         assert_eq!(report.outcome, Outcome::Failed);
         assert_eq!(log.0, ["run a", "run b"]);
+        let kept = "kept by --on-error=abort".to_string();
+        assert_eq!(
+            listed(&report),
+            [("b-1".to_string(), kept.clone()), ("a-1".to_string(), kept)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cleanup_cut_short_by_the_deadline_lists_what_its_step_made() {
+        let mut log = Log::default();
+        let mut o = opts();
+        o.cleanup_deadline = Duration::from_millis(100);
+        let stuck = Box::new(Recording {
+            name: "b",
+            fail: false,
+            hang: false,
+            hang_in_cleanup: true,
+        });
+        let report = run(vec![step("a", false, false), stuck], &mut log, &o).await;
+        assert_eq!(report.outcome, Outcome::Succeeded);
+        assert_eq!(
+            listed(&report),
+            [(
+                "b-1".to_string(),
+                "the cleanup deadline of 100ms passed while \"b\" was removing it; it may remain"
+                    .to_string()
+            )]
+        );
+        // The other cleanups still get their turn.
+        assert_eq!(
+            log.0.last().map(String::as_str),
+            Some("cleanup a Succeeded")
+        );
     }
 }

@@ -461,6 +461,68 @@ inline = ["echo about to fail", "exit 3"]
     assert_eq!(w.manifest()["builds"][0]["outcome"], "failed");
 }
 
+#[test]
+fn on_error_abort_keeps_and_lists_what_the_build_made() {
+    let w = World::new();
+    let template = w.template(
+        "",
+        r#"[[provisioner]]
+type = "shell"
+inline = ["exit 3"]
+"#,
+    );
+    let out = run(
+        w.build(&template).args(["--on-error", "abort"]),
+        BUILD_LIMIT,
+    );
+    let log = describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let stderr = text(&out.stderr);
+    let ec2 = w.ec2(REGION);
+    let instances: Vec<String> = ec2
+        .live_instances()
+        .iter()
+        .filter_map(|i| i.split(' ').next().map(str::to_string))
+        .collect();
+    assert_eq!(instances.len(), 1, "the instance is kept\n{log}");
+    let keys: Vec<String> = ec2
+        .key_pair_names()
+        .into_iter()
+        .filter(|k| k.starts_with("imgbuild"))
+        .collect();
+    assert_eq!(keys.len(), 1, "the key pair is kept\n{log}");
+    let groups = ec2.security_groups_named("imgbuild");
+    assert_eq!(groups.len(), 1, "the security group is kept\n{log}");
+    for (what, command) in [
+        (
+            format!("kept instance {}", instances[0]),
+            format!(
+                "aws ec2 terminate-instances --instance-ids {} --region {REGION}",
+                instances[0]
+            ),
+        ),
+        (
+            format!("kept key pair {}", keys[0]),
+            format!(
+                "aws ec2 delete-key-pair --key-name {} --region {REGION}",
+                keys[0]
+            ),
+        ),
+        (
+            format!("kept security group {}", groups[0]),
+            format!(
+                "aws ec2 delete-security-group --group-id {} --region {REGION}",
+                groups[0]
+            ),
+        ),
+    ] {
+        assert!(stderr.contains(&what), "{what}\n{log}");
+        assert!(stderr.contains(&command), "{command}\n{log}");
+    }
+    let leftovers = &w.manifest()["builds"][0]["leftovers"];
+    assert_eq!(leftovers.as_array().map(Vec::len), Some(3), "{leftovers}");
+}
+
 /// Starts a build whose provisioner sleeps, signals it once the provisioner
 /// runs, and checks everything made so far is removed.
 fn interrupt_provisioning(signal: i32) {

@@ -44,9 +44,13 @@ fn shown(event: &Event, verbosity: Verbosity) -> bool {
                 ..
             },
         ) => true,
-        (_, Event::CleanupFailed { .. } | Event::BuildFinished { .. } | Event::Artifact { .. }) => {
-            true
-        }
+        (
+            _,
+            Event::CleanupFailed { .. }
+            | Event::Kept { .. }
+            | Event::BuildFinished { .. }
+            | Event::Artifact { .. },
+        ) => true,
         (Verbosity::Quiet, _) => false,
         (Verbosity::Normal, Event::CleanupStarted { .. }) => false,
         _ => true,
@@ -97,6 +101,10 @@ fn describe(event: &Event) -> Option<String> {
             "error: could not remove {} {}: {}\n    remove it by hand: {}",
             leftover.resource, leftover.id, leftover.reason, leftover.remove_with
         ),
+        Event::Kept { leftover, .. } => format!(
+            "    kept {} {}\n    remove it with: {}",
+            leftover.resource, leftover.id, leftover.remove_with
+        ),
         Event::BuildFinished {
             outcome,
             duration,
@@ -117,7 +125,7 @@ fn describe(event: &Event) -> Option<String> {
                     format!("==> build cancelled after {took}; cleanup done")
                 }
                 (Outcome::Cancelled, _) => format!(
-                    "==> build cancelled after {took}; {leftovers} thing(s) could not be removed (see above)"
+                    "==> build cancelled after {took}; {leftovers} thing(s) left in place (see above)"
                 ),
                 (Outcome::Failed, Some(e)) => format!("==> build failed after {took}: {e}"),
                 (Outcome::Failed, None) => format!("==> build failed after {took}"),

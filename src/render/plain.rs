@@ -95,6 +95,7 @@ pub(super) fn build_of(event: &Event) -> &str {
         | Event::Artifact { build, .. }
         | Event::CleanupStarted { build, .. }
         | Event::CleanupFailed { build, .. }
+        | Event::Kept { build, .. }
         | Event::BuildFinished { build, .. } => build,
     }
 }

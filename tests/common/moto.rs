@@ -236,4 +236,17 @@ impl Ec2 {
             .map(str::to_string)
             .collect()
     }
+
+    /// Ids of the security groups whose name starts with `prefix`.
+    pub fn security_groups_named(&self, prefix: &str) -> Vec<String> {
+        let out = self
+            .block(self.client.describe_security_groups().send())
+            .expect("DescribeSecurityGroups");
+        out.security_groups()
+            .iter()
+            .filter(|g| g.group_name().is_some_and(|n| n.starts_with(prefix)))
+            .filter_map(|g| g.group_id())
+            .map(str::to_string)
+            .collect()
+    }
 }

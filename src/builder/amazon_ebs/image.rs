@@ -14,7 +14,7 @@ use aws_sdk_ec2::types::{
 use super::client::{self, Api};
 use super::tags::{self, Tags};
 use super::wait::{self, Poll, WaitParams};
-use super::{EbsContext, Waits, leftover};
+use super::{EbsContext, Made, Waits};
 use crate::events::{EventSink, Leftover};
 use crate::pipeline::{Ending, Step, StepError};
 
@@ -157,6 +157,23 @@ impl Step<EbsContext> for CreateImage {
         }
         left
     }
+
+    fn made(&self, ctx: &EbsContext) -> Vec<Leftover> {
+        recorded(ctx, |region| region == ctx.region)
+    }
+}
+
+/// The images recorded so far in the regions `pick` selects, and their snapshots.
+fn recorded(ctx: &EbsContext, pick: impl Fn(&str) -> bool) -> Vec<Leftover> {
+    let records = ctx.images.lock().expect("image records");
+    let mut made = Vec::new();
+    for image in records.iter().filter(|r| pick(&r.region)) {
+        made.push(Made::Image.leftover(&image.id, &image.region, ""));
+        for s in &image.snapshots {
+            made.push(Made::Snapshot.leftover(s, &image.region, ""));
+        }
+    }
+    made
 }
 
 /// Waits for the image, tags its snapshots, waits for them; returns their ids.
@@ -392,20 +409,10 @@ async fn remove_image(
         Ok(_) => events.info(format!("deregistered image {id} in {region}")),
         Err(e) if e.is_not_found() || e.code_is("InvalidAMIID.Unavailable") => {}
         Err(e) => {
-            left.push(leftover(
-                "image",
-                id,
-                e.to_string(),
-                format!("aws ec2 deregister-image --image-id {id} --region {region}"),
-            ));
+            left.push(Made::Image.leftover(id, region, e.to_string()));
             // Its snapshots stay in use; name them so they are not forgotten.
             for s in &snapshots {
-                left.push(leftover(
-                    "snapshot",
-                    s,
-                    format!("still used by image {id}"),
-                    format!("aws ec2 delete-snapshot --snapshot-id {s} --region {region}"),
-                ));
+                left.push(Made::Snapshot.leftover(s, region, format!("still used by image {id}")));
             }
             return left;
         }
@@ -430,12 +437,7 @@ async fn remove_image(
         match result {
             Ok(true) => events.info(format!("deleted snapshot {s} in {region}")),
             Ok(false) => {}
-            Err(e) => left.push(leftover(
-                "snapshot",
-                &s,
-                e.to_string(),
-                format!("aws ec2 delete-snapshot --snapshot-id {s} --region {region}"),
-            )),
+            Err(e) => left.push(Made::Snapshot.leftover(&s, region, e.to_string())),
         }
     }
     left
@@ -533,6 +535,10 @@ impl Step<EbsContext> for CopyImage {
             left.extend(remove_image(&client, &copy, &ctx.build.events, ctx.waits.api).await);
         }
         left
+    }
+
+    fn made(&self, ctx: &EbsContext) -> Vec<Leftover> {
+        recorded(ctx, |region| region != ctx.region)
     }
 }
 

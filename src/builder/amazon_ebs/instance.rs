@@ -13,7 +13,7 @@ use aws_sdk_ec2::types::{
 
 use super::client::{Api, ApiError};
 use super::wait::{self, Poll, WaitParams};
-use super::{EbsContext, leftover, tags};
+use super::{EbsContext, Made, tags};
 use crate::builder::ssh_target;
 use crate::events::Leftover;
 use crate::pipeline::{Ending, Step, StepError};
@@ -176,16 +176,19 @@ impl Step<EbsContext> for Launch {
         };
         let mut left = Vec::new();
         for id in ids {
-            let command = format!(
-                "aws ec2 terminate-instances --instance-ids {id} --region {}",
-                ctx.region
-            );
             match terminate(&ctx.client, &id, ctx.waits.terminated).await {
                 Ok(()) => ctx.build.events.info(format!("terminated instance {id}")),
-                Err(e) => left.push(leftover("instance", &id, e, command)),
+                Err(e) => left.push(Made::Instance.leftover(&id, &ctx.region, e)),
             }
         }
         left
+    }
+
+    fn made(&self, ctx: &EbsContext) -> Vec<Leftover> {
+        ctx.instance_id
+            .iter()
+            .map(|id| Made::Instance.leftover(id, &ctx.region, ""))
+            .collect()
     }
 }
 

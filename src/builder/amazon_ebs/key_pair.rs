@@ -6,7 +6,7 @@ use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::ResourceType;
 
 use super::client::Api;
-use super::{EbsContext, leftover, tags};
+use super::{EbsContext, Made, tags};
 use crate::builder::{key_file, temporary_key};
 use crate::communicator::Credential;
 use crate::events::Leftover;
@@ -98,15 +98,14 @@ impl Step<EbsContext> for KeyPair {
                 ctx.build.events.info(format!("deleted key pair {name}"));
                 Vec::new()
             }
-            Err(e) => vec![leftover(
-                "key pair",
-                &name,
-                e.to_string(),
-                format!(
-                    "aws ec2 delete-key-pair --key-name {name} --region {}",
-                    ctx.region
-                ),
-            )],
+            Err(e) => vec![Made::KeyPair.leftover(&name, &ctx.region, e.to_string())],
         }
+    }
+
+    fn made(&self, ctx: &EbsContext) -> Vec<Leftover> {
+        self.imported
+            .iter()
+            .map(|name| Made::KeyPair.leftover(name, &ctx.region, ""))
+            .collect()
     }
 }

@@ -126,13 +126,38 @@ impl EbsContext {
     }
 }
 
-/// A thing cleanup could not remove, with the command that does.
-fn leftover(resource: &str, id: &str, reason: impl Into<String>, remove_with: String) -> Leftover {
-    Leftover {
-        resource: resource.into(),
-        id: id.into(),
-        reason: reason.into(),
-        remove_with,
+/// The kinds of thing a build makes in EC2, each with the command that
+/// removes it by hand when imgbuild could not (or was told not to).
+#[derive(Debug, Clone, Copy)]
+enum Made {
+    KeyPair,
+    SecurityGroup,
+    Instance,
+    Image,
+    Snapshot,
+}
+
+impl Made {
+    fn leftover(self, id: &str, region: &str, reason: impl Into<String>) -> Leftover {
+        let (resource, remove_with) = match self {
+            Made::KeyPair => ("key pair", format!("delete-key-pair --key-name {id}")),
+            Made::SecurityGroup => (
+                "security group",
+                format!("delete-security-group --group-id {id}"),
+            ),
+            Made::Instance => (
+                "instance",
+                format!("terminate-instances --instance-ids {id}"),
+            ),
+            Made::Image => ("image", format!("deregister-image --image-id {id}")),
+            Made::Snapshot => ("snapshot", format!("delete-snapshot --snapshot-id {id}")),
+        };
+        Leftover {
+            resource: resource.into(),
+            id: id.into(),
+            reason: reason.into(),
+            remove_with: format!("aws ec2 {remove_with} --region {region}"),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, ResourceType}
 
 use super::client::Api;
 use super::wait::{self, Poll, WaitParams};
-use super::{EbsContext, leftover, tags};
+use super::{EbsContext, Made, tags};
 use crate::events::Leftover;
 use crate::pipeline::{Ending, Step, StepError};
 
@@ -158,16 +158,15 @@ impl Step<EbsContext> for SecurityGroup {
                     .info(format!("deleted security group {id}"));
                 Vec::new()
             }
-            Err(e) => vec![leftover(
-                "security group",
-                &id,
-                e.to_string(),
-                format!(
-                    "aws ec2 delete-security-group --group-id {id} --region {}",
-                    ctx.region
-                ),
-            )],
+            Err(e) => vec![Made::SecurityGroup.leftover(&id, &ctx.region, e.to_string())],
         }
+    }
+
+    fn made(&self, ctx: &EbsContext) -> Vec<Leftover> {
+        self.created
+            .iter()
+            .map(|id| Made::SecurityGroup.leftover(id, &ctx.region, ""))
+            .collect()
     }
 }
 

@@ -8,7 +8,7 @@ mod bootstrap;
 mod machine;
 mod output;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use super::steps::Provision;
 use super::{BuildContext, HasBuild, temporary_key};
 use crate::communicator::{Communicator, Credential};
-use crate::events::{Artifact, Leftover};
-use crate::pipeline::{self, Ending, RunOptions, RunReport, Step, StepError};
+use crate::events::{Artifact, Leftover, Outcome};
+use crate::pipeline::{self, Ending, OnError, RunOptions, RunReport, Step, StepError};
 use crate::template::sources::QemuConfig;
 
 use base::{Base, BaseKind};
@@ -100,6 +100,12 @@ pub async fn run(
         Box::new(ExportImage { written: false }),
     ];
     let report = pipeline::run(steps, &mut ctx, opts).await;
+    if report.outcome != Outcome::Succeeded && opts.on_error == OnError::Abort {
+        // Listed as kept (the overlay holds the failed machine's disk): keep it.
+        if let Some(work) = ctx.work.take() {
+            let _kept_path = work.keep();
+        }
+    }
     (report, ctx.build)
 }
 
@@ -248,13 +254,24 @@ impl Step<QemuContext> for CreateOverlay {
         let path = work.path().to_path_buf();
         match work.close() {
             Ok(()) => Vec::new(),
-            Err(e) => vec![Leftover {
-                resource: "build overlay folder".into(),
-                id: path.display().to_string(),
-                reason: e.to_string(),
-                remove_with: format!("rm -rf {}", path.display()),
-            }],
+            Err(e) => vec![work_folder(&path, e.to_string())],
         }
+    }
+
+    fn made(&self, ctx: &QemuContext) -> Vec<Leftover> {
+        ctx.work
+            .iter()
+            .map(|w| work_folder(w.path(), String::new()))
+            .collect()
+    }
+}
+
+fn work_folder(path: &Path, reason: String) -> Leftover {
+    Leftover {
+        resource: "build work folder (overlay disk, seed)".into(),
+        id: path.display().to_string(),
+        reason,
+        remove_with: format!("rm -rf {}", path.display()),
     }
 }
 
