@@ -153,6 +153,20 @@ impl Step<QemuContext> for ReserveOutput {
         let _ = ctx;
         Vec::new()
     }
+
+    fn made(&self, _: &QemuContext) -> Vec<Leftover> {
+        // The outermost folder this build created holds all the others.
+        self.created
+            .last()
+            .map(|dir| Leftover {
+                resource: "output folder".into(),
+                id: dir.display().to_string(),
+                reason: String::new(),
+                remove_with: format!("rm -r {}", dir.display()),
+            })
+            .into_iter()
+            .collect()
+    }
 }
 
 /// Finds, downloads or bootstraps the base image.
