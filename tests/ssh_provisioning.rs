@@ -393,9 +393,12 @@ fn sigint_during_a_long_provisioner_cleans_up_and_exits_130() {
     let started = scratch.path("started");
     // A duration no other process on the machine is likely to use, to find it by.
     let sleeper = format!("sleep {}", 1000 + std::process::id() % 50_000);
+    let remote_folder = scratch.path("remote");
+    std::fs::create_dir(&remote_folder).unwrap();
     let template = format!(
-        "{}\n[[provisioner]]\ntype = \"shell\"\ninline = [\"touch {}\", \"{sleeper}\"]\n",
+        "{}\n[[provisioner]]\ntype = \"shell\"\nremote_folder = \"{}\"\ninline = [\"touch {}\", \"{sleeper}\"]\n",
         source(&sshd, ""),
+        remote_folder.display(),
         started.display()
     );
     let path = scratch.write("t.toml", &template);
@@ -438,6 +441,22 @@ fn sigint_during_a_long_provisioner_cleans_up_and_exits_130() {
     assert!(
         common::processes_matching(&sleeper).is_empty(),
         "remote process left behind"
+    );
+    // The script file goes as its shell exits, a moment after its child.
+    let scripts = || -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(&remote_folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    while !scripts().is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        scripts(),
+        Vec::<std::ffi::OsString>::new(),
+        "remote script left behind"
     );
 }
 

@@ -89,9 +89,12 @@ pub async fn run(
         let path = shell_quote(&remote);
         let command = template.replace("{path}", &path).replace("{vars}", &vars);
         // One channel: the script arrives on stdin, is saved, run with no
-        // stdin of its own, and removed whatever its outcome.
+        // stdin of its own, and removed whatever its outcome: also when a
+        // cancel or timeout stops the process group, or the connection drops.
         let command = format!(
-            "umask 077 && cat > {path} && {{ {command}; }} </dev/null; rc=$?; rm -f {path}; exit $rc"
+            "imgbuild_script={path}; trap 'rm -f \"$imgbuild_script\"' EXIT; \
+             trap 'exit 143' HUP INT TERM; \
+             umask 077 && cat > \"$imgbuild_script\" && {{ {command}; }} </dev/null"
         );
         let events = cx.events.clone();
         let result = cx
