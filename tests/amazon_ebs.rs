@@ -138,23 +138,13 @@ most_recent = true
                 Vec::<String>::new(),
                 "{region}: instances left\n{context}"
             );
-            let keys: Vec<String> = ec2
-                .key_pair_names()
-                .into_iter()
-                .filter(|k| k.starts_with("imgbuild"))
-                .collect();
             assert_eq!(
-                keys,
+                ec2.imgbuild_key_pairs(),
                 Vec::<String>::new(),
                 "{region}: key pairs left\n{context}"
             );
-            let groups: Vec<String> = ec2
-                .security_group_names()
-                .into_iter()
-                .filter(|g| g.starts_with("imgbuild"))
-                .collect();
             assert_eq!(
-                groups,
+                ec2.imgbuild_security_groups(),
                 Vec::<String>::new(),
                 "{region}: security groups left\n{context}"
             );
@@ -175,6 +165,33 @@ most_recent = true
                 "{region}: snapshots left\n{context}"
             );
         }
+    }
+
+    /// Starts a build and returns once its provisioner runs (a minute's sleep).
+    fn start_a_sleeping_provisioner(&self) -> std::process::Child {
+        let marker = self.scratch.path("provisioning");
+        let template = self.template(
+            "",
+            &format!(
+                r#"[[provisioner]]
+type = "shell"
+inline = ["touch {}", "sleep 60"]
+"#,
+                marker.display()
+            ),
+        );
+        let child = self
+            .build(&template)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        assert!(
+            wait_for_file(&marker, Duration::from_secs(60)),
+            "the provisioner never started"
+        );
+        child
     }
 
     fn manifest(&self) -> serde_json::Value {
@@ -420,15 +437,11 @@ inline = [
         let ec2 = w.ec2(region);
         assert_eq!(ec2.live_instances(), Vec::<String>::new());
         assert!(
-            !ec2.key_pair_names()
-                .iter()
-                .any(|k| k.starts_with("imgbuild")),
+            ec2.imgbuild_key_pairs().is_empty(),
             "{region}: key pair left"
         );
         assert!(
-            !ec2.security_group_names()
-                .iter()
-                .any(|g| g.starts_with("imgbuild")),
+            ec2.imgbuild_security_groups().is_empty(),
             "{region}: security group left"
         );
     }
@@ -479,19 +492,11 @@ inline = ["exit 3"]
     assert_eq!(out.status.code(), Some(1), "{log}");
     let stderr = text(&out.stderr);
     let ec2 = w.ec2(REGION);
-    let instances: Vec<String> = ec2
-        .live_instances()
-        .iter()
-        .filter_map(|i| i.split(' ').next().map(str::to_string))
-        .collect();
+    let instances = ec2.live_instance_ids();
     assert_eq!(instances.len(), 1, "the instance is kept\n{log}");
-    let keys: Vec<String> = ec2
-        .key_pair_names()
-        .into_iter()
-        .filter(|k| k.starts_with("imgbuild"))
-        .collect();
+    let keys = ec2.imgbuild_key_pairs();
     assert_eq!(keys.len(), 1, "the key pair is kept\n{log}");
-    let groups = ec2.security_groups_named("imgbuild");
+    let groups = ec2.imgbuild_security_groups();
     assert_eq!(groups.len(), 1, "the security group is kept\n{log}");
     for (what, command) in [
         (
@@ -527,29 +532,8 @@ inline = ["exit 3"]
 /// runs, and checks everything made so far is removed.
 fn interrupt_provisioning(signal: i32) {
     let w = World::new();
-    let marker = w.scratch.path("provisioning");
-    let template = w.template(
-        "",
-        &format!(
-            r#"[[provisioner]]
-type = "shell"
-inline = ["touch {}", "sleep 60"]
-"#,
-            marker.display()
-        ),
-    );
     let baseline = w.snapshot_baseline();
-    let child = w
-        .build(&template)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    assert!(
-        wait_for_file(&marker, Duration::from_secs(60)),
-        "the provisioner never started"
-    );
+    let child = w.start_a_sleeping_provisioner();
     let sent = Instant::now();
     send_signal(&child, signal);
     let out = wait_output(child, Duration::from_secs(60));
@@ -895,28 +879,7 @@ ami_users = ["210987654321"]"#;
 #[test]
 fn unreachable_ec2_during_cleanup_reports_leftovers_with_commands() {
     let mut w = World::new();
-    let marker = w.scratch.path("provisioning");
-    let template = w.template(
-        "",
-        &format!(
-            r#"[[provisioner]]
-type = "shell"
-inline = ["touch {}", "sleep 60"]
-"#,
-            marker.display()
-        ),
-    );
-    let child = w
-        .build(&template)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    assert!(
-        wait_for_file(&marker, Duration::from_secs(60)),
-        "the provisioner never started"
-    );
+    let child = w.start_a_sleeping_provisioner();
     w.moto.kill();
     send_signal(&child, libc::SIGINT);
     let out = wait_output(child, Duration::from_secs(90));
@@ -1011,9 +974,5 @@ fn an_ambiguous_filter_or_a_missing_ami_fails_before_launching() {
     let ec2 = w.ec2(REGION);
     assert!(ec2.instances().is_empty(), "nothing was launched");
     assert!(ec2.key_pair_names().is_empty(), "no key pair was made");
-    assert!(
-        !ec2.security_group_names()
-            .iter()
-            .any(|g| g.starts_with("imgbuild"))
-    );
+    assert!(ec2.imgbuild_security_groups().is_empty());
 }

@@ -201,10 +201,17 @@ impl Ec2 {
     }
 
     /// Instances that are not terminated (pending, running, stopping, stopped, shutting-down).
-    pub fn live_instances(&self) -> Vec<String> {
+    fn live(&self) -> Vec<aws_sdk_ec2::types::Instance> {
         self.instances()
-            .iter()
+            .into_iter()
             .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+            .collect()
+    }
+
+    /// Live instances as "id state", for messages that show why one counts.
+    pub fn live_instances(&self) -> Vec<String> {
+        self.live()
+            .iter()
             .map(|i| {
                 format!(
                     "{} {:?}",
@@ -212,6 +219,14 @@ impl Ec2 {
                     i.state().and_then(|s| s.name())
                 )
             })
+            .collect()
+    }
+
+    pub fn live_instance_ids(&self) -> Vec<String> {
+        self.live()
+            .iter()
+            .filter_map(|i| i.instance_id())
+            .map(str::to_string)
             .collect()
     }
 
@@ -226,25 +241,22 @@ impl Ec2 {
             .collect()
     }
 
-    pub fn security_group_names(&self) -> Vec<String> {
-        let out = self
-            .block(self.client.describe_security_groups().send())
-            .expect("DescribeSecurityGroups");
-        out.security_groups()
-            .iter()
-            .filter_map(|g| g.group_name())
-            .map(str::to_string)
+    /// Key pairs named like the ones imgbuild makes.
+    pub fn imgbuild_key_pairs(&self) -> Vec<String> {
+        self.key_pair_names()
+            .into_iter()
+            .filter(|k| k.starts_with("imgbuild"))
             .collect()
     }
 
-    /// Ids of the security groups whose name starts with `prefix`.
-    pub fn security_groups_named(&self, prefix: &str) -> Vec<String> {
+    /// Ids of the security groups named like the ones imgbuild makes.
+    pub fn imgbuild_security_groups(&self) -> Vec<String> {
         let out = self
             .block(self.client.describe_security_groups().send())
             .expect("DescribeSecurityGroups");
         out.security_groups()
             .iter()
-            .filter(|g| g.group_name().is_some_and(|n| n.starts_with(prefix)))
+            .filter(|g| g.group_name().is_some_and(|n| n.starts_with("imgbuild")))
             .filter_map(|g| g.group_id())
             .map(str::to_string)
             .collect()
