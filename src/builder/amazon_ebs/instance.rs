@@ -222,10 +222,10 @@ impl Step<EbsContext> for Stop {
             &format!("instance {id}"),
             "stopped",
             || {
-                describe_state(&client, &id, |state, why| match state {
+                describe_state(&client, &id, |state, instance| match state {
                     InstanceStateName::Stopped => Poll::Ready(()),
                     InstanceStateName::ShuttingDown | InstanceStateName::Terminated => {
-                        Poll::Failed(format!("it is {}{why}", state.as_str()))
+                        Poll::Failed(format!("it is {}{}", state.as_str(), reason(instance)))
                     }
                     other => Poll::Pending(other.as_str().to_string()),
                 })
@@ -287,11 +287,11 @@ fn address(instance: &Instance, interface: Option<SshInterface>) -> Result<Strin
     }
 }
 
-/// One DescribeInstances, judged by `judge(state, reason)`.
+/// One DescribeInstances, judged by `judge(state, instance)`.
 async fn describe_state<T>(
     client: &Client,
     id: &str,
-    judge: impl Fn(&InstanceStateName, String) -> Poll<T>,
+    judge: impl Fn(&InstanceStateName, &Instance) -> Poll<T>,
 ) -> Result<Poll<T>, ApiError> {
     let out = client
         .describe_instances()
@@ -307,7 +307,7 @@ async fn describe_state<T>(
         .and_then(|s| s.name())
         .cloned()
         .unwrap_or(InstanceStateName::Pending);
-    Ok(judge(&state, reason(instance)))
+    Ok(judge(&state, instance))
 }
 
 /// The instance's own account of its state, as " (code: message)".
@@ -327,31 +327,11 @@ fn reason(instance: &Instance) -> String {
 }
 
 async fn wait_running(client: &Client, id: &str, params: WaitParams) -> Result<Instance, String> {
-    wait::until(params, &format!("instance {id}"), "running", || async {
-        let out = client
-            .describe_instances()
-            .instance_ids(id)
-            .send()
-            .await
-            .api("DescribeInstances")?;
-        let Some(instance) = out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .next()
-            .cloned()
-        else {
-            return Ok(Poll::Pending("not visible yet".into()));
-        };
-        let state = instance
-            .state()
-            .and_then(|s| s.name())
-            .cloned()
-            .unwrap_or(InstanceStateName::Pending);
-        Ok(match state {
-            InstanceStateName::Running => Poll::Ready(instance),
+    wait::until(params, &format!("instance {id}"), "running", || {
+        describe_state(client, id, |state, instance| match state {
+            InstanceStateName::Running => Poll::Ready(instance.clone()),
             InstanceStateName::Pending => Poll::Pending("pending".into()),
-            other => Poll::Failed(format!("it is {}{}", other.as_str(), reason(&instance))),
+            other => Poll::Failed(format!("it is {}{}", other.as_str(), reason(instance))),
         })
     })
     .await
