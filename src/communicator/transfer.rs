@@ -88,11 +88,19 @@ impl<T: Read> Read for Meter<'_, T> {
     }
 }
 
-fn cancelled_or(cancel: &CancellationToken, e: SshError) -> SshError {
-    if cancel.is_cancelled() {
-        SshError::Cancelled
-    } else {
-        e
+/// An I/O error while data streams: a cancel shows up as one, so report the
+/// cancel if there was one, else the error in its context.
+fn stream_err<'a>(
+    cancel: &'a CancellationToken,
+    context: &str,
+) -> impl FnOnce(io::Error) -> SshError + 'a {
+    let local = local_err(context.to_string());
+    move |e| {
+        if cancel.is_cancelled() {
+            SshError::Cancelled
+        } else {
+            local(e)
+        }
     }
 }
 
@@ -115,15 +123,7 @@ pub fn upload_file(
             "{context} (does the remote folder exist?)"
         )))?;
     let mut meter = Meter::new(&mut channel, meta.len(), &progress, cancel);
-    copy(&mut file, &mut meter).map_err(|e| {
-        cancelled_or(
-            cancel,
-            SshError::Local {
-                context: context.clone(),
-                source: e,
-            },
-        )
-    })?;
+    copy(&mut file, &mut meter).map_err(stream_err(cancel, &context))?;
     meter.finish();
     close_sent(channel, &context)
 }
@@ -251,15 +251,7 @@ pub fn upload_dir(
             .and_then(|_| archive.finish());
         drop(archive);
         meter.finish();
-        result.map_err(|e| {
-            cancelled_or(
-                cancel,
-                SshError::Local {
-                    context: context.clone(),
-                    source: e,
-                },
-            )
-        })
+        result.map_err(stream_err(cancel, &context))
     })
 }
 
@@ -293,15 +285,7 @@ pub fn download_file(
         &progress,
         cancel,
     );
-    copy(&mut meter, &mut file).map_err(|e| {
-        cancelled_or(
-            cancel,
-            SshError::Local {
-                context: context.clone(),
-                source: e,
-            },
-        )
-    })?;
+    copy(&mut meter, &mut file).map_err(stream_err(cancel, &context))?;
     meter.finish();
     let _ = channel.send_eof();
     let _ = channel.wait_eof();
@@ -329,14 +313,6 @@ pub fn download_dir(
             archive.unpack(local)
         };
         meter.finish();
-        result.map_err(|e| {
-            cancelled_or(
-                cancel,
-                SshError::Local {
-                    context: context.clone(),
-                    source: e,
-                },
-            )
-        })
+        result.map_err(stream_err(cancel, &context))
     })
 }
