@@ -167,23 +167,6 @@ async fn run_as_root(program: &str, args: &[String], what: &str) -> Result<(), S
     ))
 }
 
-async fn run(program: &str, args: &[String], what: &str) -> Result<(), String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| format!("{what}: cannot run {program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 fn s(p: &Path) -> String {
     p.display().to_string()
 }
@@ -290,7 +273,7 @@ async fn build(
     )?;
 
     let staged = dest.join("disk.qcow2.partial");
-    run(
+    super::run_tool(
         "qemu-img",
         &[
             "convert".into(),
@@ -299,7 +282,6 @@ async fn build(
             s(&raw),
             s(&staged),
         ],
-        "qemu-img convert",
     )
     .await?;
     std::fs::rename(&staged, dest.join("disk.qcow2")).map_err(|e| e.to_string())?;
