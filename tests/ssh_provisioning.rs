@@ -304,7 +304,7 @@ fn expect_disconnect_survives_an_sshd_restart() {
         "reboot.sh",
         &format!(
             "#!/bin/sh\n\
-             setsid sh -c 'sleep 2; /usr/sbin/sshd -f {cfg}; touch {restarted}' </dev/null >/dev/null 2>&1 &\n\
+             setsid sh -c 'sleep 2; touch {restarted}; /usr/sbin/sshd -f {cfg}' </dev/null >/dev/null 2>&1 &\n\
              session=$(ps -o ppid= -p $PPID | tr -d ' ')\n\
              monitor=$(ps -o ppid= -p $session | tr -d ' ')\n\
              kill $(cat {pidfile}) $session $monitor\n\
@@ -314,13 +314,17 @@ fn expect_disconnect_survives_an_sshd_restart() {
             pidfile = pidfile.display()
         ),
     );
+    // The next provisioner records which sshd served it: a listener writes
+    // its pid file before it accepts any connection.
     let template = format!(
-        "{}\n[[provisioner]]\ntype = \"shell\"\nscript = \"reboot.sh\"\nexpect_disconnect = true\n\n[[provisioner]]\ntype = \"shell\"\ninline = [\"touch {}\"]\n",
+        "{}\n[[provisioner]]\ntype = \"shell\"\nscript = \"reboot.sh\"\nexpect_disconnect = true\n\n[[provisioner]]\ntype = \"shell\"\ninline = [\"cat {} > {}\"]\n",
         source(&sshd, ""),
+        pidfile.display(),
         after.display()
     );
     // Run sshd detached from the start, so the restarted one is like the original.
     sshd.stop();
+    let _ = fs::remove_file(&pidfile);
     let status = Command::new("/usr/sbin/sshd")
         .arg("-f")
         .arg(&sshd.config)
@@ -328,18 +332,35 @@ fn expect_disconnect_survives_an_sshd_restart() {
         .unwrap();
     assert!(status.success());
     assert!(common::wait_for_port(sshd.port, Duration::from_secs(10)));
+    let first = read_pid_file(&pidfile);
     let out = build(&scratch, &template);
     let stderr = text(&out.stderr);
     if let Ok(pid) = fs::read_to_string(&pidfile) {
         let _ = Command::new("kill").arg(pid.trim()).status();
     }
     assert!(out.status.success(), "build failed:\n{stderr}");
-    assert!(restarted.exists(), "sshd was restarted");
-    assert!(
-        after.exists(),
-        "the next provisioner ran after reconnecting"
-    );
     assert!(stderr.contains("disconnected as expected"), "{stderr}");
+    assert!(restarted.exists(), "sshd was restarted:\n{stderr}");
+    let served_by = fs::read_to_string(&after)
+        .unwrap_or_else(|e| panic!("the next provisioner ran after reconnecting ({e}):\n{stderr}"));
+    assert_ne!(
+        served_by.trim(),
+        first,
+        "the next provisioner ran on the restarted sshd, not the first one:\n{stderr}"
+    );
+}
+
+/// The pid a detached sshd wrote once it listened (bounded wait).
+fn read_pid_file(path: &Path) -> String {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if text.ends_with('\n') {
+            return text.trim().to_string();
+        }
+        assert!(Instant::now() < until, "sshd wrote no pid file");
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 #[test]
