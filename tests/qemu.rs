@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Scratch, imgbuild, run, text};
 
@@ -252,15 +252,14 @@ impl BootedImage {
             .spawn()
             .expect("start qemu");
         let guest = BootedImage { child, port, key };
-        let until = Instant::now() + Duration::from_secs(300);
-        while guest.try_ssh("true").is_none() {
-            assert!(
-                Instant::now() < until,
-                "the output image did not boot to SSH; console:\n{}",
-                fs::read_to_string(scratch.path("verify-console.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_secs(2));
-        }
+        let booted = common::wait_until(Duration::from_secs(300), Duration::from_secs(2), || {
+            guest.try_ssh("true").is_some()
+        });
+        assert!(
+            booted,
+            "the output image did not boot to SSH; console:\n{}",
+            fs::read_to_string(scratch.path("verify-console.log")).unwrap_or_default()
+        );
         guest
     }
 
@@ -332,18 +331,16 @@ fn sigint_during_provisioning_leaves_nothing_behind() {
         .stderr(fs::File::create(&stderr_path).unwrap())
         .spawn()
         .unwrap();
-    let until = Instant::now() + BUILD_LIMIT;
-    while !fs::read_to_string(&stderr_path)
-        .unwrap_or_default()
-        .contains("provisioning-started")
-    {
-        assert!(
-            Instant::now() < until,
-            "provisioning never started:\n{}",
-            fs::read_to_string(&stderr_path).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let started = common::wait_until(BUILD_LIMIT, Duration::from_millis(200), || {
+        fs::read_to_string(&stderr_path)
+            .unwrap_or_default()
+            .contains("provisioning-started")
+    });
+    assert!(
+        started,
+        "provisioning never started:\n{}",
+        fs::read_to_string(&stderr_path).unwrap_or_default()
+    );
     common::send_signal(&child, libc::SIGINT);
     let out = common::wait_output(child, Duration::from_secs(120));
     let stderr = fs::read_to_string(&stderr_path).unwrap();

@@ -352,15 +352,13 @@ fn expect_disconnect_survives_an_sshd_restart() {
 
 /// The pid a detached sshd wrote once it listened (bounded wait).
 fn read_pid_file(path: &Path) -> String {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = fs::read_to_string(path).unwrap_or_default();
-        if text.ends_with('\n') {
-            return text.trim().to_string();
-        }
-        assert!(Instant::now() < until, "sshd wrote no pid file");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let mut text = String::new();
+    let written = common::wait_until(Duration::from_secs(10), Duration::from_millis(25), || {
+        text = fs::read_to_string(path).unwrap_or_default();
+        text.ends_with('\n')
+    });
+    assert!(written, "sshd wrote no pid file");
+    text.trim().to_string()
 }
 
 #[test]
@@ -455,10 +453,9 @@ fn sigint_during_a_long_provisioner_cleans_up_and_exits_130() {
         "{stderr}"
     );
     // The remote process tree is gone (bounded wait: TERM is delivered asynchronously).
-    let until = Instant::now() + Duration::from_secs(10);
-    while !common::processes_matching(&sleeper).is_empty() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        common::processes_matching(&sleeper).is_empty()
+    });
     assert!(
         common::processes_matching(&sleeper).is_empty(),
         "remote process left behind"
@@ -470,10 +467,9 @@ fn sigint_during_a_long_provisioner_cleans_up_and_exits_130() {
             .map(|e| e.unwrap().file_name())
             .collect()
     };
-    let until = Instant::now() + Duration::from_secs(5);
-    while !scripts().is_empty() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::wait_until(Duration::from_secs(5), Duration::from_millis(100), || {
+        scripts().is_empty()
+    });
     assert_eq!(
         scripts(),
         Vec::<std::ffi::OsString>::new(),

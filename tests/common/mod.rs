@@ -23,16 +23,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Waits (bounded) until something accepts connections on the port.
-pub fn wait_for_port(port: u16, limit: Duration) -> bool {
+/// Checks `done` every `every` until it holds or `limit` has passed, and
+/// says whether it held: the one bounded wait the suites poll with.
+pub fn wait_until(limit: Duration, every: Duration, mut done: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + limit;
-    while Instant::now() < until {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+    loop {
+        if done() {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(25));
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(every);
     }
-    false
+}
+
+/// Waits (bounded) until something accepts connections on the port.
+pub fn wait_for_port(port: u16, limit: Duration) -> bool {
+    wait_until(limit, Duration::from_millis(25), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
 }
 
 pub fn keygen(path: &Path) {
@@ -222,14 +232,7 @@ pub fn text(bytes: &[u8]) -> String {
 
 /// Waits (bounded) until `path` exists.
 pub fn wait_for_file(path: &Path, limit: Duration) -> bool {
-    let until = Instant::now() + limit;
-    while Instant::now() < until {
-        if path.exists() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    wait_until(limit, Duration::from_millis(50), || path.exists())
 }
 
 pub fn send_signal(child: &Child, signal: i32) {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{free_port, wait_for_port};
 
@@ -37,14 +37,11 @@ impl Moto {
             wait_for_port(port, Duration::from_secs(30)),
             "moto did not start"
         );
-        let until = Instant::now() + Duration::from_secs(30);
-        while !moto
-            .get("/moto-api/")
-            .is_some_and(|s| s.starts_with("HTTP/1.1 200") || s.starts_with("HTTP/1.0 200"))
-        {
-            assert!(Instant::now() < until, "moto did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let ready = super::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            moto.get("/moto-api/")
+                .is_some_and(|s| s.starts_with("HTTP/1.1 200") || s.starts_with("HTTP/1.0 200"))
+        });
+        assert!(ready, "moto did not become ready");
         moto.post("/moto-api/recorder/reset-recording");
         moto
     }
