@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::test::Test;
 use common::{Scratch, imgbuild, run, text};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -45,10 +46,10 @@ fn every_shipped_template_validates() {
 
 #[test]
 fn reports_every_problem_at_once_with_locations() {
-    let scratch = Scratch::new();
-    let (code, stdout, stderr) = validate(
-        &scratch,
-        r#"name = "demo"
+    Test::new()
+        .file(
+            "t.toml",
+            r#"name = "demo"
 vesion = "1.0"
 
 [source.box]
@@ -60,12 +61,11 @@ ssh_usernme = "root"
 type = "shell"
 inline = ["echo ${HOME}"]
 "#,
-    );
-    assert_eq!(code, Some(2));
-    assert_eq!(stdout, "");
-    assert_eq!(
-        stderr,
-        r#"error: t.toml:1:1: missing `version`
+        )
+        .args(["validate", "t.toml"])
+        .stdout("")
+        .stderr(
+            r#"error: t.toml:1:1: missing `version`
  1 | name = "demo"
    | ^
   help: add the image version, e.g. `version = "1.0"`
@@ -91,8 +91,10 @@ error: t.toml:11:17: unknown reference `${HOME}`
   help: for the shell variable, write `$${HOME}`; for the environment, `${env.HOME}`
 
 5 errors found
-"#
-    );
+"#,
+        )
+        .status(2)
+        .run();
 }
 
 #[test]

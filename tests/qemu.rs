@@ -425,3 +425,40 @@ fn an_existing_image_is_never_overwritten() {
         "precious"
     );
 }
+
+#[test]
+fn missing_tools_fail_the_build_at_once_naming_each_one() {
+    // A PATH with only some of the tools: qemu-img, mmdebstrap and
+    // mkfs.ext4 are missing. The base is not cached (a new cache folder),
+    // so a build that did not check first would start bootstrapping.
+    let scratch = Scratch::new();
+    let bin = scratch.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    for tool in ["qemu-system-x86_64", "sfdisk", "sudo"] {
+        let path = String::from_utf8(
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(path.trim(), bin.join(tool)).unwrap();
+    }
+    let (_, scratch) = common::test::Test::in_scratch(scratch)
+        .file("t.toml", &template(""))
+        .args(["build", "t.toml"])
+        .env("PATH", &bin)
+        .env("XDG_CACHE_HOME", Path::new("cache"))
+        .stderr_contains(
+            "tools this build needs are missing or broken:\n  qemu-img (package qemu-utils): not found\n  mmdebstrap (package mmdebstrap): not found\n  mkfs.ext4 (package e2fsprogs): not found\nrun scripts/setup, or install them: apt-get install qemu-utils mmdebstrap e2fsprogs",
+        )
+        .stderr_contains("check tools")
+        .status(1)
+        .run();
+    assert!(
+        !scratch.path("cache/imgbuild/bases").exists(),
+        "nothing was bootstrapped"
+    );
+    assert!(!scratch.path("out").exists(), "no output folder was made");
+}

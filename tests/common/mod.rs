@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod moto;
+pub mod test;
 
 use std::fs;
 use std::io::Read;

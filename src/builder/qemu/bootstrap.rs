@@ -84,11 +84,22 @@ pub fn fingerprint(cfg: &BootstrapConfig, mirror: &str) -> String {
     hex::encode(h.finalize())
 }
 
-/// Returns the cached base for `cfg`, bootstrapping it first if needed.
-pub async fn base(cfg: &BootstrapConfig, events: &EventSink) -> Result<Base, String> {
+/// Where the base for `cfg` is cached: its mirror, id and folder.
+fn cache_entry(cfg: &BootstrapConfig) -> (String, String, PathBuf) {
     let mirror = cfg.mirror.clone().unwrap_or_else(host_mirror);
     let id = fingerprint(cfg, &mirror);
     let dir = cache_dir().join("bases").join(&id[..16]);
+    (mirror, id, dir)
+}
+
+/// Whether the base for `cfg` is already cached (then no bootstrap tool runs).
+pub fn is_cached(cfg: &BootstrapConfig) -> bool {
+    cache_entry(cfg).2.join("disk.qcow2").exists()
+}
+
+/// Returns the cached base for `cfg`, bootstrapping it first if needed.
+pub async fn base(cfg: &BootstrapConfig, events: &EventSink) -> Result<Base, String> {
+    let (mirror, id, dir) = cache_entry(cfg);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     // Two builds wanting the same base: the second waits and then reuses it.
     let lock = dir.join("lock");

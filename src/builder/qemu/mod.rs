@@ -7,6 +7,7 @@ mod base;
 mod bootstrap;
 mod machine;
 mod output;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,6 +89,7 @@ pub async fn run(
         output,
     };
     let steps: Vec<Box<dyn Step<QemuContext>>> = vec![
+        Box::new(CheckTools),
         Box::new(ReserveOutput {
             created: Vec::new(),
         }),
@@ -111,6 +113,25 @@ pub async fn run(
 
 fn failed(e: impl std::fmt::Display) -> StepError {
     StepError::failed(e)
+}
+
+/// Fails at once when a program the build will run is missing or broken,
+/// rather than after the slow steps before its first use.
+struct CheckTools;
+
+#[async_trait]
+impl Step<QemuContext> for CheckTools {
+    fn name(&self) -> &'static str {
+        "check tools"
+    }
+
+    async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        tools::check(&tools::needed(&ctx.config, root))
+            .await
+            .map_err(failed)
+    }
 }
 
 /// Refuses to overwrite an existing image, and creates the output folder.
