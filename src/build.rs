@@ -208,14 +208,7 @@ pub fn write_manifest(
         template: template.path.display().to_string(),
         builds: results,
     };
-    let json = serde_json::to_string_pretty(&manifest).map_err(std::io::Error::other)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, json.as_bytes())?;
-    std::io::Write::write_all(&mut tmp, b"\n")?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let mut json = serde_json::to_string_pretty(&manifest).map_err(std::io::Error::other)?;
+    json.push('\n');
+    crate::report::write_atomically(path, json.as_bytes())
 }

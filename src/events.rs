@@ -83,6 +83,14 @@ pub enum Event {
         done: u64,
         total: u64,
     },
+    /// A wait began (SSH, an instance or image state, a copy); it lasts
+    /// until the build's next event. CI logs show a heartbeat meanwhile.
+    Waiting {
+        build: String,
+        what: String,
+        #[serde(with = "secs")]
+        limit: Duration,
+    },
     Artifact {
         build: String,
         artifact: Artifact,
@@ -186,6 +194,15 @@ impl EventSink {
             build: self.build_name(),
             stream,
             line: self.mask(line),
+        });
+    }
+
+    /// Says a wait for `what` began, which gives up after `limit`.
+    pub fn waiting(&self, what: &str, limit: Duration) {
+        self.emit(Event::Waiting {
+            build: self.build_name(),
+            what: self.mask(what),
+            limit,
         });
     }
 

@@ -16,4 +16,5 @@ pub mod events;
 pub mod pipeline;
 pub mod provisioner;
 pub mod render;
+pub mod report;
 pub mod template;

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::VarArgs;
+use super::{OutputArgs, OutputFormat, VarArgs};
 use crate::build::{self, BuildOptions};
 use crate::error::Error;
 use crate::events::Outcome;
 use crate::pipeline::OnError;
-use crate::render::{self, Verbosity};
+use crate::render::{self, ColorChoice, Verbosity};
+use crate::report;
 use crate::template::{self, HumanDuration};
 
 #[derive(Args)]
@@ -55,6 +56,13 @@ pub struct BuildArgs {
     )]
     manifest: PathBuf,
 
+    /// Also write what was built as KEY=value lines (for GitLab's dotenv report).
+    #[arg(long, value_name = "FILE", env = "IMGBUILD_DOTENV")]
+    dotenv: Option<PathBuf>,
+
+    #[command(flatten)]
+    output: OutputArgs,
+
     /// Time allowed for cleanup after a build ends, e.g. "10m".
     #[arg(long, value_name = "DURATION", default_value = "15m", env = "IMGBUILD_CLEANUP_TIMEOUT", value_parser = parse_duration)]
     cleanup_timeout: HumanDuration,
@@ -66,7 +74,7 @@ fn parse_duration(s: &str) -> Result<HumanDuration, String> {
         .map_err(|e| e.to_string())
 }
 
-pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
+pub fn run(args: BuildArgs, verbosity: Verbosity, color: ColorChoice) -> Result<(), Error> {
     let template = template::load(&args.file, &args.vars.inputs()).map_err(Error::Invalid)?;
     let sources: Vec<_> = build::select(&template, &args.only, &args.except)
         .map_err(Error::Usage)?
@@ -78,7 +86,16 @@ pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::BuildFailed(format!("cannot start the runtime: {e}")))?;
-    let renderer = render::for_stderr(verbosity);
+    let human = render::for_stderr(verbosity, color);
+    let json = args.output.format == OutputFormat::Json;
+    let renderer: Arc<dyn crate::events::Render> = if json {
+        Arc::new(render::json::Tee(vec![
+            Arc::new(render::json::Json::stdout()),
+            human,
+        ]))
+    } else {
+        human
+    };
     let cancel = CancellationToken::new();
     let opts = BuildOptions {
         only: args.only.clone(),
@@ -93,9 +110,18 @@ pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
     // Background SSH threads may still be finishing a cancelled transfer; don't wait for them.
     runtime.shutdown_background();
 
-    for r in &results {
-        for a in &r.artifacts {
-            println!("{}: {}", a.location, a.id);
+    // In JSON mode the artifacts were already events on stdout.
+    if !json {
+        for r in &results {
+            for a in &r.artifacts {
+                println!("{}: {}", a.location, a.id);
+            }
+        }
+    }
+    if let Some(path) = &args.dotenv {
+        let text = report::dotenv::render(&template.name, &template.version, &results);
+        if let Err(e) = report::write_atomically(path, text.as_bytes()) {
+            eprintln!("warning: cannot write {}: {e}", path.display());
         }
     }
     if results

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::VarArgs;
+use super::{OutputArgs, OutputFormat, VarArgs};
 use crate::error::Error;
 use crate::template::{self, Direction, ProvisionerKind, Template};
 
@@ -17,12 +17,67 @@ pub struct InspectArgs {
 
     #[command(flatten)]
     vars: VarArgs,
+
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 pub fn run(args: InspectArgs) -> Result<(), Error> {
     let t = template::load(&args.file, &args.vars.inputs()).map_err(Error::Invalid)?;
-    print!("{}", describe(&t));
+    match args.output.format {
+        OutputFormat::Text => print!("{}", describe(&t)),
+        OutputFormat::Json => println!("{}", as_json(&t)),
+    }
     Ok(())
+}
+
+/// The one JSON object `inspect --output json` prints (sensitive values masked).
+pub fn as_json(t: &Template) -> serde_json::Value {
+    let variables: Vec<_> = t
+        .variables
+        .iter()
+        .map(|v| {
+            let value = match (&v.value, v.sensitive) {
+                (_, true) => Some("<sensitive>".to_string()),
+                (value, false) => value.clone(),
+            };
+            serde_json::json!({
+                "name": v.name,
+                "value": value,
+                "sensitive": v.sensitive,
+                "description": v.description,
+            })
+        })
+        .collect();
+    let sources: Vec<_> = t
+        .sources
+        .iter()
+        .map(|s| serde_json::json!({ "name": s.name, "type": s.config.type_name() }))
+        .collect();
+    let provisioners: Vec<_> = t
+        .provisioners
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "number": p.number,
+                "type": p.type_name(),
+                "label": p.label(),
+                "only": p.common.only,
+                "except": p.common.except,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "schema": crate::render::json::SCHEMA,
+        "event": "template",
+        "file": t.path.display().to_string(),
+        "name": t.name,
+        "version": t.version,
+        "description": t.description,
+        "variables": variables,
+        "sources": sources,
+        "provisioners": provisioners,
+    })
 }
 
 /// The text `inspect` prints.

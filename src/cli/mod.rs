@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{Error, exit};
-use crate::render::Verbosity;
+use crate::render::{ColorChoice, Verbosity};
 use crate::template::VarInputs;
 
 #[derive(Parser)]
@@ -34,6 +34,10 @@ pub struct Cli {
     /// Show debug logs too (or set IMGBUILD_LOG / RUST_LOG, e.g. `imgbuild=debug`).
     #[arg(short, long, global = true, env = "IMGBUILD_VERBOSE")]
     verbose: bool,
+
+    /// Colour in the log: `auto` (a terminal, or GitLab CI, unless NO_COLOR is set), `always`, `never`.
+    #[arg(long, value_enum, global = true, default_value_t = ColorChoice::Auto, env = "IMGBUILD_COLOR")]
+    color: ColorChoice,
 
     #[command(subcommand)]
     command: Command,
@@ -64,6 +68,21 @@ pub struct VarArgs {
         value_delimiter = ','
     )]
     var_files: Vec<PathBuf>,
+}
+
+/// `--output`, shared by every subcommand that reports results.
+#[derive(Args, Clone)]
+pub struct OutputArgs {
+    /// `text` for people; `json` prints one JSON object per line on stdout
+    /// (a versioned schema, see README) and keeps human text on stderr.
+    #[arg(long = "output", value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text, env = "IMGBUILD_OUTPUT")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 impl VarArgs {
@@ -97,7 +116,7 @@ pub fn main() -> u8 {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Inspect(args) => inspect::run(args),
-        Command::Build(args) => build::run(args, verbosity),
+        Command::Build(args) => build::run(args, verbosity, cli.color),
     };
     match result {
         Ok(()) => exit::SUCCESS,

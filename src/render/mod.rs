@@ -1,13 +1,15 @@
 //! Renderers turn build events into what a person (or a CI log) reads.
 //! Everything goes to stderr: stdout carries only results.
 
+pub mod json;
 mod plain;
 mod terminal;
 
 use std::io::IsTerminal;
 use std::sync::Arc;
+use std::time::Duration;
 
-pub use plain::Plain;
+pub use plain::{Plain, Style};
 pub use terminal::Terminal;
 
 use crate::events::{Event, Render};
@@ -19,19 +21,47 @@ pub enum Verbosity {
     Verbose,
 }
 
+/// `--color`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal and in GitLab CI (whose log viewer renders it), unless NO_COLOR is set.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// How often a silent wait says it is still waiting, in CI logs.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
 /// The renderer that fits where stderr goes: live lines on a terminal,
-/// plain timestamped lines in CI or a pipe.
-pub fn for_stderr(verbosity: Verbosity) -> Arc<dyn Render> {
-    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
-    if std::io::stderr().is_terminal() && !ci {
-        Arc::new(Terminal::new(verbosity, colors_enabled()))
+/// plain timestamped lines in CI or a pipe (in GitLab, with a collapsible
+/// section per step).
+pub fn for_stderr(verbosity: Verbosity, color: ColorChoice) -> Arc<dyn Render> {
+    let ci = env_set("CI");
+    let gitlab = env_set("GITLAB_CI");
+    let terminal = std::io::stderr().is_terminal();
+    let color = match color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => !env_set("NO_COLOR") && ((terminal && !ci) || gitlab),
+    };
+    if terminal && !ci {
+        Arc::new(Terminal::new(verbosity, color))
     } else {
-        Arc::new(Plain::new(verbosity))
+        Arc::new(Plain::new(
+            verbosity,
+            Style {
+                color,
+                sections: gitlab,
+                heartbeat: Some(HEARTBEAT),
+            },
+        ))
     }
 }
 
-fn colors_enabled() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+fn env_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
 }
 
 /// Whether an event is shown at this verbosity.
@@ -93,6 +123,12 @@ fn describe(event: &Event) -> Option<String> {
         } => format!("warning: {text}"),
         Event::Message { text, .. } => format!("    {text}"),
         Event::Progress { .. } => return None,
+        Event::Waiting { what, limit, .. } => {
+            format!(
+                "    waiting for {what} (up to {})",
+                short_duration(limit.as_secs_f64())
+            )
+        }
         Event::Artifact { artifact, .. } => {
             format!("==> artifact: {}: {}", artifact.location, artifact.id)
         }

@@ -29,10 +29,15 @@ pub struct Base {
 
 /// `$XDG_CACHE_HOME/imgbuild`, else `~/.cache/imgbuild`.
 pub fn cache_dir() -> PathBuf {
-    match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+    let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    // IMGBUILD_CACHE_DIR lets a CI job keep the cache inside its project
+    // folder, the only place a GitLab `cache:` can save between pipelines.
+    if let Some(dir) = set("IMGBUILD_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    match set("XDG_CACHE_HOME") {
         Some(dir) => PathBuf::from(dir).join("imgbuild"),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
-            .join(".cache/imgbuild"),
+        None => PathBuf::from(set("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache/imgbuild"),
     }
 }
 
