@@ -1,7 +1,7 @@
 //! Runs the builds a template asks for, concurrently, and gathers results:
 //! artifacts on stdout, the JSON manifest, and an outcome per build.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -200,7 +200,7 @@ struct Manifest<'a> {
 
 /// Writes the manifest atomically (a partial file is never left behind).
 pub fn write_manifest(
-    path: &PathBuf,
+    path: &Path,
     template: &Template,
     results: &[BuildResult],
 ) -> std::io::Result<()> {

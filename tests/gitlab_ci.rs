@@ -413,7 +413,10 @@ inline = ["echo provisioned"]
     let ec2: Vec<_> = requests.iter().filter(|r| r.contains("api/ec2/")).collect();
     assert!(!ec2.is_empty());
     for r in ec2 {
-        assert!(r.contains("Credential=ASIA"), "signed with the role's credentials: {r}");
+        assert!(
+            r.contains("Credential=ASIA"),
+            "signed with the role's credentials: {r}"
+        );
     }
 
     let mut files = Vec::new();

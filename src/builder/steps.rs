@@ -26,11 +26,8 @@ impl<C: HasBuild> Step<C> for Connect {
             .ssh_target
             .clone()
             .ok_or_else(|| StepError::failed("no SSH target was set"))?;
-        b.events.info(format!(
-            "waiting for SSH on {} (up to {})",
-            target.endpoint,
-            humantime::format_duration(target.timeout)
-        ));
+        b.events
+            .waiting(&format!("SSH on {}", target.endpoint), target.timeout);
         let comm = Communicator::connect(target, b.cancel.clone())
             .await
             .map_err(StepError::failed)?;

@@ -121,7 +121,7 @@ impl State {
                         "    still waiting for {}: {} of {}",
                         wait.what,
                         short_duration(now.duration_since(wait.since).as_secs_f64().floor()),
-                        short_duration(wait.limit.as_secs_f64())
+                        humantime::format_duration(wait.limit)
                     ),
                 ));
             }
@@ -302,7 +302,7 @@ mod tests {
             state.heartbeats(start + Duration::from_secs(30), every),
             [(
                 "aws".to_string(),
-                "    still waiting for SSH on ec2-user@203.0.113.7:22: 30.0s of 5m 00s".to_string()
+                "    still waiting for SSH on ec2-user@203.0.113.7:22: 30.0s of 5m".to_string()
             )]
         );
         assert!(
@@ -312,7 +312,7 @@ mod tests {
         );
         assert_eq!(
             state.heartbeats(start + Duration::from_secs(90), every)[0].1,
-            "    still waiting for SSH on ec2-user@203.0.113.7:22: 1m 30s of 5m 00s"
+            "    still waiting for SSH on ec2-user@203.0.113.7:22: 1m 30s of 5m"
         );
     }
 

@@ -44,7 +44,7 @@ pub fn render(results: &[Checked]) -> String {
                 Some(first) => suites.push_str(&format!(
                     "{open}>\n      <failure type=\"validation\" message=\"{}\">{}</failure>\n    </testcase>\n",
                     escape(first),
-                    escape(&problems.join("\n"))
+                    escape(problems.join("\n"))
                 )),
             }
         }

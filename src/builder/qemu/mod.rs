@@ -523,11 +523,9 @@ impl Step<QemuContext> for WaitForSsh {
             .clone()
             .ok_or_else(|| failed("no SSH target"))?;
         let cancel = ctx.build.cancel.clone();
-        ctx.build.events.info(format!(
-            "waiting for SSH on {} (up to {})",
-            target.endpoint,
-            humantime::format_duration(target.timeout)
-        ));
+        ctx.build
+            .events
+            .waiting(&format!("SSH on {}", target.endpoint), target.timeout);
         let connect = Communicator::connect(target, cancel);
         tokio::pin!(connect);
         let result = loop {
