@@ -15,7 +15,7 @@ RUN cargo build --release --locked && strip target/release/imgbuild
 FROM debian:bookworm-slim AS slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates openssh-client python3 python3-pip git \
- && pip3 install --no-cache-dir --break-system-packages 'ansible-core>=2.15,<2.18' \
+ && pip3 install --no-cache-dir --break-system-packages 'ansible-core==2.18.12' \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/imgbuild /usr/local/bin/imgbuild
 ENTRYPOINT []
