@@ -17,3 +17,4 @@ pub mod pipeline;
 pub mod provisioner;
 pub mod render;
 pub mod template;
+pub mod wait;

@@ -12,6 +12,7 @@ use crate::communicator::{Communicator, Progress, SshError};
 use crate::events::EventSink;
 use crate::template::interpolate::InterpolationError;
 use crate::template::{Provisioner, ProvisionerKind, Scope};
+use crate::wait::WaitParams;
 
 /// What a provisioner needs from the build running it.
 pub struct Context<'a> {
@@ -54,7 +55,7 @@ pub async fn run(p: &Provisioner, cx: &Context<'_>) -> Result<After, ProvisionEr
             .info(format!("pausing {pause} before {}", p.label()));
         tokio::time::sleep(pause.0).await;
     }
-    let mut attempt = 0;
+    let mut retries = WaitParams::fixed(Duration::from_secs(2), p.common.max_retries).start();
     loop {
         let result = match &p.kind {
             ProvisionerKind::Shell(c) => shell::run(p, c, cx).await,
@@ -67,16 +68,19 @@ pub async fn run(p: &Provisioner, cx: &Context<'_>) -> Result<After, ProvisionEr
         };
         match result {
             Err(ProvisionError::Ssh(SshError::Cancelled)) => return result,
-            Err(e) if attempt < p.common.max_retries => {
-                attempt += 1;
-                cx.events.warn(format!(
-                    "{} failed ({e}); retry {attempt} of {}",
-                    p.label(),
-                    p.common.max_retries
-                ));
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            other => return other,
+            Err(e) => match retries.next_delay() {
+                Some(delay) => {
+                    cx.events.warn(format!(
+                        "{} failed ({e}); retry {} of {}",
+                        p.label(),
+                        retries.tries() - 1,
+                        p.common.max_retries
+                    ));
+                    tokio::time::sleep(delay).await;
+                }
+                None => return Err(e),
+            },
+            Ok(after) => return Ok(after),
         }
     }
 }

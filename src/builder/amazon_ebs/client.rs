@@ -8,7 +8,10 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::Client;
+use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+
+use crate::wait::Transient;
 
 /// Loads the shared AWS configuration; `region`, when given, wins over the chain.
 pub async fn load(region: Option<&str>) -> SdkConfig {
@@ -39,6 +42,8 @@ pub struct ApiError {
     pub operation: &'static str,
     pub code: Option<String>,
     pub message: String,
+    /// The HTTP status of EC2's answer, when there was one.
+    pub status: Option<u16>,
 }
 
 impl ApiError {
@@ -65,6 +70,30 @@ impl ApiError {
             )
         )
     }
+
+    /// EC2 or the network between had a bad moment: a 5xx answer, or
+    /// EC2's own codes for one.
+    pub fn is_server_fault(&self) -> bool {
+        self.status.is_some_and(|s| (500..600).contains(&s))
+            || matches!(
+                self.code.as_deref(),
+                Some(
+                    "Unavailable"
+                        | "ServiceUnavailable"
+                        | "InternalError"
+                        | "InternalFailure"
+                        | "RequestTimeout"
+                )
+            )
+    }
+}
+
+/// In imgbuild's own waits and retries, a resource made a moment ago and not
+/// yet visible, throttling, and server faults are all "not yet".
+impl Transient for ApiError {
+    fn is_transient(&self) -> bool {
+        self.is_not_found() || self.is_throttling() || self.is_server_fault()
+    }
 }
 
 impl fmt::Display for ApiError {
@@ -83,10 +112,9 @@ pub trait Api<T> {
     fn api(self, operation: &'static str) -> Result<T, ApiError>;
 }
 
-impl<T, E, R> Api<T> for Result<T, SdkError<E, R>>
+impl<T, E> Api<T> for Result<T, SdkError<E, HttpResponse>>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
 {
     fn api(self, operation: &'static str) -> Result<T, ApiError> {
         self.map_err(|e| {
@@ -95,10 +123,12 @@ where
                 Some(m) if !m.is_empty() => m.to_string(),
                 _ => causes(&e),
             };
+            let status = e.raw_response().map(|r| r.status().as_u16());
             ApiError {
                 operation,
                 code,
                 message,
+                status,
             }
         })
     }
@@ -117,4 +147,45 @@ fn causes(error: &dyn std::error::Error) -> String {
         current = e.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(code: Option<&str>, status: Option<u16>) -> ApiError {
+        ApiError {
+            operation: "DescribeImages",
+            code: code.map(str::to_string),
+            message: "m".into(),
+            status,
+        }
+    }
+
+    #[test]
+    fn busy_throttled_and_not_yet_visible_are_transient() {
+        for code in [
+            "Unavailable",
+            "InternalError",
+            "RequestLimitExceeded",
+            "Throttling",
+            "InvalidAMIID.NotFound",
+        ] {
+            assert!(error(Some(code), Some(400)).is_transient(), "{code}");
+        }
+        assert!(error(None, Some(503)).is_transient());
+        assert!(error(Some("Whatever"), Some(500)).is_transient());
+    }
+
+    #[test]
+    fn refusals_are_terminal() {
+        for code in [
+            "UnauthorizedOperation",
+            "InvalidParameterValue",
+            "AuthFailure",
+        ] {
+            assert!(!error(Some(code), Some(400)).is_transient(), "{code}");
+        }
+        assert!(!error(None, None).is_transient());
+    }
 }
