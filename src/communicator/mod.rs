@@ -248,6 +248,8 @@ impl Communicator {
         blocking(move || work(&conn.lock().expect("ssh connection lock"), &cancel)).await
     }
 
+    /// Uploads the file `local` to `remote`, creating its folder; the
+    /// destination appears only once complete.
     pub async fn upload_file(
         &self,
         local: &Path,
@@ -261,15 +263,18 @@ impl Communicator {
         .await
     }
 
+    /// Writes `content` to the file `remote`, creating its folder.
     pub async fn upload_bytes(
         &self,
         content: Vec<u8>,
         remote: &str,
-        mode: i32,
+        mode: u32,
     ) -> Result<(), SshError> {
         let remote = remote.to_string();
-        self.on_connection(move |c, _| transfer::upload_bytes(c, &content, &remote, mode))
-            .await
+        self.on_connection(move |c, cancel| {
+            transfer::upload_bytes(c, &content, &remote, mode, cancel)
+        })
+        .await
     }
 
     /// Uploads the contents of `local` into the remote folder `remote` (created if missing).
@@ -348,6 +353,23 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// The last part of a remote path, `site` for `/srv/site/`.
+pub fn base_name(path: &str) -> &str {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
+}
+
+/// The folder a remote path is in, `.` for a bare name.
+pub fn remote_parent(path: &str) -> &str {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) => "/",
+        Some((parent, _)) => parent,
+        None => ".",
+    }
+}
+
 /// A local path for messages.
 pub fn display(p: &Path) -> String {
     PathBuf::from(p).display().to_string()
@@ -355,7 +377,15 @@ pub fn display(p: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::shell_quote;
+    use super::{base_name, remote_parent, shell_quote};
+
+    #[test]
+    fn parents_and_names() {
+        assert_eq!(remote_parent("/tmp/x/y.txt"), "/tmp/x");
+        assert_eq!(remote_parent("/y.txt"), "/");
+        assert_eq!(remote_parent("y.txt"), ".");
+        assert_eq!(base_name("site/"), "site");
+    }
 
     #[test]
     fn quotes_only_when_needed() {
