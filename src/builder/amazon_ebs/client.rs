@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::Client;
@@ -13,7 +14,18 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 use crate::wait::Transient;
 
-/// Loads the shared AWS configuration; `region`, when given, wins over the chain.
+/// How many times the SDK tries one EC2 call. EC2 answers bursts of load
+/// with 503 `Unavailable` or `RequestLimitExceeded`; with the SDK's default
+/// of 3, three such answers in a row fail a build that has already run for
+/// many minutes. Ten tries with the SDK's exponential backoff (jittered, up
+/// to 20 s apart) ride out a burst of a minute or more.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// Loads the shared AWS configuration; `region`, when given, wins over the
+/// chain. Every EC2 call, cleanup calls included, runs with the same retry
+/// policy: the SDK's standard mode with [`MAX_ATTEMPTS`] tries, unless
+/// `AWS_MAX_ATTEMPTS` or `AWS_RETRY_MODE` (or the profile's `max_attempts` /
+/// `retry_mode`) say otherwise, as for any AWS tool.
 pub async fn load(region: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
         TimeoutConfig::builder()
@@ -25,7 +37,25 @@ pub async fn load(region: Option<&str>) -> SdkConfig {
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_string()));
     }
-    loader.load().await
+    let shared = loader.load().await;
+    if user_set_retries(&shared) {
+        return shared;
+    }
+    let retry = RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS);
+    shared.into_builder().retry_config(retry).build()
+}
+
+/// Whether the environment or the profile chose a retry policy. The SDK's
+/// own default is standard mode with 3 attempts, so anything else was set.
+fn user_set_retries(shared: &SdkConfig) -> bool {
+    let set_in_env = ["AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    let default = RetryConfig::standard();
+    set_in_env
+        || shared.retry_config().is_some_and(|r| {
+            r.max_attempts() != default.max_attempts() || r.mode() != default.mode()
+        })
 }
 
 /// An EC2 client for `region`, sharing credentials and endpoint settings.
