@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::builder::{self, BuildContext};
 use crate::events::{Artifact, Event, EventSink, Leftover, Outcome, Render};
+use crate::mask::Mask;
 use crate::pipeline::{OnError, RunOptions, StepError};
 use crate::template::{Source, Template};
 
@@ -99,10 +100,11 @@ pub async fn run_all(
     cancel: CancellationToken,
 ) -> Vec<BuildResult> {
     let timestamp = compact_timestamp();
+    let mask = Mask::new(template.secrets());
     let mut tasks = Vec::new();
     for source in sources {
         let build_id = builder::new_build_id();
-        let events = EventSink::new(&source.name, renderer.clone(), template.secrets());
+        let events = EventSink::new(&source.name, renderer.clone(), mask.clone());
         let mut scope = template.scope.clone();
         scope.set("build.id", build_id.clone());
         scope.set("build.timestamp", timestamp.clone());
@@ -153,6 +155,8 @@ async fn run_one(ctx: BuildContext, opts: RunOptions) -> BuildResult {
         StepError::Cancelled => format!("cancelled during step \"{step}\""),
         StepError::Failed(m) => format!("step \"{step}\" failed: {m}"),
     });
+    // The manifest and the final error line show it too, not only the events.
+    let error = error.map(|e| opts.events.mask().text(&e));
     let artifacts = if report.outcome == Outcome::Succeeded {
         ctx.artifacts.clone()
     } else {
@@ -198,17 +202,21 @@ struct Manifest<'a> {
     builds: &'a [BuildResult],
 }
 
-/// Writes the manifest atomically (a partial file is never left behind).
+/// Writes the manifest atomically (a partial file is never left behind),
+/// with every sensitive value masked.
 pub fn write_manifest(
     path: &PathBuf,
     template: &Template,
     results: &[BuildResult],
+    mask: &Mask,
 ) -> std::io::Result<()> {
     let manifest = Manifest {
         template: template.path.display().to_string(),
         builds: results,
     };
-    let json = serde_json::to_string_pretty(&manifest).map_err(std::io::Error::other)?;
+    let mut value = serde_json::to_value(&manifest).map_err(std::io::Error::other)?;
+    mask.json(&mut value);
+    let json = serde_json::to_string_pretty(&value).map_err(std::io::Error::other)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

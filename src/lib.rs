@@ -13,6 +13,7 @@ pub mod cli;
 pub mod communicator;
 pub mod error;
 pub mod events;
+pub mod mask;
 pub mod pipeline;
 pub mod provisioner;
 pub mod render;

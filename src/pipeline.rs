@@ -281,7 +281,7 @@ mod tests {
     fn opts() -> RunOptions {
         RunOptions {
             cancel: CancellationToken::new(),
-            events: EventSink::new("t", Arc::new(Null), Vec::new()),
+            events: EventSink::new("t", Arc::new(Null), Default::default()),
             on_error: OnError::Cleanup,
             cleanup_deadline: Duration::from_secs(5),
         }

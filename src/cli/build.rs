@@ -11,6 +11,7 @@ use super::VarArgs;
 use crate::build::{self, BuildOptions};
 use crate::error::Error;
 use crate::events::Outcome;
+use crate::mask::{self, Mask};
 use crate::pipeline::OnError;
 use crate::render::{self, Verbosity};
 use crate::template::{self, HumanDuration};
@@ -73,6 +74,8 @@ pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
         .into_iter()
         .cloned()
         .collect();
+    let mask = Mask::new(template.secrets());
+    mask::install(mask.clone());
     let template = Arc::new(template);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -101,7 +104,7 @@ pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
     if results
         .iter()
         .any(|r| !r.artifacts.is_empty() || r.outcome != Outcome::Succeeded)
-        && let Err(e) = build::write_manifest(&args.manifest, &template, &results)
+        && let Err(e) = build::write_manifest(&args.manifest, &template, &results, &mask)
     {
         eprintln!(
             "warning: cannot write manifest {}: {e}",
