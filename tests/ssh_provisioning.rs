@@ -563,3 +563,61 @@ fn a_command_killed_by_a_signal_says_so() {
         "{stderr}"
     );
 }
+
+/// An OpenSSH private key as it appears in a var file: many lines.
+const PEM: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACCLd2nNCrQ6qGAjYvdGyX0ZhoG5bOqyCEFLhCIb5Bp1JwAAAJgkPzg0JD84
+NAAAAAtzc2gtZWQyNTUxOQAAACCLd2nNCrQ6qGAjYvdGyX0ZhoG5bOqyCEFLhCIb5Bp1Jw
+-----END OPENSSH PRIVATE KEY-----
+";
+
+#[test]
+fn a_multi_line_sensitive_value_never_shows_in_output_errors_or_the_manifest() {
+    let (scratch, sshd) = setup();
+    scratch.write("secrets.toml", &format!("deploy_key = '''\n{PEM}'''\n"));
+    let template = format!(
+        r#"{}
+[variables.deploy_key]
+sensitive = true
+
+[[provisioner]]
+type = "shell"
+inline = ["printf '%s\n' \"$KEY\"", "printf '%s\n' \"$KEY\" | sed 's/^/  /' >&2"]
+env = {{ KEY = "${{var.deploy_key}}" }}
+
+[[provisioner]]
+type = "file"
+source = "${{var.deploy_key}}"
+destination = "/tmp/never"
+"#,
+        source(&sshd, "")
+    );
+    scratch.write("t.toml", &template);
+    let (out, scratch) = common::test::Test::in_scratch(scratch)
+        .args(["build", "t.toml", "--var-file", "secrets.toml"])
+        .stdout("")
+        .stderr_contains("[box]     | <sensitive>\n")
+        .stderr_contains("[box]     |   <sensitive>\n")
+        .status(1)
+        .limit(LIMIT)
+        .run();
+    let stderr = text(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "error: build `box`: step \"provision\" failed: provisioner 2 (file, t.toml:21): cannot read <sensitive>: File name too long (os error 36)",
+        "{stderr}"
+    );
+    let manifest = fs::read_to_string(scratch.path("imgbuild-manifest.json")).unwrap();
+    assert!(manifest.contains("<sensitive>"), "{manifest}");
+    for line in PEM.lines() {
+        for (what, shown) in [
+            ("stdout", text(&out.stdout)),
+            ("stderr", stderr.clone()),
+            ("manifest", manifest.clone()),
+        ] {
+            assert!(!shown.contains(line), "{what} shows {line:?}:\n{shown}");
+        }
+    }
+}
