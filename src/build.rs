@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::builder::{self, BuildContext};
 use crate::events::{Artifact, Event, EventSink, Leftover, Outcome, Render};
 use crate::mask::Mask;
-use crate::pipeline::{OnError, RunOptions, StepError};
+use crate::pipeline::{self, Cleanup, OnError, RunOptions, StepError};
 use crate::template::{Source, Template};
 
 pub struct BuildOptions {
@@ -34,11 +34,20 @@ pub struct BuildResult {
     pub outcome: Outcome,
     pub error: Option<String>,
     pub artifacts: Vec<Artifact>,
-    pub leftovers: Vec<Leftover>,
+    pub leftovers: Vec<ReportedLeftover>,
     pub started_at: String,
     pub finished_at: String,
     #[serde(flatten)]
     pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Something the build could not remove (or kept), and whether its cleanup
+/// was attempted or skipped.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportedLeftover {
+    #[serde(flatten)]
+    pub leftover: Leftover,
+    pub cleanup: Cleanup,
 }
 
 /// The sources `--only`/`--except` select, or an error naming the unknown ones.
@@ -128,6 +137,7 @@ pub async fn run_all(
             events,
             on_error: opts.on_error,
             cleanup_deadline: opts.cleanup_deadline,
+            cleanup_grace: pipeline::CLEANUP_GRACE,
         };
         tasks.push(tokio::spawn(run_one(ctx, run_opts)));
     }
@@ -189,7 +199,14 @@ async fn run_one(ctx: BuildContext, opts: RunOptions) -> BuildResult {
         outcome: report.outcome,
         error,
         artifacts,
-        leftovers: report.leftovers,
+        leftovers: report
+            .leftovers
+            .into_iter()
+            .map(|leftover| ReportedLeftover {
+                leftover,
+                cleanup: report.cleanup,
+            })
+            .collect(),
         started_at,
         finished_at: now_rfc3339(),
         details: ctx.manifest,

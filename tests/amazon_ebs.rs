@@ -301,6 +301,9 @@ inline = ["exit 3"]
     }
     let leftovers = &w.manifest()["builds"][0]["leftovers"];
     assert_eq!(leftovers.as_array().map(Vec::len), Some(3), "{leftovers}");
+    for leftover in leftovers.as_array().into_iter().flatten() {
+        assert_eq!(leftover["cleanup"], "skipped", "{leftover}");
+    }
 }
 
 /// Starts a build whose provisioner sleeps, signals it once the provisioner
@@ -654,6 +657,10 @@ ami_users = ["210987654321"]"#;
 #[test]
 fn unreachable_ec2_during_cleanup_reports_leftovers_with_commands() {
     let mut w = World::new();
+    // Each call to a dead endpoint would otherwise be tried 10 times, about
+    // a minute each; three tries keep the test short and check that the
+    // standard AWS setting overrides imgbuild's default.
+    w.env.push(("AWS_MAX_ATTEMPTS", "3".into()));
     let child = w.start_a_sleeping_provisioner();
     w.moto.kill();
     send_signal(&child, libc::SIGINT);
@@ -686,6 +693,7 @@ fn unreachable_ec2_during_cleanup_reports_leftovers_with_commands() {
         "{log}"
     );
     for leftover in leftovers {
+        assert_eq!(leftover["cleanup"], "attempted", "{leftover}");
         let id = leftover["id"].as_str().unwrap_or_default();
         assert!(
             !id.is_empty()

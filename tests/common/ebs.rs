@@ -25,6 +25,8 @@ pub struct World {
     pub endpoint: String,
     /// Where builds connect over SSH: the sshd, or a relay in front of it.
     pub ssh_port: u16,
+    /// More environment for builds.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl World {
@@ -38,6 +40,7 @@ impl World {
         World {
             endpoint: moto.endpoint(),
             ssh_port: sshd.port,
+            env: Vec::new(),
             moto,
             sshd,
             scratch: Scratch::new(),
@@ -53,6 +56,7 @@ impl World {
         World {
             endpoint: moto.endpoint(),
             ssh_port: sshd.port,
+            env: Vec::new(),
             moto,
             sshd,
             scratch,
@@ -106,6 +110,7 @@ most_recent = true
         let mut cmd = imgbuild();
         cmd.args(args).current_dir(self.scratch.dir.path());
         aws_env(&mut cmd, &self.endpoint, self.scratch.dir.path());
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
