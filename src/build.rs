@@ -163,7 +163,7 @@ async fn run_one(ctx: BuildContext, opts: RunOptions) -> BuildResult {
     let (report, ctx) = builder::run(ctx, &opts).await;
     let error = report.error.as_ref().map(|(step, e)| match e {
         StepError::Cancelled => format!("cancelled during step \"{step}\""),
-        StepError::Failed(m) => format!("step \"{step}\" failed: {m}"),
+        StepError::Failed(e) => format!("step \"{step}\" failed: {e}"),
     });
     // The manifest and the final error line show it too, not only the events.
     let error = error.map(|e| opts.events.mask().text(&e));

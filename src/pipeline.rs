@@ -9,19 +9,50 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, EventSink, Leftover, Outcome};
 
-/// Why a step stopped the build.
+/// Why a step stopped the build. A failure keeps its typed cause, so the
+/// ids and the chain of reasons reach the top unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     #[error("{0}")]
-    Failed(String),
+    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cancelled")]
     Cancelled,
 }
 
+/// A failure that is only a message (no typed cause to keep).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Message(pub String);
+
 impl StepError {
+    /// A failure described by `message` alone.
     pub fn failed(message: impl std::fmt::Display) -> Self {
-        StepError::Failed(message.to_string())
+        StepError::Failed(Box::new(Message(message.to_string())))
     }
+
+    /// A failure caused by `error`; a cancel anywhere in its chain (an SSH
+    /// operation stopped by the build's cancel) makes it a cancel.
+    pub fn from_error(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        if is_cancel(&error) {
+            return StepError::Cancelled;
+        }
+        StepError::Failed(Box::new(error))
+    }
+}
+
+/// Whether `error` or one of its causes is the SSH layer's cancel.
+fn is_cancel(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if matches!(
+            e.downcast_ref::<crate::communicator::SshError>(),
+            Some(crate::communicator::SshError::Cancelled)
+        ) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// What `--on-error` asked for.
@@ -108,7 +139,7 @@ pub enum Cleanup {
 pub fn failed_before_start(step: &str, message: String) -> RunReport {
     RunReport {
         outcome: Outcome::Failed,
-        error: Some((step.to_string(), StepError::Failed(message))),
+        error: Some((step.to_string(), StepError::failed(message))),
         leftovers: Vec::new(),
         cleanup: Cleanup::Attempted,
         timings: Vec::new(),
@@ -149,12 +180,9 @@ pub async fn run<C: Send>(
         });
         started.push(step);
         if let Err(e) = result {
-            // A step that noticed the cancel itself reports it as a failure; name it right.
-            let e = if opts.cancel.is_cancelled() {
-                StepError::Cancelled
-            } else {
-                e
-            };
+            // Taken as the step reported it: a step that noticed the cancel
+            // says so (see `StepError::from_error`); a failure that happened
+            // while a cancel arrived stays the failure it was.
             error = Some((name.to_string(), e));
             break;
         }

@@ -111,9 +111,15 @@ fn inline_stops_at_the_first_failing_line_and_names_the_provisioner() {
         Some(1),
         "exit code 1 for a failed build:\n{stderr}"
     );
+    // The error is the last line, and the only place it is printed.
     assert!(
-        stderr.contains("error: build `box`: step \"provision\" failed: provisioner 2 (shell, t.toml:17): inline script exited with code 7"),
-        "error names the provisioner and code:\n{stderr}"
+        stderr.ends_with("error: build `box`: step \"provision\" failed: provisioner 2 (shell, t.toml:17): inline script exited with code 7\n"),
+        "error names the provisioner and code, last:\n{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("exited with code 7").count(),
+        1,
+        "the error is printed once:\n{stderr}"
     );
     assert!(!marker.exists(), "lines after the failing one must not run");
 }

@@ -25,6 +25,15 @@ pub struct Context<'a> {
     pub builder_type: &'a str,
 }
 
+/// A provisioner that failed, named by its label (kind, file and line).
+#[derive(Debug, thiserror::Error)]
+#[error("{provisioner}: {error}")]
+pub struct Failed {
+    pub provisioner: String,
+    #[source]
+    pub error: ProvisionError,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     #[error("{0}")]
@@ -48,8 +57,16 @@ pub enum After {
     Disconnected,
 }
 
-/// Runs one provisioner with its pause, timeout and retries.
-pub async fn run(p: &Provisioner, cx: &Context<'_>) -> Result<After, ProvisionError> {
+/// Runs one provisioner with its pause, timeout and retries; its error
+/// names it.
+pub async fn run(p: &Provisioner, cx: &Context<'_>) -> Result<After, Failed> {
+    run_unlabelled(p, cx).await.map_err(|error| Failed {
+        provisioner: p.label(),
+        error,
+    })
+}
+
+async fn run_unlabelled(p: &Provisioner, cx: &Context<'_>) -> Result<After, ProvisionError> {
     if let Some(pause) = p.common.pause_before {
         cx.events
             .info(format!("pausing {pause} before {}", p.label()));
