@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::builder::{self, BuildContext};
 use crate::events::{Artifact, Event, EventSink, Leftover, Outcome, Render};
-use crate::pipeline::{OnError, RunOptions, StepError};
+use crate::mask::Mask;
+use crate::pipeline::{self, Cleanup, OnError, RunOptions, StepError};
 use crate::template::{Source, Template};
 
 pub struct BuildOptions {
@@ -33,11 +34,20 @@ pub struct BuildResult {
     pub outcome: Outcome,
     pub error: Option<String>,
     pub artifacts: Vec<Artifact>,
-    pub leftovers: Vec<Leftover>,
+    pub leftovers: Vec<ReportedLeftover>,
     pub started_at: String,
     pub finished_at: String,
     #[serde(flatten)]
     pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Something the build could not remove (or kept), and whether its cleanup
+/// was attempted or skipped.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportedLeftover {
+    #[serde(flatten)]
+    pub leftover: Leftover,
+    pub cleanup: Cleanup,
 }
 
 /// The sources `--only`/`--except` select, or an error naming the unknown ones.
@@ -99,10 +109,11 @@ pub async fn run_all(
     cancel: CancellationToken,
 ) -> Vec<BuildResult> {
     let timestamp = compact_timestamp();
+    let mask = Mask::new(template.secrets());
     let mut tasks = Vec::new();
     for source in sources {
         let build_id = builder::new_build_id();
-        let events = EventSink::new(&source.name, renderer.clone(), template.secrets());
+        let events = EventSink::new(&source.name, renderer.clone(), mask.clone());
         let mut scope = template.scope.clone();
         scope.set("build.id", build_id.clone());
         scope.set("build.timestamp", timestamp.clone());
@@ -126,6 +137,7 @@ pub async fn run_all(
             events,
             on_error: opts.on_error,
             cleanup_deadline: opts.cleanup_deadline,
+            cleanup_grace: pipeline::CLEANUP_GRACE,
         };
         tasks.push(tokio::spawn(run_one(ctx, run_opts)));
     }
@@ -151,8 +163,10 @@ async fn run_one(ctx: BuildContext, opts: RunOptions) -> BuildResult {
     let (report, ctx) = builder::run(ctx, &opts).await;
     let error = report.error.as_ref().map(|(step, e)| match e {
         StepError::Cancelled => format!("cancelled during step \"{step}\""),
-        StepError::Failed(m) => format!("step \"{step}\" failed: {m}"),
+        StepError::Failed(e) => format!("step \"{step}\" failed: {e}"),
     });
+    // The manifest and the final error line show it too, not only the events.
+    let error = error.map(|e| opts.events.mask().text(&e));
     let artifacts = if report.outcome == Outcome::Succeeded {
         ctx.artifacts.clone()
     } else {
@@ -185,7 +199,14 @@ async fn run_one(ctx: BuildContext, opts: RunOptions) -> BuildResult {
         outcome: report.outcome,
         error,
         artifacts,
-        leftovers: report.leftovers,
+        leftovers: report
+            .leftovers
+            .into_iter()
+            .map(|leftover| ReportedLeftover {
+                leftover,
+                cleanup: report.cleanup,
+            })
+            .collect(),
         started_at,
         finished_at: now_rfc3339(),
         details: ctx.manifest,
@@ -198,17 +219,21 @@ struct Manifest<'a> {
     builds: &'a [BuildResult],
 }
 
-/// Writes the manifest atomically (a partial file is never left behind).
+/// Writes the manifest atomically (a partial file is never left behind),
+/// with every sensitive value masked.
 pub fn write_manifest(
     path: &Path,
     template: &Template,
     results: &[BuildResult],
+    mask: &Mask,
 ) -> std::io::Result<()> {
     let manifest = Manifest {
         template: template.path.display().to_string(),
         builds: results,
     };
-    let mut json = serde_json::to_string_pretty(&manifest).map_err(std::io::Error::other)?;
+    let mut value = serde_json::to_value(&manifest).map_err(std::io::Error::other)?;
+    mask.json(&mut value);
+    let mut json = serde_json::to_string_pretty(&value).map_err(std::io::Error::other)?;
     json.push('\n');
     crate::report::write_atomically(path, json.as_bytes())
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::mask::Mask;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
@@ -135,20 +137,59 @@ pub trait Render: Send + Sync {
     fn event(&self, event: &Event);
 }
 
-/// A build's handle for emitting events: it names the build and hides secrets.
+impl Event {
+    /// Hides sensitive values in every piece of text the event carries.
+    fn mask(&mut self, mask: &Mask) {
+        let m = |s: &mut String| *s = mask.text(s);
+        let leftover = |l: &mut Leftover| {
+            for s in [
+                &mut l.resource,
+                &mut l.id,
+                &mut l.reason,
+                &mut l.remove_with,
+            ] {
+                m(s);
+            }
+        };
+        match self {
+            Event::BuildStarted { .. }
+            | Event::StepStarted { .. }
+            | Event::StepFinished { .. }
+            | Event::CleanupStarted { .. } => {}
+            Event::Output { line, .. } => m(line),
+            Event::Message { text, .. } => m(text),
+            Event::Progress { label, .. } => m(label),
+            Event::Artifact { artifact, .. } => {
+                m(&mut artifact.location);
+                m(&mut artifact.id);
+            }
+            Event::CleanupFailed { leftover: l, .. } | Event::Kept { leftover: l, .. } => {
+                leftover(l)
+            }
+            Event::BuildFinished { error, .. } => {
+                if let Some(e) = error {
+                    m(e);
+                }
+            }
+        }
+    }
+}
+
+/// A build's handle for emitting events: it names the build, and every
+/// event passes through the template's [`Mask`] on its way to the renderer.
 #[derive(Clone)]
 pub struct EventSink {
     build: Arc<str>,
     renderer: Arc<dyn Render>,
-    secrets: Arc<[String]>,
+    mask: Mask,
 }
 
 impl EventSink {
-    pub fn new(build: &str, renderer: Arc<dyn Render>, secrets: Vec<String>) -> Self {
+    pub fn new(build: &str, renderer: Arc<dyn Render>, mask: Mask) -> Self {
         EventSink {
             build: build.into(),
             renderer,
-            secrets: secrets.into(),
+            mask,
         }
     }
 
@@ -156,16 +197,15 @@ impl EventSink {
         &self.build
     }
 
-    /// Replaces every sensitive value in `text`.
-    pub fn mask(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in self.secrets.iter() {
-            out = out.replace(secret.as_str(), "<sensitive>");
-        }
-        out
+    /// The mask every event passes through, for text that leaves another way.
+    pub fn mask(&self) -> &Mask {
+        &self.mask
     }
 
-    pub fn emit(&self, event: Event) {
+    pub fn emit(&self, mut event: Event) {
+        if !self.mask.is_empty() {
+            event.mask(&self.mask);
+        }
         self.renderer.event(&event);
     }
 
@@ -177,7 +217,7 @@ impl EventSink {
         self.emit(Event::Message {
             build: self.build_name(),
             level: Level::Info,
-            text: self.mask(text.as_ref()),
+            text: text.as_ref().to_string(),
         });
     }
 
@@ -185,7 +225,7 @@ impl EventSink {
         self.emit(Event::Message {
             build: self.build_name(),
             level: Level::Warn,
-            text: self.mask(text.as_ref()),
+            text: text.as_ref().to_string(),
         });
     }
 
@@ -193,7 +233,7 @@ impl EventSink {
         self.emit(Event::Output {
             build: self.build_name(),
             stream,
-            line: self.mask(line),
+            line: line.to_string(),
         });
     }
 
@@ -232,7 +272,7 @@ mod tests {
     #[test]
     fn output_lines_are_masked() {
         let recorder = Arc::new(Recorder::default());
-        let sink = EventSink::new("aws", recorder.clone(), vec!["hunter2".into()]);
+        let sink = EventSink::new("aws", recorder.clone(), Mask::new(["hunter2".into()]));
         sink.output(Stream::Stdout, "password is hunter2!");
         let events = recorder.0.lock().unwrap();
         match &events[0] {
@@ -242,5 +282,31 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn every_event_text_is_masked_before_any_renderer_sees_it() {
+        let recorder = Arc::new(Recorder::default());
+        let sink = EventSink::new("aws", recorder.clone(), Mask::new(["hunter2".into()]));
+        sink.emit(Event::BuildFinished {
+            build: "aws".into(),
+            outcome: Outcome::Failed,
+            duration: Duration::from_secs(1),
+            error: Some("login with hunter2 refused".into()),
+            timings: Vec::new(),
+            leftovers: 0,
+        });
+        sink.emit(Event::CleanupFailed {
+            build: "aws".into(),
+            leftover: Leftover {
+                resource: "file".into(),
+                id: "/tmp/hunter2".into(),
+                reason: "gone".into(),
+                remove_with: "rm /tmp/hunter2".into(),
+            },
+        });
+        let json = serde_json::to_string(&*recorder.0.lock().unwrap()).unwrap();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(json.contains("login with <sensitive> refused"), "{json}");
     }
 }

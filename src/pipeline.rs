@@ -9,19 +9,50 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, EventSink, Leftover, Outcome};
 
-/// Why a step stopped the build.
+/// Why a step stopped the build. A failure keeps its typed cause, so the
+/// ids and the chain of reasons reach the top unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     #[error("{0}")]
-    Failed(String),
+    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cancelled")]
     Cancelled,
 }
 
+/// A failure that is only a message (no typed cause to keep).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Message(pub String);
+
 impl StepError {
+    /// A failure described by `message` alone.
     pub fn failed(message: impl std::fmt::Display) -> Self {
-        StepError::Failed(message.to_string())
+        StepError::Failed(Box::new(Message(message.to_string())))
     }
+
+    /// A failure caused by `error`; a cancel anywhere in its chain (an SSH
+    /// operation stopped by the build's cancel) makes it a cancel.
+    pub fn from_error(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        if is_cancel(&error) {
+            return StepError::Cancelled;
+        }
+        StepError::Failed(Box::new(error))
+    }
+}
+
+/// Whether `error` or one of its causes is the SSH layer's cancel.
+fn is_cancel(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if matches!(
+            e.downcast_ref::<crate::communicator::SshError>(),
+            Some(crate::communicator::SshError::Cancelled)
+        ) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// What `--on-error` asked for.
@@ -76,23 +107,41 @@ pub struct RunOptions {
     pub on_error: OnError,
     /// Time allowed for all cleanups together.
     pub cleanup_deadline: Duration,
+    /// Time each cleanup still gets once the deadline has passed, so that
+    /// one slow removal does not cost the attempt at every later one.
+    pub cleanup_grace: Duration,
 }
+
+/// The grace builds run with: enough for a few API calls or a file removal.
+pub const CLEANUP_GRACE: Duration = Duration::from_secs(10);
 
 /// The result of a run: the first error (if any), and whatever could not be cleaned up.
 pub struct RunReport {
     pub outcome: Outcome,
     pub error: Option<(String, StepError)>,
     pub leftovers: Vec<Leftover>,
+    /// Whether the leftovers' cleanups ran (and could not remove them) or
+    /// were skipped (`--on-error=abort` kept them).
+    pub cleanup: Cleanup,
     /// How long each step's run took, in order.
     pub timings: Vec<(&'static str, Duration)>,
+}
+
+/// Whether a leftover's cleanup was tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cleanup {
+    Attempted,
+    Skipped,
 }
 
 /// A report for a build that could not start (its preparation failed).
 pub fn failed_before_start(step: &str, message: String) -> RunReport {
     RunReport {
         outcome: Outcome::Failed,
-        error: Some((step.to_string(), StepError::Failed(message))),
+        error: Some((step.to_string(), StepError::failed(message))),
         leftovers: Vec::new(),
+        cleanup: Cleanup::Attempted,
         timings: Vec::new(),
     }
 }
@@ -131,12 +180,9 @@ pub async fn run<C: Send>(
         });
         started.push(step);
         if let Err(e) = result {
-            // A step that noticed the cancel itself reports it as a failure; name it right.
-            let e = if opts.cancel.is_cancelled() {
-                StepError::Cancelled
-            } else {
-                e
-            };
+            // Taken as the step reported it: a step that noticed the cancel
+            // says so (see `StepError::from_error`); a failure that happened
+            // while a cancel arrived stays the failure it was.
             error = Some((name.to_string(), e));
             break;
         }
@@ -166,6 +212,7 @@ pub async fn run<C: Send>(
             outcome,
             error,
             leftovers,
+            cleanup: Cleanup::Skipped,
             timings,
         };
     }
@@ -178,13 +225,23 @@ pub async fn run<C: Send>(
         });
         // Taken before the cleanup, which may be cut short half-way.
         let made = step.made(ctx);
-        match tokio::time::timeout_at(deadline, step.cleanup(ctx, ending)).await {
+        let now = tokio::time::Instant::now();
+        let late = now >= deadline;
+        let until = deadline.max(now + opts.cleanup_grace);
+        match tokio::time::timeout_at(until, step.cleanup(ctx, ending)).await {
             Ok(mut left) => leftovers.append(&mut left),
             Err(_) => {
-                let reason = format!(
-                    "the cleanup deadline of {} passed while \"{name}\" was removing it; it may remain",
-                    humantime::format_duration(opts.cleanup_deadline)
-                );
+                let limit = humantime::format_duration(opts.cleanup_deadline);
+                let reason = if late {
+                    format!(
+                        "\"{name}\" was still removing it {} after the cleanup deadline of {limit} had passed; it may remain",
+                        humantime::format_duration(opts.cleanup_grace)
+                    )
+                } else {
+                    format!(
+                        "the cleanup deadline of {limit} passed while \"{name}\" was removing it; it may remain"
+                    )
+                };
                 leftovers.extend(made.into_iter().map(|mut m| {
                     m.reason = reason.clone();
                     m
@@ -202,6 +259,7 @@ pub async fn run<C: Send>(
         outcome,
         error,
         leftovers,
+        cleanup: Cleanup::Attempted,
         timings,
     }
 }
@@ -249,6 +307,10 @@ mod tests {
             if self.hang_in_cleanup {
                 std::future::pending::<()>().await;
             }
+            // A real cleanup awaits its API calls: one cut off at its first
+            // await would not get here.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            ctx.0.push(format!("cleaned {}", self.name));
             Vec::new()
         }
         fn made(&self, _: &Log) -> Vec<Leftover> {
@@ -281,9 +343,10 @@ mod tests {
     fn opts() -> RunOptions {
         RunOptions {
             cancel: CancellationToken::new(),
-            events: EventSink::new("t", Arc::new(Null), Vec::new()),
+            events: EventSink::new("t", Arc::new(Null), Default::default()),
             on_error: OnError::Cleanup,
             cleanup_deadline: Duration::from_secs(5),
+            cleanup_grace: Duration::from_millis(200),
         }
     }
 
@@ -303,7 +366,9 @@ mod tests {
                 "run a",
                 "run b",
                 "cleanup b Succeeded",
-                "cleanup a Succeeded"
+                "cleaned b",
+                "cleanup a Succeeded",
+                "cleaned a"
             ]
         );
     }
@@ -325,7 +390,14 @@ mod tests {
         assert_eq!(report.error.unwrap().0, "b");
         assert_eq!(
             log.0,
-            ["run a", "run b", "cleanup b Failed", "cleanup a Failed"]
+            [
+                "run a",
+                "run b",
+                "cleanup b Failed",
+                "cleaned b",
+                "cleanup a Failed",
+                "cleaned a"
+            ]
         );
     }
 
@@ -351,7 +423,9 @@ mod tests {
                 "run a",
                 "run b",
                 "cleanup b Cancelled",
-                "cleanup a Cancelled"
+                "cleaned b",
+                "cleanup a Cancelled",
+                "cleaned a"
             ]
         );
     }
@@ -376,18 +450,21 @@ mod tests {
         );
     }
 
+    fn stuck(name: &'static str) -> Box<dyn Step<Log>> {
+        Box::new(Recording {
+            name,
+            fail: false,
+            hang: false,
+            hang_in_cleanup: true,
+        })
+    }
+
     #[tokio::test]
     async fn a_cleanup_cut_short_by_the_deadline_lists_what_its_step_made() {
         let mut log = Log::default();
         let mut o = opts();
         o.cleanup_deadline = Duration::from_millis(100);
-        let stuck = Box::new(Recording {
-            name: "b",
-            fail: false,
-            hang: false,
-            hang_in_cleanup: true,
-        });
-        let report = run(vec![step("a", false, false), stuck], &mut log, &o).await;
+        let report = run(vec![step("a", false, false), stuck("b")], &mut log, &o).await;
         assert_eq!(report.outcome, Outcome::Succeeded);
         assert_eq!(
             listed(&report),
@@ -397,10 +474,52 @@ mod tests {
                     .to_string()
             )]
         );
-        // The other cleanups still get their turn.
+        // The next cleanup still gets its own attempt, awaits and finishes.
         assert_eq!(
-            log.0.last().map(String::as_str),
-            Some("cleanup a Succeeded")
+            log.0,
+            [
+                "run a",
+                "run b",
+                "cleanup b Succeeded",
+                "cleanup a Succeeded",
+                "cleaned a"
+            ]
         );
+    }
+
+    #[tokio::test]
+    async fn each_cleanup_after_the_deadline_gets_its_grace_and_no_more() {
+        let mut log = Log::default();
+        let mut o = opts();
+        o.cleanup_deadline = Duration::from_millis(50);
+        let began = std::time::Instant::now();
+        let report = run(
+            vec![step("a", false, false), stuck("b"), stuck("c")],
+            &mut log,
+            &o,
+        )
+        .await;
+        // 50 ms for c, then b's 200 ms of grace, then a's cleanup.
+        assert!(
+            began.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            began.elapsed()
+        );
+        assert_eq!(
+            listed(&report),
+            [
+                (
+                    "c-1".to_string(),
+                    "the cleanup deadline of 50ms passed while \"c\" was removing it; it may remain"
+                        .to_string()
+                ),
+                (
+                    "b-1".to_string(),
+                    "\"b\" was still removing it 200ms after the cleanup deadline of 50ms had passed; it may remain"
+                        .to_string()
+                )
+            ]
+        );
+        assert_eq!(log.0.last().map(String::as_str), Some("cleaned a"));
     }
 }

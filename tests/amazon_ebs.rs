@@ -5,239 +5,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::moto::{Ec2, Moto, tag};
-use common::{Admit, Scratch, Sshd, imgbuild, run, send_signal, text, wait_for_file, wait_output};
-
-const REGION: &str = "us-east-1";
-const COPY_REGION: &str = "eu-west-1";
-/// The newest `al2023-ami-2023*-x86_64` in us-east-1. moto gives all three
-/// the same CreationDate, so the builder's tie-break (greatest name) decides.
-const AL2023_6_18: &str = "ami-0e1e769742d1cfb49";
-const BUILD_LIMIT: Duration = Duration::from_secs(120);
-
-/// One test's world: its own moto, its own sshd, its own folder.
-struct World {
-    moto: Moto,
-    sshd: Sshd,
-    scratch: Scratch,
-}
-
-impl World {
-    /// sshd admits the keys of running instances in moto.
-    fn new() -> World {
-        let moto = Moto::start();
-        let sshd = Sshd::start(Admit::Moto {
-            endpoint: moto.endpoint(),
-            regions: vec![REGION.into()],
-        });
-        World {
-            moto,
-            sshd,
-            scratch: Scratch::new(),
-        }
-    }
-
-    /// sshd admits only an unrelated key: every build key is rejected.
-    fn rejecting() -> World {
-        let moto = Moto::start();
-        let scratch = Scratch::new();
-        let (_, authorized) = scratch.client_key();
-        let sshd = Sshd::start(Admit::KeysFile(authorized));
-        World {
-            moto,
-            sshd,
-            scratch,
-        }
-    }
-
-    fn dir(&self) -> String {
-        self.scratch.dir.path().display().to_string()
-    }
-
-    /// A template: `source` holds extra lines for `[source.aws]` (replacing the
-    /// default `ami_name` or `ssh_timeout` if it sets them), `rest` more tables.
-    fn template(&self, source: &str, rest: &str) -> PathBuf {
-        let text = format!(
-            r#"name = "web"
-version = "1.2"
-
-[source.aws]
-type = "amazon-ebs"
-region = "{REGION}"
-{ami_name}temporary_sg_cidrs = ["10.0.0.0/8"]
-ssh_host = "127.0.0.1"
-ssh_port = {port}
-ssh_username = "root"
-{timeout}{source}
-
-[source.aws.source_ami_filter]
-name = "al2023-ami-2023*-x86_64"
-owners = ["amazon"]
-architecture = "x86_64"
-most_recent = true
-
-{rest}
-"#,
-            port = self.sshd.port,
-            ami_name = if source.contains("ami_name") {
-                ""
-            } else {
-                "ami_name = \"web-${image.version}-${build.id}\"\n"
-            },
-            timeout = if source.contains("ssh_timeout") {
-                ""
-            } else {
-                "ssh_timeout = \"30s\"\n"
-            },
-        );
-        self.scratch.write("template.toml", &text)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = imgbuild();
-        cmd.args(args).current_dir(self.scratch.dir.path());
-        aws_env(&mut cmd, &self.moto.endpoint(), self.scratch.dir.path());
-        cmd
-    }
-
-    fn build(&self, template: &Path) -> Command {
-        let manifest = self.scratch.path("manifest.json");
-        let mut cmd = self.command(&["build"]);
-        cmd.arg(template)
-            .arg("--manifest")
-            .arg(manifest)
-            .arg("--cleanup-timeout")
-            .arg("2m");
-        cmd
-    }
-
-    fn ec2(&self, region: &str) -> Ec2 {
-        self.moto.ec2(region)
-    }
-
-    /// Own snapshots in each region, before the build.
-    fn snapshot_baseline(&self) -> Vec<usize> {
-        [REGION, COPY_REGION]
-            .iter()
-            .map(|r| self.ec2(r).own_snapshots().len())
-            .collect()
-    }
-
-    /// Nothing from the build remains: no live instance, key pair, security
-    /// group, image, or snapshot beyond the baseline.
-    fn assert_clean(&self, baseline: &[usize], context: &str) {
-        for (region, before) in [REGION, COPY_REGION].iter().zip(baseline) {
-            let ec2 = self.ec2(region);
-            assert_eq!(
-                ec2.live_instances(),
-                Vec::<String>::new(),
-                "{region}: instances left\n{context}"
-            );
-            assert_eq!(
-                ec2.imgbuild_key_pairs(),
-                Vec::<String>::new(),
-                "{region}: key pairs left\n{context}"
-            );
-            assert_eq!(
-                ec2.imgbuild_security_groups(),
-                Vec::<String>::new(),
-                "{region}: security groups left\n{context}"
-            );
-            let images: Vec<String> = ec2
-                .own_images()
-                .iter()
-                .filter_map(|i| i.image_id())
-                .map(str::to_string)
-                .collect();
-            assert_eq!(
-                images,
-                Vec::<String>::new(),
-                "{region}: images left\n{context}"
-            );
-            assert_eq!(
-                ec2.own_snapshots().len(),
-                *before,
-                "{region}: snapshots left\n{context}"
-            );
-        }
-    }
-
-    /// Starts a build and returns once its provisioner runs (a minute's sleep).
-    fn start_a_sleeping_provisioner(&self) -> std::process::Child {
-        let marker = self.scratch.path("provisioning");
-        let template = self.template(
-            "",
-            &format!(
-                r#"[[provisioner]]
-type = "shell"
-inline = ["touch {}", "sleep 60"]
-"#,
-                marker.display()
-            ),
-        );
-        let child = self
-            .build(&template)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        assert!(
-            wait_for_file(&marker, Duration::from_secs(60)),
-            "the provisioner never started"
-        );
-        child
-    }
-
-    fn manifest(&self) -> serde_json::Value {
-        let text =
-            std::fs::read_to_string(self.scratch.path("manifest.json")).expect("manifest written");
-        serde_json::from_str(&text).expect("manifest is JSON")
-    }
-}
-
-/// Dummy credentials and moto's endpoint; HOME is the test's folder, so
-/// nothing comes from the developer's own AWS setup.
-fn aws_env(cmd: &mut Command, endpoint: &str, home: &Path) {
-    for var in [
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL_EC2",
-        "AWS_ROLE_ARN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CONFIG_FILE",
-        "AWS_SHARED_CREDENTIALS_FILE",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("HOME", home)
-        .env("CI_COMMIT_SHA", "0123456789abcdef0123456789abcdef01234567")
-        .env(
-            "CI_PIPELINE_URL",
-            "https://gitlab.example.com/web/-/pipelines/42",
-        );
-}
-
-fn describe(out: &std::process::Output) -> String {
-    format!(
-        "exit: {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
+use common::ebs::{AL2023_6_18, BUILD_LIMIT, COPY_REGION, REGION, World, aws_env, describe};
+use common::moto::{Moto, tag};
+use common::{Scratch, imgbuild, run, send_signal, text, wait_output};
 
 #[test]
 fn builds_tags_copies_and_cleans_up() {
@@ -526,6 +301,9 @@ inline = ["exit 3"]
     }
     let leftovers = &w.manifest()["builds"][0]["leftovers"];
     assert_eq!(leftovers.as_array().map(Vec::len), Some(3), "{leftovers}");
+    for leftover in leftovers.as_array().into_iter().flatten() {
+        assert_eq!(leftover["cleanup"], "skipped", "{leftover}");
+    }
 }
 
 /// Starts a build whose provisioner sleeps, signals it once the provisioner
@@ -879,6 +657,10 @@ ami_users = ["210987654321"]"#;
 #[test]
 fn unreachable_ec2_during_cleanup_reports_leftovers_with_commands() {
     let mut w = World::new();
+    // Each call to a dead endpoint would otherwise be tried 10 times, about
+    // a minute each; three tries keep the test short and check that the
+    // standard AWS setting overrides imgbuild's default.
+    w.env.push(("AWS_MAX_ATTEMPTS", "3".into()));
     let child = w.start_a_sleeping_provisioner();
     w.moto.kill();
     send_signal(&child, libc::SIGINT);
@@ -911,6 +693,7 @@ fn unreachable_ec2_during_cleanup_reports_leftovers_with_commands() {
         "{log}"
     );
     for leftover in leftovers {
+        assert_eq!(leftover["cleanup"], "attempted", "{leftover}");
         let id = leftover["id"].as_str().unwrap_or_default();
         assert!(
             !id.is_empty()

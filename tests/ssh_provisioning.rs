@@ -111,9 +111,15 @@ fn inline_stops_at_the_first_failing_line_and_names_the_provisioner() {
         Some(1),
         "exit code 1 for a failed build:\n{stderr}"
     );
+    // The error is the last line, and the only place it is printed.
     assert!(
-        stderr.contains("error: build `box`: step \"provision\" failed: provisioner 2 (shell, t.toml:17): inline script exited with code 7"),
-        "error names the provisioner and code:\n{stderr}"
+        stderr.ends_with("error: build `box`: step \"provision\" failed: provisioner 2 (shell, t.toml:17): inline script exited with code 7\n"),
+        "error names the provisioner and code, last:\n{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("exited with code 7").count(),
+        1,
+        "the error is printed once:\n{stderr}"
     );
     assert!(!marker.exists(), "lines after the failing one must not run");
 }
@@ -562,4 +568,62 @@ fn a_command_killed_by_a_signal_says_so() {
         stderr.contains("inline script exited with code 137 (killed by SIGKILL)"),
         "{stderr}"
     );
+}
+
+/// An OpenSSH private key as it appears in a var file: many lines.
+const PEM: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACCLd2nNCrQ6qGAjYvdGyX0ZhoG5bOqyCEFLhCIb5Bp1JwAAAJgkPzg0JD84
+NAAAAAtzc2gtZWQyNTUxOQAAACCLd2nNCrQ6qGAjYvdGyX0ZhoG5bOqyCEFLhCIb5Bp1Jw
+-----END OPENSSH PRIVATE KEY-----
+";
+
+#[test]
+fn a_multi_line_sensitive_value_never_shows_in_output_errors_or_the_manifest() {
+    let (scratch, sshd) = setup();
+    scratch.write("secrets.toml", &format!("deploy_key = '''\n{PEM}'''\n"));
+    let template = format!(
+        r#"{}
+[variables.deploy_key]
+sensitive = true
+
+[[provisioner]]
+type = "shell"
+inline = ["printf '%s\n' \"$KEY\"", "printf '%s\n' \"$KEY\" | sed 's/^/  /' >&2"]
+env = {{ KEY = "${{var.deploy_key}}" }}
+
+[[provisioner]]
+type = "file"
+source = "${{var.deploy_key}}"
+destination = "/tmp/never"
+"#,
+        source(&sshd, "")
+    );
+    scratch.write("t.toml", &template);
+    let (out, scratch) = common::test::Test::in_scratch(scratch)
+        .args(["build", "t.toml", "--var-file", "secrets.toml"])
+        .stdout("")
+        .stderr_contains("[box]     | <sensitive>\n")
+        .stderr_contains("[box]     |   <sensitive>\n")
+        .status(1)
+        .limit(LIMIT)
+        .run();
+    let stderr = text(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "error: build `box`: step \"provision\" failed: provisioner 2 (file, t.toml:21): cannot read <sensitive>: File name too long (os error 36)",
+        "{stderr}"
+    );
+    let manifest = fs::read_to_string(scratch.path("imgbuild-manifest.json")).unwrap();
+    assert!(manifest.contains("<sensitive>"), "{manifest}");
+    for line in PEM.lines() {
+        for (what, shown) in [
+            ("stdout", text(&out.stdout)),
+            ("stderr", stderr.clone()),
+            ("manifest", manifest.clone()),
+        ] {
+            assert!(!shown.contains(line), "{what} shows {line:?}:\n{shown}");
+        }
+    }
 }

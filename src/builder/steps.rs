@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::communicator::Communicator;
 use crate::events::Leftover;
 use crate::pipeline::{Ending, Step, StepError};
-use crate::provisioner::{self, After, ProvisionError};
+use crate::provisioner::{self, After};
 
 use super::HasBuild;
 
@@ -30,7 +30,7 @@ impl<C: HasBuild> Step<C> for Connect {
             .waiting(&format!("SSH on {}", target.endpoint), target.timeout);
         let comm = Communicator::connect(target, b.cancel.clone())
             .await
-            .map_err(StepError::failed)?;
+            .map_err(StepError::from_error)?;
         b.events.info("connected");
         b.comm = Some(comm);
         Ok(())
@@ -76,14 +76,10 @@ impl<C: HasBuild> Step<C> for Provision {
                     .map_err(StepError::failed)?;
             }
             cx.events.info(format!("running {}", p.label()));
-            reconnect = match provisioner::run(p, &cx).await {
-                Ok(after) => after == After::Disconnected,
-                Err(ProvisionError::Ssh(crate::communicator::SshError::Cancelled)) => {
-                    return Err(StepError::Cancelled);
-                }
-                Err(e @ ProvisionError::Failed(_)) => return Err(StepError::failed(e)),
-                Err(e) => return Err(StepError::failed(format!("{}: {e}", p.label()))),
-            };
+            reconnect = provisioner::run(p, &cx)
+                .await
+                .map_err(StepError::from_error)?
+                == After::Disconnected;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ use super::{OutputArgs, OutputFormat, VarArgs};
 use crate::build::{self, BuildOptions};
 use crate::error::Error;
 use crate::events::Outcome;
+use crate::mask::{self, Mask};
 use crate::pipeline::OnError;
 use crate::render::{self, ColorChoice, Verbosity};
 use crate::report;
@@ -81,6 +82,8 @@ pub fn run(args: BuildArgs, verbosity: Verbosity, color: ColorChoice) -> Result<
         .into_iter()
         .cloned()
         .collect();
+    let mask = Mask::new(template.secrets());
+    mask::install(mask.clone());
     let template = Arc::new(template);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -119,7 +122,11 @@ pub fn run(args: BuildArgs, verbosity: Verbosity, color: ColorChoice) -> Result<
         }
     }
     if let Some(path) = &args.dotenv {
-        let text = report::dotenv::render(&template.name, &template.version, &results);
+        let text = mask.text(&report::dotenv::render(
+            &template.name,
+            &template.version,
+            &results,
+        ));
         if let Err(e) = report::write_atomically(path, text.as_bytes()) {
             eprintln!("warning: cannot write {}: {e}", path.display());
         }
@@ -127,7 +134,7 @@ pub fn run(args: BuildArgs, verbosity: Verbosity, color: ColorChoice) -> Result<
     if results
         .iter()
         .any(|r| !r.artifacts.is_empty() || r.outcome != Outcome::Succeeded)
-        && let Err(e) = build::write_manifest(&args.manifest, &template, &results)
+        && let Err(e) = build::write_manifest(&args.manifest, &template, &results, &mask)
     {
         eprintln!(
             "warning: cannot write manifest {}: {e}",

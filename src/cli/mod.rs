@@ -121,9 +121,10 @@ pub fn main() -> u8 {
     match result {
         Ok(()) => exit::SUCCESS,
         Err(e) => {
+            let mask = crate::mask::current();
             match &e {
-                Error::Invalid(_) => eprintln!("{e}"),
-                _ => eprintln!("error: {e}"),
+                Error::Invalid(_) => eprintln!("{}", mask.text(&e.to_string())),
+                _ => eprintln!("error: {}", mask.text(&e.to_string())),
             }
             e.exit_code()
         }
@@ -143,7 +144,7 @@ fn init_logging(verbose: bool) {
         });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        .with_writer(crate::mask::MaskedStderr)
         .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::env::var_os("CI").is_none())
         .try_init();
 }

@@ -13,6 +13,7 @@ use ssh2::Session;
 use tokio_util::sync::CancellationToken;
 
 use super::{Credential, Endpoint, SshError, SshTarget};
+use crate::wait::WaitParams;
 
 /// Why one connection attempt failed.
 #[derive(Debug, Clone)]
@@ -68,31 +69,40 @@ enum Socket {
 
 /// Connects with retries until the target's timeout or a cancel.
 pub fn connect(target: &SshTarget, cancel: &CancellationToken) -> Result<Connection, SshError> {
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(250);
-    let mut attempt = 0u32;
+    let mut schedule = connect_retries(target.timeout).start();
     loop {
-        attempt += 1;
-        let remaining = target.timeout.saturating_sub(started.elapsed());
-        match attempt_once(target, remaining) {
+        match attempt_once(target, schedule.remaining()) {
             Ok(conn) => return Ok(conn),
             Err(Attempt::Fatal(e)) => return Err(e),
             Err(Attempt::Retry(failure)) => {
-                tracing::debug!(attempt, %failure, "SSH attempt failed");
+                tracing::debug!(attempt = schedule.tries(), %failure, "SSH attempt failed");
                 if cancel.is_cancelled() {
                     return Err(SshError::Cancelled);
                 }
-                if started.elapsed() + delay >= target.timeout {
-                    return Err(SshError::GaveUp {
-                        endpoint: target.endpoint.to_string(),
-                        timeout: target.timeout,
-                        last: failure,
-                    });
+                match schedule.next_delay() {
+                    Some(delay) => sleep_unless_cancelled(delay, cancel),
+                    None => {
+                        return Err(SshError::GaveUp {
+                            endpoint: target.endpoint.to_string(),
+                            timeout: target.timeout,
+                            last: failure,
+                        });
+                    }
                 }
-                sleep_unless_cancelled(delay, cancel);
-                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
+    }
+}
+
+/// A quarter of a second after the first refusal (sshd is often just
+/// starting), then doubling up to two seconds between tries.
+fn connect_retries(timeout: Duration) -> WaitParams {
+    WaitParams {
+        initial: Duration::from_millis(250),
+        factor: 2.0,
+        cap: Duration::from_secs(2),
+        timeout,
+        attempts: None,
     }
 }
 

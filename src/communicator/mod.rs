@@ -111,6 +111,15 @@ pub enum SshError {
     },
     #[error("connection lost: {0}")]
     Disconnected(String),
+    /// The server end went away while data was moving (sshd died, the host
+    /// rebooted, the network dropped); the cause is libssh2's view of it.
+    #[error("the SSH connection to {endpoint} was lost during {during}")]
+    ConnectionLost {
+        endpoint: String,
+        during: String,
+        #[source]
+        cause: Box<SshError>,
+    },
     #[error("command timed out after {}", humantime::format_duration(*.0))]
     TimedOut(Duration),
     #[error("cancelled")]
@@ -248,28 +257,62 @@ impl Communicator {
         blocking(move || work(&conn.lock().expect("ssh connection lock"), &cancel)).await
     }
 
+    /// Uploads the file `local` to `remote`, creating its folder; the
+    /// destination appears only once complete.
+    /// Runs a transfer; when it fails because the server end went away,
+    /// says so (libssh2 alone reports "Failure while draining incoming
+    /// flow" and the like).
+    async fn transfer(
+        &self,
+        during: String,
+        work: impl FnOnce(&connect::Connection, &CancellationToken) -> Result<(), SshError>
+        + Send
+        + 'static,
+    ) -> Result<(), SshError> {
+        let endpoint = format!(
+            "{}:{}",
+            self.target.endpoint.host, self.target.endpoint.port
+        );
+        self.on_connection(move |c, cancel| match work(c, cancel) {
+            Err(
+                e @ (SshError::Remote { .. } | SshError::Local { .. } | SshError::Disconnected(_)),
+            ) if !cancel.is_cancelled() && socket_closed(c.fd) => Err(SshError::ConnectionLost {
+                endpoint,
+                during,
+                cause: Box::new(e),
+            }),
+            other => other,
+        })
+        .await
+    }
+
     pub async fn upload_file(
         &self,
         local: &Path,
         remote: &str,
         progress: Progress,
     ) -> Result<(), SshError> {
+        let during = format!("upload {} to {remote}", local.display());
         let (local, remote) = (local.to_path_buf(), remote.to_string());
-        self.on_connection(move |c, cancel| {
+        self.transfer(during, move |c, cancel| {
             transfer::upload_file(c, &local, &remote, cancel, progress)
         })
         .await
     }
 
+    /// Writes `content` to the file `remote`, creating its folder.
     pub async fn upload_bytes(
         &self,
         content: Vec<u8>,
         remote: &str,
-        mode: i32,
+        mode: u32,
     ) -> Result<(), SshError> {
+        let during = format!("upload to {remote}");
         let remote = remote.to_string();
-        self.on_connection(move |c, _| transfer::upload_bytes(c, &content, &remote, mode))
-            .await
+        self.transfer(during, move |c, cancel| {
+            transfer::upload_bytes(c, &content, &remote, mode, cancel)
+        })
+        .await
     }
 
     /// Uploads the contents of `local` into the remote folder `remote` (created if missing).
@@ -279,8 +322,9 @@ impl Communicator {
         remote: &str,
         progress: Progress,
     ) -> Result<(), SshError> {
+        let during = format!("upload of folder {} to {remote}", local.display());
         let (local, remote) = (local.to_path_buf(), remote.to_string());
-        self.on_connection(move |c, cancel| {
+        self.transfer(during, move |c, cancel| {
             transfer::upload_dir(c, &local, &remote, cancel, progress)
         })
         .await
@@ -292,8 +336,9 @@ impl Communicator {
         local: &Path,
         progress: Progress,
     ) -> Result<(), SshError> {
+        let during = format!("download {remote} to {}", local.display());
         let (local, remote) = (local.to_path_buf(), remote.to_string());
-        self.on_connection(move |c, cancel| {
+        self.transfer(during, move |c, cancel| {
             transfer::download_file(c, &remote, &local, cancel, progress)
         })
         .await
@@ -306,8 +351,9 @@ impl Communicator {
         local: &Path,
         progress: Progress,
     ) -> Result<(), SshError> {
+        let during = format!("download of folder {remote} to {}", local.display());
         let (local, remote) = (local.to_path_buf(), remote.to_string());
-        self.on_connection(move |c, cancel| {
+        self.transfer(during, move |c, cancel| {
             transfer::download_dir(c, &remote, &local, cancel, progress)
         })
         .await
@@ -337,6 +383,30 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Whether the peer has closed the socket under a session (or reset it):
+/// a peek that reads end of file or fails for any reason but "no data yet".
+fn socket_closed(fd: std::os::fd::RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a local buffer on a socket the connection
+    // owns; MSG_PEEK leaves any data for libssh2.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => true,
+        n if n > 0 => false,
+        _ => !matches!(
+            std::io::Error::last_os_error().kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+        ),
+    }
+}
+
 /// Quotes `s` for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
@@ -348,6 +418,23 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// The last part of a remote path, `site` for `/srv/site/`.
+pub fn base_name(path: &str) -> &str {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
+}
+
+/// The folder a remote path is in, `.` for a bare name.
+pub fn remote_parent(path: &str) -> &str {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) => "/",
+        Some((parent, _)) => parent,
+        None => ".",
+    }
+}
+
 /// A local path for messages.
 pub fn display(p: &Path) -> String {
     PathBuf::from(p).display().to_string()
@@ -355,7 +442,15 @@ pub fn display(p: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::shell_quote;
+    use super::{base_name, remote_parent, shell_quote};
+
+    #[test]
+    fn parents_and_names() {
+        assert_eq!(remote_parent("/tmp/x/y.txt"), "/tmp/x");
+        assert_eq!(remote_parent("/y.txt"), "/");
+        assert_eq!(remote_parent("y.txt"), ".");
+        assert_eq!(base_name("site/"), "site");
+    }
 
     #[test]
     fn quotes_only_when_needed() {

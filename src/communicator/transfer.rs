@@ -4,7 +4,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::connect::Connection;
-use super::{SshError, shell_quote};
+use super::{SshError, base_name, remote_parent, shell_quote};
 
 /// Called with (bytes done, bytes in all; 0 when unknown).
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
@@ -40,6 +40,13 @@ struct Meter<'a, T> {
     cancel: &'a CancellationToken,
 }
 
+/// The error a [`Meter`] stops a transfer with. Its kind is not
+/// `Interrupted`: `write_all` and `read_exact` retry that one by contract,
+/// which would send the same buffer again and again instead of stopping.
+fn cancelled() -> io::Error {
+    io::Error::other("cancelled")
+}
+
 impl<'a, T> Meter<'a, T> {
     fn new(inner: T, total: u64, progress: &'a Progress, cancel: &'a CancellationToken) -> Self {
         Meter {
@@ -52,16 +59,19 @@ impl<'a, T> Meter<'a, T> {
         }
     }
 
-    fn advance(&mut self, n: usize) -> io::Result<()> {
+    fn check(&self) -> io::Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, n: usize) {
         self.done += n as u64;
         if self.last.elapsed() >= Duration::from_millis(100) {
             self.last = Instant::now();
             (self.progress)(self.done, self.total);
         }
-        if self.cancel.is_cancelled() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
-        }
-        Ok(())
     }
 
     fn finish(&self) {
@@ -71,8 +81,9 @@ impl<'a, T> Meter<'a, T> {
 
 impl<T: Write> Write for Meter<'_, T> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.check()?;
         let n = self.inner.write(buf)?;
-        self.advance(n)?;
+        self.advance(n);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -82,8 +93,9 @@ impl<T: Write> Write for Meter<'_, T> {
 
 impl<T: Read> Read for Meter<'_, T> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.check()?;
         let n = self.inner.read(buf)?;
-        self.advance(n)?;
+        self.advance(n);
         Ok(n)
     }
 }
@@ -104,6 +116,43 @@ fn stream_err<'a>(
     }
 }
 
+/// The remote half of a file upload, run by the login shell: the bytes go to
+/// a hidden name beside the destination and are renamed onto it only once
+/// all `size` of them arrived. A cancelled or broken transfer (the stream
+/// ends early, or the connection drops) fails the size check, and the exit
+/// trap removes the partial file, so no half-file is ever left behind. The
+/// shell's pid (`$$`) keeps two uploads to one destination apart.
+fn receive_command(remote: &str, size: u64, mode: u32) -> String {
+    let parent = remote_parent(remote);
+    let hidden = shell_quote(&format!("{parent}/.{}.imgbuild", base_name(remote)));
+    format!(
+        "d={dest}; t={hidden}-$$; mkdir -p {dir} || exit 1; \
+         if [ -d \"$d\" ]; then echo \"$d is a folder\" >&2; exit 1; fi; \
+         trap 'rm -f \"$t\"' EXIT; trap 'rm -f \"$t\"; exit 1' HUP INT TERM PIPE; \
+         cat > \"$t\" || exit 1; \
+         n=$(wc -c < \"$t\"); \
+         if [ \"$n\" -ne {size} ]; then echo \"transfer ended after $n of {size} bytes\" >&2; exit 1; fi; \
+         chmod {mode:o} \"$t\" && mv -f \"$t\" \"$d\"",
+        dest = shell_quote(remote),
+        dir = shell_quote(parent),
+    )
+}
+
+/// Streams `input` into the stdin of `command` through a meter.
+fn send(
+    channel: &mut ssh2::Channel,
+    input: &mut impl Read,
+    size: u64,
+    context: &str,
+    cancel: &CancellationToken,
+    progress: &Progress,
+) -> Result<(), SshError> {
+    let mut meter = Meter::new(channel, size, progress, cancel);
+    let result = copy(input, &mut meter, cancel);
+    meter.finish();
+    result.map(|_| ()).map_err(stream_err(cancel, context))
+}
+
 pub fn upload_file(
     conn: &Connection,
     local: &Path,
@@ -114,66 +163,42 @@ pub fn upload_file(
     let context = format!("upload {} to {remote}", local.display());
     let mut file = File::open(local).map_err(local_err(context.clone()))?;
     let meta = file.metadata().map_err(local_err(context.clone()))?;
-    let mode = (meta.permissions().mode() & 0o7777) as i32;
-    conn.session.set_blocking(true);
-    let mut channel = conn
-        .session
-        .scp_send(Path::new(remote), mode, meta.len(), None)
-        .map_err(remote_err(format!(
-            "{context} (does the remote folder exist?)"
-        )))?;
-    let mut meter = Meter::new(&mut channel, meta.len(), &progress, cancel);
-    copy(&mut file, &mut meter).map_err(stream_err(cancel, &context))?;
-    meter.finish();
-    close_sent(channel, &context)
+    let (size, mode) = (meta.len(), meta.permissions().mode() & 0o7777);
+    let command = receive_command(remote, size, mode);
+    with_channel(conn, &command, &context, |channel| {
+        send(channel, &mut file, size, &context, cancel, &progress)
+    })
 }
 
 pub fn upload_bytes(
     conn: &Connection,
     content: &[u8],
     remote: &str,
-    mode: i32,
+    mode: u32,
+    cancel: &CancellationToken,
 ) -> Result<(), SshError> {
     let context = format!("upload to {remote}");
-    conn.session.set_blocking(true);
-    let mut channel = conn
-        .session
-        .scp_send(Path::new(remote), mode, content.len() as u64, None)
-        .map_err(remote_err(format!(
-            "{context} (does the remote folder exist?)"
-        )))?;
-    channel
-        .write_all(content)
-        .map_err(local_err(context.clone()))?;
-    close_sent(channel, &context)
+    let quiet: Progress = Arc::new(|_, _| {});
+    let size = content.len() as u64;
+    let command = receive_command(remote, size, mode);
+    with_channel(conn, &command, &context, |channel| {
+        send(channel, &mut &content[..], size, &context, cancel, &quiet)
+    })
 }
 
-fn close_sent(mut channel: ssh2::Channel, context: &str) -> Result<(), SshError> {
-    let err = remote_err(context.to_string());
-    channel
-        .send_eof()
-        .map_err(remote_err(context.to_string()))?;
-    channel
-        .wait_eof()
-        .map_err(remote_err(context.to_string()))?;
-    channel.close().map_err(remote_err(context.to_string()))?;
-    channel.wait_close().map_err(err)
-}
-
-/// Like `io::copy`, with a buffer large enough to keep the SSH window full.
-fn copy(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {
+/// Like `io::copy`, with a buffer large enough to keep the SSH window full,
+/// and a look at the cancel token between chunks.
+fn copy(from: &mut impl Read, to: &mut impl Write, cancel: &CancellationToken) -> io::Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0;
     loop {
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
         let n = match from.read(&mut buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
-            Err(e)
-                if e.kind() == io::ErrorKind::Interrupted
-                    && !e.to_string().contains("cancelled") =>
-            {
-                continue;
-            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         to.write_all(&buf[..n])?;
@@ -195,7 +220,9 @@ fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Runs `command` with its stdin or stdout given to `body`; fails on a non-zero exit.
+/// Runs `command` with its stdin or stdout given to `body`; fails on a
+/// non-zero exit, with the command's stderr (`context` names the transfer,
+/// as the command itself is plumbing).
 fn with_channel(
     conn: &Connection,
     command: &str,
@@ -222,7 +249,7 @@ fn with_channel(
         Ok(0) => Ok(()),
         Ok(code) => Err(SshError::Remote {
             context: context.to_string(),
-            message: format!("`{command}` exited with code {code}: {}", stderr.trim()),
+            message: format!("exited with code {code}: {}", stderr.trim()),
         }),
         Err(e) => Err(SshError::Remote {
             context: context.to_string(),
@@ -269,15 +296,18 @@ pub fn download_file(
         .scp_recv(Path::new(remote))
         .map_err(remote_err(context.clone()))?;
     let mode = (stat.mode() & 0o7777) as u32;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(local)
-        .map_err(local_err(context.clone()))?;
-    // An existing file keeps its old mode through `open`; set it explicitly.
-    file.set_permissions(fs::Permissions::from_mode(mode))
+    // The bytes go to a hidden file beside the destination, renamed onto it
+    // once complete: a cancelled or broken download leaves the old file (or
+    // nothing) in place, and the temporary file is removed when dropped.
+    let folder = match local.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = local.file_name().unwrap_or_default().to_string_lossy();
+    let mut partial = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".imgbuild")
+        .tempfile_in(folder)
         .map_err(local_err(context.clone()))?;
     let mut meter = Meter::new(
         (&mut channel).take(stat.size()),
@@ -285,12 +315,26 @@ pub fn download_file(
         &progress,
         cancel,
     );
-    copy(&mut meter, &mut file).map_err(stream_err(cancel, &context))?;
+    let copied = copy(&mut meter, partial.as_file_mut(), cancel);
     meter.finish();
     let _ = channel.send_eof();
     let _ = channel.wait_eof();
     let _ = channel.close();
     let _ = channel.wait_close();
+    let copied = copied.map_err(stream_err(cancel, &context))?;
+    if copied != stat.size() {
+        return Err(SshError::Remote {
+            context,
+            message: format!("the transfer ended after {copied} of {} bytes", stat.size()),
+        });
+    }
+    partial
+        .as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(local_err(context.clone()))?;
+    partial
+        .persist(local)
+        .map_err(|e| local_err(context.clone())(e.error))?;
     Ok(())
 }
 

@@ -3,25 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::communicator::shell_quote;
+use crate::communicator::base_name;
 use crate::template::{Direction, FileConfig};
 
 use super::{After, Context, ProvisionError, progress};
-
-fn base_name(path: &str) -> &str {
-    path.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or(path)
-}
-
-fn remote_parent(path: &str) -> &str {
-    match path.trim_end_matches('/').rsplit_once('/') {
-        Some(("", _)) => "/",
-        Some((parent, _)) => parent,
-        None => ".",
-    }
-}
 
 /// Where one source lands, given the destination and how many sources there are.
 fn target(destination: &str, source: &str, into_folder: bool) -> String {
@@ -40,7 +25,6 @@ pub async fn run(c: &FileConfig, cx: &Context<'_>) -> Result<After, ProvisionErr
     let destination = cx.scope.expand(&c.destination)?;
     if let Some(content) = &c.content {
         let content = cx.scope.expand(content)?;
-        mkdir_remote(cx, remote_parent(&destination)).await?;
         cx.comm
             .upload_bytes(content.into_bytes(), &destination, 0o644)
             .await?;
@@ -61,13 +45,6 @@ pub async fn run(c: &FileConfig, cx: &Context<'_>) -> Result<After, ProvisionErr
         }
     }
     Ok(After::Connected)
-}
-
-async fn mkdir_remote(cx: &Context<'_>, dir: &str) -> Result<(), ProvisionError> {
-    cx.comm
-        .output(&format!("mkdir -p {}", shell_quote(dir)))
-        .await?;
-    Ok(())
 }
 
 async fn upload(
@@ -99,7 +76,6 @@ async fn upload(
             .await?;
     } else {
         let remote = target(destination, source, many);
-        mkdir_remote(cx, remote_parent(&remote)).await?;
         cx.events
             .info(format!("uploading {} to {remote}", local.display()));
         cx.comm
@@ -177,13 +153,5 @@ mod tests {
             target("/etc/httpd", "conf/a.conf", true),
             "/etc/httpd/a.conf"
         );
-    }
-
-    #[test]
-    fn parents_and_names() {
-        assert_eq!(remote_parent("/tmp/x/y.txt"), "/tmp/x");
-        assert_eq!(remote_parent("/y.txt"), "/");
-        assert_eq!(remote_parent("y.txt"), ".");
-        assert_eq!(base_name("site/"), "site");
     }
 }

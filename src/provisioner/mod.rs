@@ -12,6 +12,7 @@ use crate::communicator::{Communicator, Progress, SshError};
 use crate::events::EventSink;
 use crate::template::interpolate::InterpolationError;
 use crate::template::{Provisioner, ProvisionerKind, Scope};
+use crate::wait::WaitParams;
 
 /// What a provisioner needs from the build running it.
 pub struct Context<'a> {
@@ -22,6 +23,15 @@ pub struct Context<'a> {
     pub events: &'a EventSink,
     pub build_id: &'a str,
     pub builder_type: &'a str,
+}
+
+/// A provisioner that failed, named by its label (kind, file and line).
+#[derive(Debug, thiserror::Error)]
+#[error("{provisioner}: {error}")]
+pub struct Failed {
+    pub provisioner: String,
+    #[source]
+    pub error: ProvisionError,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,14 +57,22 @@ pub enum After {
     Disconnected,
 }
 
-/// Runs one provisioner with its pause, timeout and retries.
-pub async fn run(p: &Provisioner, cx: &Context<'_>) -> Result<After, ProvisionError> {
+/// Runs one provisioner with its pause, timeout and retries; its error
+/// names it.
+pub async fn run(p: &Provisioner, cx: &Context<'_>) -> Result<After, Failed> {
+    run_unlabelled(p, cx).await.map_err(|error| Failed {
+        provisioner: p.label(),
+        error,
+    })
+}
+
+async fn run_unlabelled(p: &Provisioner, cx: &Context<'_>) -> Result<After, ProvisionError> {
     if let Some(pause) = p.common.pause_before {
         cx.events
             .info(format!("pausing {pause} before {}", p.label()));
         tokio::time::sleep(pause.0).await;
     }
-    let mut attempt = 0;
+    let mut retries = WaitParams::fixed(Duration::from_secs(2), p.common.max_retries).start();
     loop {
         let result = match &p.kind {
             ProvisionerKind::Shell(c) => shell::run(p, c, cx).await,
@@ -67,16 +85,19 @@ pub async fn run(p: &Provisioner, cx: &Context<'_>) -> Result<After, ProvisionEr
         };
         match result {
             Err(ProvisionError::Ssh(SshError::Cancelled)) => return result,
-            Err(e) if attempt < p.common.max_retries => {
-                attempt += 1;
-                cx.events.warn(format!(
-                    "{} failed ({e}); retry {attempt} of {}",
-                    p.label(),
-                    p.common.max_retries
-                ));
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            other => return other,
+            Err(e) => match retries.next_delay() {
+                Some(delay) => {
+                    cx.events.warn(format!(
+                        "{} failed ({e}); retry {} of {}",
+                        p.label(),
+                        retries.tries() - 1,
+                        p.common.max_retries
+                    ));
+                    tokio::time::sleep(delay).await;
+                }
+                None => return Err(e),
+            },
+            Ok(after) => return Ok(after),
         }
     }
 }

@@ -17,11 +17,7 @@ struct Script {
     body: Vec<u8>,
 }
 
-fn scripts(
-    p: &Provisioner,
-    c: &ShellConfig,
-    cx: &Context<'_>,
-) -> Result<Vec<Script>, ProvisionError> {
+fn scripts(c: &ShellConfig, cx: &Context<'_>) -> Result<Vec<Script>, ProvisionError> {
     if let Some(lines) = &c.inline {
         let shebang = c.inline_shebang.as_deref().unwrap_or(DEFAULT_SHEBANG);
         let mut body = format!("#!{shebang}\n");
@@ -40,7 +36,7 @@ fn scripts(
         .map(|f| {
             let path = cx.template_dir.join(cx.scope.expand(f)?);
             let body = std::fs::read(&path).map_err(|source| ProvisionError::Local {
-                context: format!("{}: cannot read script {}", p.label(), path.display()),
+                context: format!("cannot read script {}", path.display()),
                 source,
             })?;
             Ok(Script {
@@ -79,7 +75,7 @@ pub async fn run(
     let valid = c.valid_exit_codes.clone().unwrap_or_else(|| vec![0]);
     let timeout = p.common.timeout.map(|t| t.0);
 
-    for (i, script) in scripts(p, c, cx)?.into_iter().enumerate() {
+    for (i, script) in scripts(c, cx)?.into_iter().enumerate() {
         let remote = format!(
             "{folder}/imgbuild-{}-{}-{}.sh",
             cx.build_id,
@@ -115,8 +111,7 @@ pub async fn run(
             }
             Err(SshError::TimedOut(limit)) => {
                 return Err(ProvisionError::Failed(format!(
-                    "{}: {} timed out after {}",
-                    p.label(),
+                    "{} timed out after {}",
                     script.origin,
                     humantime::format_duration(limit)
                 )));
@@ -133,8 +128,7 @@ pub async fn run(
                 format!(" (valid exit codes: {valid:?})")
             };
             return Err(ProvisionError::Failed(format!(
-                "{}: {} {status}{expected}",
-                p.label(),
+                "{} {status}{expected}",
                 script.origin
             )));
         }

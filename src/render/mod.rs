@@ -144,7 +144,6 @@ fn describe(event: &Event) -> Option<String> {
         Event::BuildFinished {
             outcome,
             duration,
-            error,
             timings,
             leftovers,
             ..
@@ -155,16 +154,17 @@ fn describe(event: &Event) -> Option<String> {
                 .map(|(step, secs)| format!("{step} {}", short_duration(*secs)))
                 .collect::<Vec<_>>()
                 .join(", ");
-            match (outcome, error) {
-                (Outcome::Succeeded, _) => format!("==> build finished in {took} ({steps})"),
-                (Outcome::Cancelled, _) if *leftovers == 0 => {
+            // A failure's error is printed once, as the last line of the
+            // run (`error: build …`), not here as well.
+            match outcome {
+                Outcome::Succeeded => format!("==> build finished in {took} ({steps})"),
+                Outcome::Cancelled if *leftovers == 0 => {
                     format!("==> build cancelled after {took}; cleanup done")
                 }
-                (Outcome::Cancelled, _) => format!(
+                Outcome::Cancelled => format!(
                     "==> build cancelled after {took}; {leftovers} thing(s) left in place (see above)"
                 ),
-                (Outcome::Failed, Some(e)) => format!("==> build failed after {took}: {e}"),
-                (Outcome::Failed, None) => format!("==> build failed after {took}"),
+                Outcome::Failed => format!("==> build failed after {took} ({steps})"),
             }
         }
     })

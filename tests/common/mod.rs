@@ -2,6 +2,8 @@
 //! 127.0.0.1, the real `imgbuild` binary, and a scratch folder per test.
 #![allow(dead_code)]
 
+pub mod ebs;
+pub mod links;
 pub mod moto;
 pub mod test;
 
@@ -241,6 +243,28 @@ pub fn send_signal(child: &Child, signal: i32) {
     unsafe {
         libc::kill(child.id() as i32, signal);
     }
+}
+
+/// The pids of the processes whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces.
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
 }
 
 /// Processes whose command line contains `needle` (excluding this test process).

@@ -5,12 +5,27 @@
 use std::fmt;
 use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::Client;
+use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
-/// Loads the shared AWS configuration; `region`, when given, wins over the chain.
+use crate::wait::Transient;
+
+/// How many times the SDK tries one EC2 call. EC2 answers bursts of load
+/// with 503 `Unavailable` or `RequestLimitExceeded`; with the SDK's default
+/// of 3, three such answers in a row fail a build that has already run for
+/// many minutes. Ten tries with the SDK's exponential backoff (jittered, up
+/// to 20 s apart) ride out a burst of a minute or more.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// Loads the shared AWS configuration; `region`, when given, wins over the
+/// chain. Every EC2 call, cleanup calls included, runs with the same retry
+/// policy: the SDK's standard mode with [`MAX_ATTEMPTS`] tries, unless
+/// `AWS_MAX_ATTEMPTS` or `AWS_RETRY_MODE` (or the profile's `max_attempts` /
+/// `retry_mode`) say otherwise, as for any AWS tool.
 pub async fn load(region: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
         TimeoutConfig::builder()
@@ -22,7 +37,25 @@ pub async fn load(region: Option<&str>) -> SdkConfig {
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_string()));
     }
-    loader.load().await
+    let shared = loader.load().await;
+    if user_set_retries(&shared) {
+        return shared;
+    }
+    let retry = RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS);
+    shared.into_builder().retry_config(retry).build()
+}
+
+/// Whether the environment or the profile chose a retry policy. The SDK's
+/// own default is standard mode with 3 attempts, so anything else was set.
+fn user_set_retries(shared: &SdkConfig) -> bool {
+    let set_in_env = ["AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    let default = RetryConfig::standard();
+    set_in_env
+        || shared.retry_config().is_some_and(|r| {
+            r.max_attempts() != default.max_attempts() || r.mode() != default.mode()
+        })
 }
 
 /// An EC2 client for `region`, sharing credentials and endpoint settings.
@@ -39,6 +72,8 @@ pub struct ApiError {
     pub operation: &'static str,
     pub code: Option<String>,
     pub message: String,
+    /// The HTTP status of EC2's answer, when there was one.
+    pub status: Option<u16>,
 }
 
 impl ApiError {
@@ -65,6 +100,30 @@ impl ApiError {
             )
         )
     }
+
+    /// EC2 or the network between had a bad moment: a 5xx answer, or
+    /// EC2's own codes for one.
+    pub fn is_server_fault(&self) -> bool {
+        self.status.is_some_and(|s| (500..600).contains(&s))
+            || matches!(
+                self.code.as_deref(),
+                Some(
+                    "Unavailable"
+                        | "ServiceUnavailable"
+                        | "InternalError"
+                        | "InternalFailure"
+                        | "RequestTimeout"
+                )
+            )
+    }
+}
+
+/// In imgbuild's own waits and retries, a resource made a moment ago and not
+/// yet visible, throttling, and server faults are all "not yet".
+impl Transient for ApiError {
+    fn is_transient(&self) -> bool {
+        self.is_not_found() || self.is_throttling() || self.is_server_fault()
+    }
 }
 
 impl fmt::Display for ApiError {
@@ -83,10 +142,9 @@ pub trait Api<T> {
     fn api(self, operation: &'static str) -> Result<T, ApiError>;
 }
 
-impl<T, E, R> Api<T> for Result<T, SdkError<E, R>>
+impl<T, E> Api<T> for Result<T, SdkError<E, HttpResponse>>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
 {
     fn api(self, operation: &'static str) -> Result<T, ApiError> {
         self.map_err(|e| {
@@ -95,10 +153,12 @@ where
                 Some(m) if !m.is_empty() => m.to_string(),
                 _ => causes(&e),
             };
+            let status = e.raw_response().map(|r| r.status().as_u16());
             ApiError {
                 operation,
                 code,
                 message,
+                status,
             }
         })
     }
@@ -117,4 +177,45 @@ fn causes(error: &dyn std::error::Error) -> String {
         current = e.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(code: Option<&str>, status: Option<u16>) -> ApiError {
+        ApiError {
+            operation: "DescribeImages",
+            code: code.map(str::to_string),
+            message: "m".into(),
+            status,
+        }
+    }
+
+    #[test]
+    fn busy_throttled_and_not_yet_visible_are_transient() {
+        for code in [
+            "Unavailable",
+            "InternalError",
+            "RequestLimitExceeded",
+            "Throttling",
+            "InvalidAMIID.NotFound",
+        ] {
+            assert!(error(Some(code), Some(400)).is_transient(), "{code}");
+        }
+        assert!(error(None, Some(503)).is_transient());
+        assert!(error(Some("Whatever"), Some(500)).is_transient());
+    }
+
+    #[test]
+    fn refusals_are_terminal() {
+        for code in [
+            "UnauthorizedOperation",
+            "InvalidParameterValue",
+            "AuthFailure",
+        ] {
+            assert!(!error(Some(code), Some(400)).is_transient(), "{code}");
+        }
+        assert!(!error(None, None).is_transient());
+    }
 }

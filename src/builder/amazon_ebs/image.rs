@@ -13,10 +13,10 @@ use aws_sdk_ec2::types::{
 
 use super::client::{self, Api};
 use super::tags::{self, Tags};
-use super::wait::{self, Poll, WaitParams};
 use super::{EbsContext, Made, Waits};
 use crate::events::{EventSink, Leftover};
 use crate::pipeline::{Ending, Step, StepError};
+use crate::wait::{self, Poll, WaitParams};
 
 /// An image this build made, in one region.
 #[derive(Debug, Clone)]
@@ -205,7 +205,7 @@ async fn finish_image(
                 .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()))
                 .map(str::to_string)
                 .collect();
-            Ok(match image.state() {
+            Ok::<_, client::ApiError>(match image.state() {
                 Some(ImageState::Available) => Poll::Ready(snapshots),
                 Some(
                     state @ (ImageState::Failed
@@ -283,7 +283,7 @@ async fn finish_image(
             if out.snapshots().len() < snapshots.len() {
                 pending.push("some not visible yet".into());
             }
-            Ok(if pending.is_empty() {
+            Ok::<_, client::ApiError>(if pending.is_empty() {
                 Poll::Ready(())
             } else {
                 Poll::Pending(pending.join(", "))

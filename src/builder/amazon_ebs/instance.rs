@@ -12,12 +12,12 @@ use aws_sdk_ec2::types::{
 };
 
 use super::client::{Api, ApiError};
-use super::wait::{self, Poll, WaitParams};
 use super::{EbsContext, Made, tags};
 use crate::builder::ssh_target;
 use crate::events::Leftover;
 use crate::pipeline::{Ending, Step, StepError};
 use crate::template::sources::SshInterface;
+use crate::wait::{self, Poll, WaitParams};
 
 pub const DEFAULT_INSTANCE_TYPE: &str = "t3.micro";
 
@@ -359,7 +359,7 @@ async fn terminate(client: &Client, id: &str, params: WaitParams) -> Result<(), 
     })
     .await;
     match result {
-        Err(wait::WaitError::Api { error, .. }) if error.is_not_found() => Ok(()),
+        Err(wait::WaitError::Call { error, .. }) if error.is_not_found() => Ok(()),
         other => other.map_err(|e| e.to_string()),
     }
 }

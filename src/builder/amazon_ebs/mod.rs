@@ -12,7 +12,6 @@ mod key_pair;
 mod security_group;
 mod source_ami;
 mod tags;
-mod wait;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,13 +26,13 @@ use crate::events::{Artifact, Leftover, Outcome};
 use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
 use crate::template::HumanDuration;
 use crate::template::sources::{AmazonEbsConfig, DEFAULT_AMI_NAME, ami_name_problem};
+use crate::wait::WaitParams;
 
 use super::steps::{Connect, Provision};
 use super::{BuildContext, HasBuild};
 use image::Records;
 use source_ami::SourceAmi;
 use tags::Tags;
-use wait::WaitParams;
 
 /// How long each kind of wait may take, from `[source.NAME.timeouts]`.
 #[derive(Debug, Clone, Copy)]

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, ResourceType};
 
 use super::client::Api;
-use super::wait::{self, Poll, WaitParams};
 use super::{EbsContext, Made, tags};
 use crate::events::Leftover;
 use crate::pipeline::{Ending, Step, StepError};
+use crate::wait::{self, Poll, WaitParams};
 
 /// Answers with the caller's public IPv4 address, as AWS sees it.
 const CHECKIP_URL: &str = "https://checkip.amazonaws.com";
@@ -131,6 +131,7 @@ impl Step<EbsContext> for SecurityGroup {
             factor: 1.5,
             cap: Duration::from_secs(10),
             timeout: Duration::from_secs(180),
+            attempts: None,
         };
         let result = wait::until(params, &format!("security group {id}"), "deleted", || {
             let client = client.clone();
