@@ -81,6 +81,27 @@ pub async fn run(p: &Provisioner, cx: &Context<'_>) -> Result<After, ProvisionEr
     }
 }
 
+/// After an expected disconnect: keep the session if it still works, else
+/// reconnect (waiting, as the first connect did, for the machine to be back).
+pub async fn ensure_connected(cx: &Context<'_>) -> Result<(), ProvisionError> {
+    let alive = cx
+        .comm
+        .exec("true", Some(Duration::from_secs(10)), |_, _| {})
+        .await;
+    if alive.is_ok_and(|s| s.success()) {
+        return Ok(());
+    }
+    cx.events
+        .info(format!("reconnecting to {}", cx.comm.target().endpoint));
+    match cx.comm.reconnect().await {
+        Ok(()) => Ok(()),
+        Err(SshError::Cancelled) => Err(ProvisionError::Ssh(SshError::Cancelled)),
+        Err(e) => Err(ProvisionError::Failed(format!(
+            "reconnecting after an expected disconnect: {e}"
+        ))),
+    }
+}
+
 /// Emits transfer progress as events, labelled by file.
 fn progress(events: &EventSink, label: String) -> Progress {
     let events = events.clone();

@@ -79,7 +79,19 @@ pub async fn run(
     let valid = c.valid_exit_codes.clone().unwrap_or_else(|| vec![0]);
     let timeout = p.common.timeout.map(|t| t.0);
 
-    for (i, script) in scripts(p, c, cx)?.into_iter().enumerate() {
+    let scripts = scripts(p, c, cx)?;
+    let last = scripts.len().saturating_sub(1);
+    for (i, script) in scripts.into_iter().enumerate() {
+        // A script before this one dropped the connection on purpose (a
+        // reboot): the rest of the list runs once the machine is back.
+        if i > 0 && c.expect_disconnect {
+            super::ensure_connected(cx).await.map_err(|e| match e {
+                ProvisionError::Failed(m) => {
+                    ProvisionError::Failed(format!("{}: before {}: {m}", p.label(), script.origin))
+                }
+                other => other,
+            })?;
+        }
         let remote = format!(
             "{folder}/imgbuild-{}-{}-{}.sh",
             cx.build_id,
@@ -91,10 +103,14 @@ pub async fn run(
         // One channel: the script arrives on stdin, is saved, run with no
         // stdin of its own, and removed whatever its outcome: also when a
         // cancel or timeout stops the process group, or the connection drops.
+        // It is written under umask 077 and only then opened to everyone
+        // (0755, as Packer does), so an `execute_command` that runs it as
+        // another user (`sudo -u jenkins`, `su - jenkins -c`) can read it.
         let command = format!(
             "imgbuild_script={path}; trap 'rm -f \"$imgbuild_script\"' EXIT; \
              trap 'exit 143' HUP INT TERM; \
-             umask 077 && cat > \"$imgbuild_script\" && {{ {command}; }} </dev/null"
+             umask 077 && cat > \"$imgbuild_script\" && chmod 0755 \"$imgbuild_script\" && \
+             {{ {command}; }} </dev/null"
         );
         let events = cx.events.clone();
         let result = cx
@@ -109,9 +125,15 @@ pub async fn run(
         let status = match result {
             Ok(status) => status,
             Err(SshError::Disconnected(reason)) if c.expect_disconnect => {
-                cx.events
-                    .info(format!("{} disconnected as expected ({reason})", p.label()));
-                return Ok(After::Disconnected);
+                cx.events.info(format!(
+                    "{}: {} disconnected as expected ({reason})",
+                    p.label(),
+                    script.origin
+                ));
+                if i == last {
+                    return Ok(After::Disconnected);
+                }
+                continue;
             }
             Err(SshError::TimedOut(limit)) => {
                 return Err(ProvisionError::Failed(format!(
@@ -124,7 +146,10 @@ pub async fn run(
             Err(e) => return Err(e.into()),
         };
         if c.expect_disconnect && status.code.is_none() {
-            return Ok(After::Disconnected);
+            if i == last {
+                return Ok(After::Disconnected);
+            }
+            continue;
         }
         if !status.code.is_some_and(|code| valid.contains(&code)) {
             let expected = if valid == [0] {
