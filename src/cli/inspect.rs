@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::VarArgs;
 use crate::error::Error;
-use crate::template::{self, Direction, ProvisionerKind, Template};
+use crate::template::{self, Template};
 
 #[derive(Args)]
 pub struct InspectArgs {
@@ -58,46 +58,7 @@ pub fn describe(t: &Template) -> String {
         out.push_str("  (none)\n");
     }
     for p in &t.provisioners {
-        let what = match &p.kind {
-            ProvisionerKind::Shell(c) => {
-                let mut what = match (&c.inline, &c.script, &c.scripts) {
-                    (Some(lines), _, _) => format!(
-                        "shell: inline, {} line{}",
-                        lines.len(),
-                        if lines.len() == 1 { "" } else { "s" }
-                    ),
-                    (_, Some(s), _) => format!("shell: script {s}"),
-                    (_, _, Some(list)) => format!("shell: scripts {}", list.join(", ")),
-                    _ => "shell".to_string(),
-                };
-                if c.sudo {
-                    what.push_str(" (sudo)");
-                }
-                if !c.env.is_empty() {
-                    let names: Vec<&str> = c.env.keys().map(String::as_str).collect();
-                    let _ = write!(what, "; env {}", names.join(", "));
-                }
-                what
-            }
-            ProvisionerKind::File(c) => {
-                let from = match (&c.source, &c.sources) {
-                    (Some(s), _) => s.clone(),
-                    (_, Some(list)) => list.join(", "),
-                    _ => "inline content".to_string(),
-                };
-                let arrow = if c.direction == Direction::Download {
-                    "<-"
-                } else {
-                    "->"
-                };
-                match c.direction {
-                    Direction::Upload => format!("file: {from} {arrow} {}", c.destination),
-                    Direction::Download => {
-                        format!("file: {} {arrow} {from} (download)", c.destination)
-                    }
-                }
-            }
-        };
+        let what = p.kind.summary();
         let _ = write!(out, "  {}. {what}", p.number);
         if !p.common.only.is_empty() {
             let _ = write!(out, "  [only: {}]", p.common.only.join(", "));

@@ -3,6 +3,7 @@
 //! `load` turns a file plus variable inputs into a [`Template`] or into every
 //! diagnostic at once. It never touches the network.
 
+pub mod check;
 pub mod document;
 mod fields;
 pub mod interpolate;
@@ -10,16 +11,21 @@ mod load;
 pub mod schema;
 pub mod source;
 pub mod sources;
+pub mod value;
 mod variables;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use document::Diagnostic;
+pub(crate) use fields::fields_of;
 pub use interpolate::Scope;
 pub use load::load;
-pub use schema::{Direction, FileConfig, HumanDuration, ProvisionerCommon, ShellConfig, SshConfig};
+pub use schema::{HumanDuration, ProvisionerCommon, SshConfig};
 pub use source::SourceConfig;
 pub use variables::VarInputs;
+
+use crate::provisioner::ProvisionerConfig;
 
 /// A template that passed every check, with its variables resolved.
 #[derive(Debug, Clone)]
@@ -72,7 +78,7 @@ pub struct Variable {
 pub struct Source {
     pub name: String,
     pub ssh: SshConfig,
-    pub config: SourceConfig,
+    pub config: Arc<dyn SourceConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,13 +88,8 @@ pub struct Provisioner {
     /// Where it is written, for messages: `templates/httpd.toml:14`.
     pub location: String,
     pub common: ProvisionerCommon,
-    pub kind: ProvisionerKind,
-}
-
-#[derive(Debug, Clone)]
-pub enum ProvisionerKind {
-    Shell(ShellConfig),
-    File(FileConfig),
+    /// The type's own settings, and what it does.
+    pub kind: Arc<dyn ProvisionerConfig>,
 }
 
 impl Provisioner {
@@ -99,10 +100,7 @@ impl Provisioner {
     }
 
     pub fn type_name(&self) -> &'static str {
-        match self.kind {
-            ProvisionerKind::Shell(_) => "shell",
-            ProvisionerKind::File(_) => "file",
-        }
+        self.kind.type_name()
     }
 
     /// `provisioner 2 (shell, templates/httpd.toml:14)`
@@ -114,4 +112,11 @@ impl Provisioner {
             self.location
         )
     }
+}
+
+/// A name made of letters, digits and `_`, not starting with a digit.
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -3,12 +3,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::template::document::KeyPath;
+use crate::builder::BuildContext;
+use crate::pipeline::{RunOptions, RunReport};
+use crate::template::check::Checker;
 use crate::template::interpolate::{Scope, references};
 use crate::template::schema::{HumanDuration, SshConfig};
-use crate::template::source::{Checker, SourceSchema};
+use crate::template::source::{SourceConfig, SourceSchema};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,9 +95,23 @@ pub const DEFAULT_AMI_NAME: &str = "${image.name}-${image.version}-${build.times
 /// Root volume types EC2 accepts.
 const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
 
+#[async_trait]
+impl SourceConfig for AmazonEbsConfig {
+    fn type_name(&self) -> &'static str {
+        Self::TYPE
+    }
+
+    fn provides(&self) -> &'static [&'static str] {
+        &["ami", "id", "region", "instance_id"]
+    }
+
+    async fn build(&self, ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext) {
+        crate::builder::amazon_ebs::run(ctx, self.clone(), opts).await
+    }
+}
+
 impl SourceSchema for AmazonEbsConfig {
     const TYPE: &'static str = "amazon-ebs";
-    const PROVIDES: &'static [&'static str] = &["ami", "id", "region", "instance_id"];
 
     fn check(&self, ssh: &SshConfig, checker: &mut Checker<'_>) {
         match (&self.source_ami, &self.source_ami_filter) {
@@ -172,9 +189,8 @@ impl SourceSchema for AmazonEbsConfig {
         }
         for (i, cidr) in self.temporary_sg_cidrs.iter().flatten().enumerate() {
             if !cidr.contains("${") && !is_cidr(cidr) {
-                error_at(
-                    checker,
-                    checker.base.key("temporary_sg_cidrs").index(i),
+                checker.error_at(
+                    &checker.base.key("temporary_sg_cidrs").index(i),
                     format!("`{cidr}` is not a CIDR block like 203.0.113.7/32"),
                 );
             }
@@ -211,9 +227,8 @@ impl SourceSchema for AmazonEbsConfig {
         ] {
             for name in tags.keys() {
                 if name.starts_with("imgbuild:") || name.to_ascii_lowercase().starts_with("aws:") {
-                    error_at(
-                        checker,
-                        checker.base.key(key).key(name),
+                    checker.error_at(
+                        &checker.base.key(key).key(name),
                         format!(
                             "tag keys starting with `{}` are reserved",
                             &name[..name.find(':').unwrap_or(0) + 1]
@@ -225,9 +240,8 @@ impl SourceSchema for AmazonEbsConfig {
         for (i, user) in self.ami_users.iter().enumerate() {
             let account_id = user.len() == 12 && user.chars().all(|c| c.is_ascii_digit());
             if !account_id && !user.contains("${") {
-                error_at(
-                    checker,
-                    checker.base.key("ami_users").index(i),
+                checker.error_at(
+                    &checker.base.key("ami_users").index(i),
                     format!("`{user}` is not a 12-digit AWS account id"),
                 );
             }
@@ -267,9 +281,8 @@ impl AmazonEbsConfig {
         for (i, region) in self.ami_regions.iter().enumerate() {
             let region = partial_expand(region, checker.known);
             if !region.contains("${") && !is_region(&region) {
-                error_at(
-                    checker,
-                    checker.base.key("ami_regions").index(i),
+                checker.error_at(
+                    &checker.base.key("ami_regions").index(i),
                     format!("`{region}` is not an AWS region name like eu-west-3"),
                 );
             }
@@ -288,14 +301,6 @@ impl AmazonEbsConfig {
             });
         }
     }
-}
-
-/// An error about a value deeper than the source's own keys (a list item, a tag).
-fn error_at(checker: &mut Checker<'_>, path: KeyPath, message: String) {
-    let span = checker.doc.span_of(&path);
-    checker
-        .diagnostics
-        .push(checker.doc.diagnostic(span, message));
 }
 
 /// Why `name` cannot be an AMI name, if it cannot. References still in it
