@@ -3,45 +3,34 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use common::test::Test;
-use common::{Scratch, imgbuild, run, text};
 
-const LIMIT: Duration = Duration::from_secs(60);
-
-fn validate(scratch: &Scratch, template: &str) -> (Option<i32>, String, String) {
-    scratch.write("t.toml", template);
-    let out = run(
-        imgbuild()
-            .args(["validate", "t.toml"])
-            .current_dir(scratch.dir.path()),
-        LIMIT,
-    );
-    (out.status.code(), text(&out.stdout), text(&out.stderr))
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-#[test]
-fn every_shipped_template_validates() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
+fn shipped_templates() -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("templates"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
+    files
+}
+
+#[test]
+fn every_shipped_template_validates() {
+    let files = shipped_templates();
     assert!(files.len() >= 2, "templates/ holds the examples");
-    let out = run(imgbuild().arg("validate").args(&files), LIMIT);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut test = Test::new().arg("validate").args(&files).stderr("");
     for f in &files {
-        assert!(
-            text(&out.stdout).contains(&format!("{}: ok", f.display())),
-            "{}",
-            text(&out.stdout)
-        );
+        test = test.stdout_contains(&format!("{}: ok (", f.display()));
     }
+    test.run();
 }
 
 #[test]
@@ -99,126 +88,154 @@ error: t.toml:11:17: unknown reference `${HOME}`
 
 #[test]
 fn syntax_errors_point_at_the_line() {
-    let scratch = Scratch::new();
-    let (code, _, stderr) = validate(&scratch, "name = \"x\"\nversion = \n");
-    assert_eq!(code, Some(2));
-    assert!(stderr.starts_with("error: t.toml:2:"), "{stderr}");
-    assert!(stderr.contains(" 2 | version = "), "{stderr}");
+    Test::new()
+        .file("t.toml", "name = \"x\"\nversion = \n")
+        .args(["validate", "t.toml"])
+        .stdout("")
+        .stderr(
+            "error: t.toml:2:11: string values must be quoted, expected literal string
+ 2 | version = 
+   |           ^
+
+1 error found
+",
+        )
+        .status(2)
+        .run();
 }
 
 #[test]
 fn wrong_types_and_bad_values_are_located() {
-    let scratch = Scratch::new();
-    let (code, _, stderr) = validate(
-        &scratch,
-        "name = \"demo\"\nversion = \"1\"\n[source.box]\ntype = \"ssh\"\nssh_host = \"h\"\nssh_username = \"u\"\nssh_port = 70000\n[source.b2]\ntype = \"ssh\"\nssh_timeout = \"soon\"\n",
-    );
-    assert_eq!(code, Some(2));
-    assert!(
-        stderr.contains("error: t.toml:7:12: invalid port `70000`; expected 1-65535"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("t.toml:10:15: invalid duration `soon`"),
-        "{stderr}"
-    );
+    Test::new()
+        .file(
+            "t.toml",
+            "name = \"demo\"\nversion = \"1\"\n[source.box]\ntype = \"ssh\"\nssh_host = \"h\"\nssh_username = \"u\"\nssh_port = 70000\n[source.b2]\ntype = \"ssh\"\nssh_timeout = \"soon\"\n",
+        )
+        .args(["validate", "t.toml"])
+        .stderr(
+            r#"error: t.toml:7:12: invalid port `70000`; expected 1-65535
+ 7 | ssh_port = 70000
+   |            ^^^^^
+
+error: t.toml:10:15: invalid duration `soon` (expected number at 0); write e.g. "30s", "5m" or "1h"
+ 10 | ssh_timeout = "soon"
+    |               ^^^^^^
+
+2 errors found
+"#,
+        )
+        .status(2)
+        .run();
+}
+
+const VARS_TEMPLATE: &str = "name = \"demo\"\nversion = \"${var.who}\"\n[variables.who]\n[variables.token]\nsensitive = true\ndefault = \"abc\"\n[source.box]\ntype = \"ssh\"\nssh_host = \"h\"\nssh_username = \"u\"\n";
+
+/// What `inspect` prints for VARS_TEMPLATE when `who` is `who`.
+fn vars_inspected(who: &str) -> String {
+    format!(
+        "template: t.toml
+image: demo {who}
+
+variables:
+  who: string = \"{who}\"
+  token: string = <sensitive>
+
+sources:
+  box  (ssh)
+
+provisioners:
+  (none)
+"
+    )
 }
 
 #[test]
 fn variables_come_from_flags_files_and_environment() {
-    let scratch = Scratch::new();
-    scratch.write("vars.toml", "who = \"file\"\n");
-    scratch.write(
-        "t.toml",
-        "name = \"demo\"\nversion = \"${var.who}\"\n[variables.who]\n[variables.token]\nsensitive = true\ndefault = \"abc\"\n[source.box]\ntype = \"ssh\"\nssh_host = \"h\"\nssh_username = \"u\"\n",
-    );
-    let inspect = |args: &[&str], env: Option<(&str, &str)>| {
-        let mut cmd = imgbuild();
-        cmd.arg("inspect")
-            .arg("t.toml")
-            .args(args)
-            .current_dir(scratch.dir.path());
-        if let Some((k, v)) = env {
-            cmd.env(k, v);
-        }
-        let out = run(&mut cmd, LIMIT);
-        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    let vars = || {
+        Test::new()
+            .file("t.toml", VARS_TEMPLATE)
+            .file("vars.toml", "who = \"file\"\n")
+            .args(["inspect", "t.toml"])
+            .env_remove("IMGBUILD_VAR_who")
     };
+    vars()
+        .stdout("")
+        .stderr(
+            "error: t.toml:3:12: variable `who` has no value
+ 3 | [variables.who]
+   |            ^^^
+  help: set it with `--var who=VALUE`, a `--var-file`, or IMGBUILD_VAR_who; or give it a `default`
 
-    let (code, _, stderr) = inspect(&[], None);
-    assert_eq!(code, Some(2));
-    assert!(
-        stderr.contains("t.toml:3:12: variable `who` has no value"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("help: set it with `--var who=VALUE`, a `--var-file`, or IMGBUILD_VAR_who"),
-        "{stderr}"
-    );
+1 error found
+",
+        )
+        .status(2)
+        .run();
+    // Sensitive values are masked.
+    vars()
+        .env("IMGBUILD_VAR_who", "env")
+        .stdout(&vars_inspected("env"))
+        .run();
+    // A var file wins over the environment, a flag over files.
+    vars()
+        .env("IMGBUILD_VAR_who", "env")
+        .args(["--var-file", "vars.toml"])
+        .stdout(&vars_inspected("file"))
+        .run();
+    vars()
+        .args(["--var-file", "vars.toml", "--var", "who=flag"])
+        .stdout(&vars_inspected("flag"))
+        .run();
+    vars()
+        .args(["--var", "whom=x", "--var", "who=y"])
+        .stdout("")
+        .stderr(
+            "error: t.toml:1:1: --var whom=… sets `whom`, which the template does not declare
+ 1 | name = \"demo\"
+   | ^
+  help: did you mean `who`?
 
-    let (code, stdout, _) = inspect(&[], Some(("IMGBUILD_VAR_who", "env")));
-    assert_eq!(code, Some(0));
-    assert!(stdout.contains("image: demo env\n"), "{stdout}");
-    assert!(
-        stdout.contains("  token = <sensitive>\n"),
-        "sensitive values are masked:\n{stdout}"
-    );
-    assert!(!stdout.contains("abc"), "{stdout}");
-
-    let (_, stdout, _) = inspect(
-        &["--var-file", "vars.toml"],
-        Some(("IMGBUILD_VAR_who", "env")),
-    );
-    assert!(
-        stdout.contains("image: demo file\n"),
-        "a var file wins over the environment:\n{stdout}"
-    );
-
-    let (_, stdout, _) = inspect(&["--var-file", "vars.toml", "--var", "who=flag"], None);
-    assert!(
-        stdout.contains("image: demo flag\n"),
-        "a flag wins over files:\n{stdout}"
-    );
-
-    let (code, _, stderr) = inspect(&["--var", "whom=x", "--var", "who=y"], None);
-    assert_eq!(code, Some(2));
-    assert!(
-        stderr.contains("--var whom=… sets `whom`, which the template does not declare"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("help: did you mean `who`?"), "{stderr}");
+1 error found
+",
+        )
+        .status(2)
+        .run();
 }
 
 #[test]
 fn inspect_lists_sources_and_provisioners_in_order() {
-    let out = run(
-        imgbuild()
-            .args(["inspect", "templates/httpd.toml"])
-            .current_dir(env!("CARGO_MANIFEST_DIR")),
-        LIMIT,
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains("sources:\n  local  (qemu)\n  aws  (amazon-ebs)\n"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains(
-            "provisioners:\n  1. shell: script ../provisioners/httpd/install.sh\n  2. file: ../provisioners/httpd/site/ -> /tmp/imgbuild-site\n"
-        ),
-        "{stdout}"
-    );
+    let httpd = repo().join("templates/httpd.toml");
+    Test::new()
+        .args(["inspect".as_ref(), httpd.as_os_str()])
+        .env_remove("IMGBUILD_VAR_region")
+        .stdout(&format!(
+            r#"template: {}
+image: httpd 1.2 (Apache httpd serving a static page)
+
+variables:
+  region: string = "eu-west-3"  # AWS region to build the AMI in
+  server_name: string = "www.example.com"  # ServerName written into the httpd configuration
+  ssh_host: string = ""  # Reach the build machine at this address instead (bastion tunnels, private networks, local emulators)
+  ssh_port: string = ""  # SSH port to use with ssh_host (default 22)
+
+sources:
+  local  (qemu)
+  aws  (amazon-ebs)
+
+provisioners:
+  1. shell: script ../provisioners/httpd/install.sh
+  2. file: ../provisioners/httpd/site/ -> /tmp/imgbuild-site
+  3. shell: script ../provisioners/httpd/configure.sh; env IMAGE_VERSION, SERVER_NAME, SITE_DIR
+"#,
+            httpd.display()
+        ))
+        .run();
 }
 
 #[test]
 fn usage_errors_exit_2_and_help_names_environment_twins() {
-    let out = run(imgbuild().args(["build"]), LIMIT);
-    assert_eq!(out.status.code(), Some(2));
-
-    let out = run(imgbuild().args(["build", "--help"]), LIMIT);
-    assert_eq!(out.status.code(), Some(0));
-    let help = text(&out.stdout);
+    Test::new().arg("build").status(2).run();
+    let mut help = Test::new().args(["build", "--help"]);
     for env in [
         "IMGBUILD_ONLY",
         "IMGBUILD_EXCEPT",
@@ -227,30 +244,37 @@ fn usage_errors_exit_2_and_help_names_environment_twins() {
         "IMGBUILD_ON_ERROR",
         "IMGBUILD_MANIFEST",
     ] {
-        assert!(help.contains(env), "--help mentions {env}:\n{help}");
+        help = help.stdout_contains(env);
     }
-
-    let out = run(
-        imgbuild()
-            .args(["build", "templates/httpd.toml", "--only", "nope"])
-            .current_dir(env!("CARGO_MANIFEST_DIR")),
-        LIMIT,
-    );
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        text(&out.stderr),
-        "error: no source named `nope` in templates/httpd.toml (sources: local, aws)\n"
-    );
+    help.run();
+    let httpd = repo().join("templates/httpd.toml");
+    Test::new()
+        .args([
+            "build".as_ref(),
+            httpd.as_os_str(),
+            "--only".as_ref(),
+            "nope".as_ref(),
+        ])
+        .stdout("")
+        .stderr(&format!(
+            "error: no source named `nope` in {} (sources: local, aws)\n",
+            httpd.display()
+        ))
+        .status(2)
+        .run();
 }
 
 #[test]
 fn a_missing_file_is_a_validation_error() {
-    let out = run(imgbuild().args(["validate", "/nonexistent/t.toml"]), LIMIT);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr)
-            .starts_with("error: /nonexistent/t.toml: cannot read template: No such file"),
-        "{}",
-        text(&out.stderr)
-    );
+    Test::new()
+        .args(["validate", "/nonexistent/t.toml"])
+        .stdout("")
+        .stderr(
+            "error: /nonexistent/t.toml: cannot read template: No such file or directory (os error 2)
+
+1 error found
+",
+        )
+        .status(2)
+        .run();
 }

@@ -40,18 +40,38 @@ pub fn describe(t: &Template) -> String {
     for v in &t.variables {
         let value = match (&v.value, v.sensitive) {
             (_, true) => "<sensitive>".to_string(),
-            (Some(value), false) => format!("{value:?}"),
+            (Some(value), false) => value.to_string(),
             (None, false) => "(unset)".to_string(),
         };
-        let _ = write!(out, "  {} = {value}", v.name);
+        let _ = write!(out, "  {}: {} = {value}", v.name, v.kind);
         if let Some(d) = &v.description {
             let _ = write!(out, "  # {d}");
         }
         out.push('\n');
     }
+    if !t.locals.is_empty() {
+        out.push_str("\nlocals:\n");
+    }
+    for l in &t.locals {
+        let value = if l.sensitive {
+            "<sensitive>".to_string()
+        } else {
+            l.value.to_string()
+        };
+        let _ = writeln!(out, "  {} = {value}", l.name);
+    }
     out.push_str("\nsources:\n");
     for s in &t.sources {
-        let _ = writeln!(out, "  {}  ({})", s.name, s.config.type_name());
+        let _ = write!(out, "  {}  ({})", s.name, s.config.type_name());
+        if !s.defaulted.is_empty() {
+            let _ = write!(
+                out,
+                "  [from source_defaults.{}: {}]",
+                s.config.type_name(),
+                s.defaulted.join(", ")
+            );
+        }
+        out.push('\n');
     }
     out.push_str("\nprovisioners:\n");
     if t.provisioners.is_empty() {

@@ -16,6 +16,9 @@ pub struct Checker<'a> {
     pub diagnostics: &'a mut Vec<Diagnostic>,
     /// Values known at load time (`var.*`, `local.*`, `image.*`), for checks on expanded text.
     pub known: &'a Scope,
+    /// Where settings this table does not write come from
+    /// (`source_defaults.TYPE`), so errors about them point there.
+    pub defaults: Option<KeyPath>,
 }
 
 impl Checker<'_> {
@@ -31,7 +34,17 @@ impl Checker<'_> {
 
     /// An error about a value anywhere (a list item, a tag).
     pub fn error_at(&mut self, path: &KeyPath, message: impl Into<String>) -> &mut Diagnostic {
-        let span = self.doc.span_of(path);
+        let from_defaults = || {
+            let defaults = self.defaults.as_ref()?;
+            let rest = path.0.strip_prefix(self.base.0.as_slice())?;
+            let mut there = defaults.clone();
+            there.0.extend(rest.iter().cloned());
+            self.doc.value_at(&there).map(|v| v.span())
+        };
+        let span = match self.doc.value_at(path) {
+            Some(v) => Some(v.span()),
+            None => from_defaults().or_else(|| self.doc.span_of(path)),
+        };
         self.diagnostics.push(self.doc.diagnostic(span, message));
         self.diagnostics.last_mut().expect("just pushed")
     }
@@ -43,7 +56,7 @@ impl Checker<'_> {
     /// Reads `value` as `T` (references resolved, strings converted, empty
     /// strings as unset); a mismatch is reported where it was written.
     pub fn deserialize<T: DeserializeOwned>(&mut self, value: Value) -> Option<T> {
-        match value::deserialize::<T>(value, &self.base) {
+        match value::deserialize::<T>(value, self.known) {
             Ok(v) => Some(v),
             Err(e) => {
                 self.diagnostics

@@ -5,7 +5,10 @@
 
 pub mod check;
 pub mod document;
+pub mod expr;
 mod fields;
+mod functions;
+mod hints;
 pub mod interpolate;
 mod load;
 pub mod schema;
@@ -20,10 +23,11 @@ use std::sync::Arc;
 pub use document::Diagnostic;
 pub(crate) use fields::fields_of;
 pub use interpolate::Scope;
+pub use interpolate::Typed;
 pub use load::load;
 pub use schema::{HumanDuration, ProvisionerCommon, SshConfig};
 pub use source::SourceConfig;
-pub use variables::VarInputs;
+pub use variables::{VarInputs, VarType};
 
 use crate::provisioner::ProvisionerConfig;
 
@@ -35,6 +39,7 @@ pub struct Template {
     pub version: String,
     pub description: Option<String>,
     pub variables: Vec<Variable>,
+    pub locals: Vec<Local>,
     pub sources: Vec<Source>,
     pub provisioners: Vec<Provisioner>,
     /// `var.*`, `image.*`: the values known before any build starts.
@@ -47,12 +52,21 @@ impl Template {
         self.path.parent().unwrap_or(Path::new("."))
     }
 
-    /// Values of sensitive variables, to be masked wherever text is shown.
+    /// Values of sensitive variables, and of locals made from them, to be
+    /// masked wherever text is shown.
     pub fn secrets(&self) -> Vec<String> {
-        self.variables
+        let vars = self
+            .variables
             .iter()
             .filter(|v| v.sensitive)
-            .filter_map(|v| v.value.clone())
+            .filter_map(|v| v.value.as_ref());
+        let locals = self.locals.iter().filter(|l| l.sensitive).map(|l| &l.value);
+        vars.chain(locals)
+            .flat_map(|v| match v {
+                Typed::List(items) => items.clone(),
+                Typed::Map(map) => map.values().cloned().collect(),
+                other => other.as_text().into_iter().collect(),
+            })
             .filter(|v| !v.is_empty())
             .collect()
     }
@@ -69,8 +83,19 @@ impl Template {
 #[derive(Debug, Clone)]
 pub struct Variable {
     pub name: String,
-    pub value: Option<String>,
+    pub kind: VarType,
+    pub value: Option<Typed>,
     pub description: Option<String>,
+    pub sensitive: bool,
+}
+
+/// `[locals]`: a value computed once from variables, the environment,
+/// other locals and functions.
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub name: String,
+    pub value: Typed,
+    /// Made from a sensitive variable (or local), so masked like one.
     pub sensitive: bool,
 }
 
@@ -79,6 +104,8 @@ pub struct Source {
     pub name: String,
     pub ssh: SshConfig,
     pub config: Arc<dyn SourceConfig>,
+    /// Settings taken from `[source_defaults.TYPE]`, in the order written there.
+    pub defaulted: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -56,16 +56,6 @@ impl<'de> Deserialize<'de> for PortValue {
     }
 }
 
-/// `[variables.NAME]`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VariableDef {
-    pub default: Option<String>,
-    pub description: Option<String>,
-    #[serde(default)]
-    pub sensitive: bool,
-}
-
 /// How to reach a machine over SSH; accepted on every source.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,28 +6,29 @@
 mod provisioners;
 mod references;
 mod sources;
+mod variables;
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::Template;
 use super::check::Checker;
-use super::document::{Diagnostic, Document, KeyPath, did_you_mean};
-use super::fields::fields_of;
+use super::document::{Diagnostic, Document, KeyPath};
+use super::hints;
 use super::interpolate::Scope;
-use super::schema::VariableDef;
 use super::value::Value;
-use super::variables::{self, VarInputs};
-use super::{Template, Variable, is_identifier};
+use super::variables::VarInputs;
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "name",
     "version",
     "description",
     "variables",
+    "locals",
+    "source_defaults",
     "source",
     "provisioner",
 ];
@@ -93,13 +94,9 @@ impl<'a> Loader<'a> {
         );
         let description = self.optional_string(&KeyPath::root().key("description"));
 
-        let variables = self.variables(inputs);
-        let mut scope = Scope::default();
-        for v in &variables {
-            if let Some(value) = &v.value {
-                scope.set(format!("var.{}", v.name), value.clone());
-            }
-        }
+        let mut scope = Scope::in_dir(self.doc.path.parent().unwrap_or(Path::new(".")));
+        let variables = self.variables(inputs, &mut scope);
+        let locals = self.locals(&mut scope, &variables);
         let expanded_name = name.as_ref().and_then(|n| scope.expand(n).ok());
         let expanded_version = version.as_ref().and_then(|v| scope.expand(v).ok());
         if let Some(n) = &expanded_name {
@@ -111,7 +108,12 @@ impl<'a> Loader<'a> {
 
         let sources = self.sources(&scope);
         let provisioners = self.provisioners(&sources, &scope);
-        self.references(&sources, &provisioners, &variables);
+        self.references(&references::Declared {
+            sources: &sources,
+            provisioners: &provisioners,
+            vars: &variables,
+            locals: &locals,
+        });
         if let Some(name) = &name {
             self.check_name(name);
         }
@@ -124,6 +126,7 @@ impl<'a> Loader<'a> {
             version,
             description: description.and_then(|d| scope.expand(&d).ok()),
             variables,
+            locals,
             sources,
             provisioners: provisioners.into_iter().map(|(p, _)| p).collect(),
             scope,
@@ -146,7 +149,7 @@ impl<'a> Loader<'a> {
     /// Reports every key of `table` not in any of `allowed`.
     fn unknown_keys(
         &mut self,
-        path: &KeyPath,
+        _path: &KeyPath,
         table: &DeTable<'static>,
         allowed: &[&[&str]],
         place: &str,
@@ -158,15 +161,13 @@ impl<'a> Loader<'a> {
                 continue;
             }
             clean = false;
-            let hint = did_you_mean(key_name, allowed.iter().flat_map(|s| s.iter().copied()));
-            let d = self.error(
+            let help =
+                hints::unknown_key_help(key_name, allowed.iter().flat_map(|s| s.iter().copied()));
+            self.error(
                 Some(key.span()),
                 format!("unknown key `{key_name}` {place}"),
-            );
-            if let Some(hint) = hint {
-                d.help = Some(format!("did you mean `{hint}`?"));
-            }
-            let _ = path;
+            )
+            .help = help;
         }
         clean
     }
@@ -218,82 +219,8 @@ impl<'a> Loader<'a> {
             base: base.clone(),
             diagnostics: &mut self.diags,
             known,
+            defaults: None,
         }
-    }
-
-    fn variables(&mut self, inputs: &VarInputs) -> Vec<Variable> {
-        let path = KeyPath::root().key("variables");
-        let mut out = Vec::new();
-        let Some(table) = self.table_at(&path, "one `[variables.NAME]` table per variable") else {
-            return out;
-        };
-        let assigned = match variables::gather(inputs) {
-            Ok(a) => a,
-            Err(mut d) => {
-                self.diags.append(&mut d);
-                BTreeMap::new()
-            }
-        };
-        for (key, value) in table.iter() {
-            let name = key.get_ref().to_string();
-            let var_path = path.key(&name);
-            if !is_identifier(&name) {
-                self.error(
-                    Some(key.span()),
-                    format!("variable name `{name}` may contain only letters, digits and `_`"),
-                );
-            }
-            let Some(def_table) =
-                self.table_at(&var_path, "with `default`, `description`, `sensitive`")
-            else {
-                continue;
-            };
-            if !self.unknown_keys(
-                &var_path,
-                def_table,
-                &[fields_of::<VariableDef>()],
-                &format!("in variable `{name}`"),
-            ) {
-                continue;
-            }
-            let Some(def) = self
-                .checker(&var_path, &Scope::default())
-                .deserialize::<VariableDef>(value.clone())
-            else {
-                continue;
-            };
-            let set = assigned.get(&name).map(|a| a.value.clone());
-            let value_now = set.or(def.default.clone());
-            if value_now.is_none() {
-                self.error(Some(key.span()), format!("variable `{name}` has no value"))
-                    .help = Some(format!(
-                    "set it with `--var {name}=VALUE`, a `--var-file`, or IMGBUILD_VAR_{name}; or give it a `default`"
-                ));
-            }
-            out.push(Variable {
-                name,
-                value: value_now,
-                description: def.description,
-                sensitive: def.sensitive,
-            });
-        }
-        for (name, a) in &assigned {
-            if !table.contains_key(name.as_str()) && !a.origin.starts_with("environment") {
-                let hint = did_you_mean(name, table.iter().map(|(k, _)| k.get_ref().as_ref()));
-                let d = self.doc.diagnostic(
-                    Some(0..0),
-                    format!(
-                        "{} sets `{name}`, which the template does not declare",
-                        a.origin
-                    ),
-                );
-                self.diags.push(match hint {
-                    Some(h) => d.with_help(format!("did you mean `{h}`?")),
-                    None => d.with_help(format!("declare it with a `[variables.{name}]` table")),
-                });
-            }
-        }
-        out
     }
 }
 

@@ -5,8 +5,9 @@ use toml::de::DeValue;
 
 use super::{Loader, quoted_list, subtable};
 use crate::provisioner::{self, KINDS};
-use crate::template::document::{KeyPath, did_you_mean};
+use crate::template::document::KeyPath;
 use crate::template::fields::fields_of;
+use crate::template::hints::did_you_mean;
 use crate::template::interpolate::Scope;
 use crate::template::schema::ProvisionerCommon;
 use crate::template::{Provisioner, Source};

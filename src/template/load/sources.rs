@@ -1,17 +1,22 @@
 //! `[source.NAME]` tables: each one's type, its SSH settings and its
-//! type's own settings, checked against that type's schema.
+//! type's own settings, checked against that type's schema, with the type's
+//! `[source_defaults.TYPE]` merged under them.
 
+use std::collections::BTreeMap;
+
+use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{Loader, quoted_list, subtable};
-use crate::template::document::{KeyPath, did_you_mean};
+use crate::template::document::KeyPath;
 use crate::template::fields::fields_of;
+use crate::template::hints::did_you_mean;
 use crate::template::interpolate::Scope;
 use crate::template::schema::SshConfig;
 use crate::template::source::{self, KINDS, Kind};
 use crate::template::{Source, is_identifier};
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
     pub(super) fn sources(&mut self, known: &Scope) -> Vec<Source> {
         let path = KeyPath::root().key("source");
         let mut out = Vec::new();
@@ -24,6 +29,7 @@ impl Loader<'_> {
             return out;
         };
         let ssh_keys = fields_of::<SshConfig>();
+        let defaults = self.source_defaults();
         for (key, value) in table.iter() {
             let name = key.get_ref().to_string();
             let src_path = path.key(&name);
@@ -49,7 +55,16 @@ impl Loader<'_> {
             ) {
                 continue;
             }
+            let (merged, defaulted) = match defaults.get(kind.name) {
+                Some(shared) => (merge(shared, src_table), defaulted_keys(shared, src_table)),
+                None => (src_table.clone(), Vec::new()),
+            };
+            let value = &Spanned::new(value.span(), DeValue::Table(merged));
+            let DeValue::Table(src_table) = value.get_ref() else {
+                unreachable!("just built as a table")
+            };
             let mut checker = self.checker(&src_path, known);
+            checker.defaults = Some(KeyPath::root().key("source_defaults").key(kind.name));
             let Some(ssh) = checker.deserialize::<SshConfig>(subtable(value, src_table, ssh_keys))
             else {
                 continue;
@@ -59,9 +74,55 @@ impl Loader<'_> {
                 checker.local_file(&src_path.key("ssh_private_key_file"), private_key);
             }
             if let Some(config) = config {
-                out.push(Source { name, ssh, config });
+                out.push(Source {
+                    name,
+                    ssh,
+                    config,
+                    defaulted,
+                });
             }
         }
+        out
+    }
+
+    /// `[source_defaults.TYPE]` tables, each checked once against its type's keys.
+    fn source_defaults(&mut self) -> BTreeMap<&'static str, &'a DeTable<'static>> {
+        let path = KeyPath::root().key("source_defaults");
+        let mut out = BTreeMap::new();
+        let doc = self.doc;
+        let Some(table) =
+            self.table_at(&path, "one `[source_defaults.TYPE]` table per source type")
+        else {
+            return out;
+        };
+        let types = type_names();
+        for (key, _) in table.iter() {
+            let type_name = key.get_ref().as_ref();
+            let Some(kind) = source::kind(type_name) else {
+                let hint = did_you_mean(type_name, types.iter().copied());
+                self.error(
+                    Some(key.span()),
+                    format!("unknown source type \"{type_name}\""),
+                )
+                .help = Some(match hint {
+                    Some(h) => format!("did you mean \"{h}\"?"),
+                    None => format!("the source types are {}", quoted_list(&types)),
+                });
+                continue;
+            };
+            let Some(shared) = self.table_at(
+                &path.key(type_name),
+                "settings for every source of the type",
+            ) else {
+                continue;
+            };
+            let place = format!("in `[source_defaults.{type_name}]`");
+            let keys = [fields_of::<SshConfig>(), (kind.fields)()];
+            if self.unknown_keys(&path.key(type_name), shared, &keys, &place) {
+                out.insert(kind.name, shared);
+            }
+        }
+        let _ = doc;
         out
     }
 
@@ -94,4 +155,36 @@ impl Loader<'_> {
 
 fn type_names() -> Vec<&'static str> {
     KINDS.iter().map(|k| k.name).collect()
+}
+
+/// `own` over `shared`: a key in both takes `own`'s value, except that two
+/// tables (`tags`, `source_ami_filter`) merge key by key.
+fn merge(shared: &DeTable<'static>, own: &DeTable<'static>) -> DeTable<'static> {
+    let mut out = shared.clone();
+    for (key, value) in own.iter() {
+        let merged = match (
+            out.get(key.get_ref().as_ref()).map(|v| v.get_ref()),
+            value.get_ref(),
+        ) {
+            (Some(DeValue::Table(a)), DeValue::Table(b)) => {
+                Spanned::new(value.span(), DeValue::Table(merge(a, b)))
+            }
+            _ => value.clone(),
+        };
+        out.remove(key.get_ref().as_ref());
+        out.insert(key.clone(), merged);
+    }
+    out
+}
+
+/// The keys a source takes (in part) from its type's defaults.
+fn defaulted_keys(shared: &DeTable<'static>, own: &DeTable<'static>) -> Vec<String> {
+    shared
+        .iter()
+        .map(|(k, _)| k.get_ref().as_ref())
+        .filter(|k| {
+            !matches!(own.get(*k).map(|v| v.get_ref()), Some(v) if !matches!(v, DeValue::Table(_)))
+        })
+        .map(str::to_string)
+        .collect()
 }

@@ -9,7 +9,6 @@ use serde::Deserialize;
 use crate::builder::BuildContext;
 use crate::pipeline::{RunOptions, RunReport};
 use crate::template::check::Checker;
-use crate::template::interpolate::{Scope, references};
 use crate::template::schema::{HumanDuration, SshConfig};
 use crate::template::source::{SourceConfig, SourceSchema};
 
@@ -215,10 +214,10 @@ impl SourceSchema for AmazonEbsConfig {
             );
         }
         if let Some(imds) = &self.imds_support
-            && !imds.is_empty()
             && imds != "v2.0"
+            && imds != "none"
         {
-            checker.error("imds_support", "`imds_support` may be \"v2.0\" (the default) or \"\" to leave the AMI's setting alone");
+            checker.error("imds_support", "`imds_support` may be \"v2.0\" (the default) or \"none\" to leave the AMI's setting alone");
         }
         for (key, tags) in [
             ("tags", &self.tags),
@@ -255,7 +254,7 @@ impl AmazonEbsConfig {
         let written = self
             .region
             .as_deref()
-            .map(|r| partial_expand(r, checker.known))
+            .map(|r| checker.known.expand_known(r))
             .filter(|r| !r.is_empty());
         match written {
             Some(region) => {
@@ -279,7 +278,7 @@ impl AmazonEbsConfig {
             }
         }
         for (i, region) in self.ami_regions.iter().enumerate() {
-            let region = partial_expand(region, checker.known);
+            let region = checker.known.expand_known(region);
             if !region.contains("${") && !is_region(&region) {
                 checker.error_at(
                     &checker.base.key("ami_regions").index(i),
@@ -291,7 +290,7 @@ impl AmazonEbsConfig {
 
     fn check_ami_name(&self, checker: &mut Checker<'_>) {
         let written = self.ami_name.as_deref().unwrap_or(DEFAULT_AMI_NAME);
-        let expanded = partial_expand(written, checker.known);
+        let expanded = checker.known.expand_known(written);
         if let Some(problem) = ami_name_problem(&expanded) {
             let d = checker.error("ami_name", format!("AMI name `{expanded}` {problem}"));
             d.help = Some(if self.ami_name.is_some() {
@@ -343,30 +342,6 @@ pub fn ami_name_problem(name: &str) -> Option<String> {
         return Some("is shorter than 3 characters, the least EC2 allows".into());
     }
     None
-}
-
-/// Expands the references whose values are known, leaving the rest as written.
-fn partial_expand(text: &str, known: &Scope) -> String {
-    let Ok(refs) = references(text) else {
-        return text.to_string();
-    };
-    let mut out = String::new();
-    let mut last = 0;
-    for r in refs {
-        out.push_str(&text[last..r.range.start]);
-        let value = known.get(&r.expr).map(str::to_string).or_else(|| {
-            r.expr
-                .strip_prefix("env.")
-                .and_then(|n| std::env::var(n).ok())
-        });
-        match value {
-            Some(v) => out.push_str(&v),
-            None => out.push_str(&text[r.range.clone()]),
-        }
-        last = r.range.end;
-    }
-    out.push_str(&text[last..]);
-    out
 }
 
 pub fn is_ami_id(s: &str) -> bool {
