@@ -37,9 +37,12 @@ impl Checker<'_> {
         let from_defaults = || {
             let defaults = self.defaults.as_ref()?;
             let rest = path.0.strip_prefix(self.base.0.as_slice())?;
+            let first = defaults.clone();
+            let first = KeyPath([first.0, rest.first().cloned().into_iter().collect()].concat());
+            self.doc.value_at(&first)?;
             let mut there = defaults.clone();
             there.0.extend(rest.iter().cloned());
-            self.doc.value_at(&there).map(|v| v.span())
+            self.doc.span_of(&there)
         };
         let span = match self.doc.value_at(path) {
             Some(v) => Some(v.span()),

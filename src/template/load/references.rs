@@ -35,8 +35,8 @@ impl Loader<'_> {
             if matches!(path.0.first(), Some(Seg::Key(k)) if k == "variables" || k == "locals") {
                 continue;
             }
-            if let Some((found, instead)) = go_template(&text) {
-                let sub = self.sub_span(&span, &found);
+            for (at, found, instead) in go_templates(&text) {
+                let sub = self.sub_span_from(&span, &text, at, &found);
                 self.error(
                     Some(sub),
                     format!("`{found}` is Packer template syntax, which imgbuild does not expand"),
@@ -84,6 +84,23 @@ impl Loader<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// The span of `needle`, found at byte `at` of the string's value, in
+    /// the document (where escapes may make the text longer).
+    fn sub_span_from(
+        &self,
+        span: &Range<usize>,
+        value: &str,
+        at: usize,
+        needle: &str,
+    ) -> Range<usize> {
+        let before = value[..at].matches(needle).count();
+        let written = &self.doc.text[span.clone()];
+        match written.match_indices(needle).nth(before) {
+            Some((i, _)) => span.start + i..span.start + i + needle.len(),
+            None => span.clone(),
         }
     }
 
@@ -243,11 +260,23 @@ fn check_calls(text: &str, e: &Expr) -> Option<(String, Option<String>)> {
     None
 }
 
-/// The first `{{ … }}` in `text`, and what to write instead.
-fn go_template(text: &str) -> Option<(String, String)> {
-    let start = text.find("{{")?;
-    let end = start + text[start..].find("}}")? + 2;
-    let found = &text[start..end];
+/// Every `{{ … }}` in `text`: where, what, and what to write instead.
+fn go_templates(text: &str) -> Vec<(usize, String, String)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(start) = text[from..].find("{{").map(|i| from + i) {
+        let Some(end) = text[start..].find("}}").map(|i| start + i + 2) else {
+            break;
+        };
+        let found = &text[start..end];
+        out.push((start, found.to_string(), instead_of(found)));
+        from = end;
+    }
+    out
+}
+
+/// The imgbuild way to write a Packer template action.
+fn instead_of(found: &str) -> String {
     let inner = found[2..found.len() - 2].trim();
     let words: Vec<&str> = inner.split_whitespace().collect();
     let arg = |i: usize| {
@@ -272,7 +301,7 @@ fn go_template(text: &str) -> Option<(String, String)> {
         }
         _ => "references are written `${var.NAME}`, `${env.NAME}`, `${build.…}`; see the README's template reference".into(),
     };
-    Some((found.to_string(), instead))
+    instead
 }
 
 /// Every string value in the tree, with its path and span; `type` keys excluded.
