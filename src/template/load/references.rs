@@ -285,7 +285,7 @@ fn instead_of(found: &str) -> String {
             .map(|w| w.trim_matches(|c| c == '`' || c == '"'))
             .unwrap_or("NAME")
     };
-    let instead = match words.first().copied().unwrap_or("") {
+    match words.first().copied().unwrap_or("") {
         "timestamp" => "write `${build.timestamp}`".to_string(),
         "isotime" => "write `${timestamp(\"%Y-%m-%dT%H:%M:%SZ\")}` (strftime-style formats)".into(),
         "uuid" => "write `${uuid()}`".into(),
@@ -300,8 +300,7 @@ fn instead_of(found: &str) -> String {
             format!("functions are called inside `${{…}}`, e.g. `${{{}(var.NAME)}}`", words[0])
         }
         _ => "references are written `${var.NAME}`, `${env.NAME}`, `${build.…}`; see the README's template reference".into(),
-    };
-    instead
+    }
 }
 
 /// Every string value in the tree, with its path and span; `type` keys excluded.
