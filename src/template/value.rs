@@ -183,6 +183,14 @@ impl Node {
     }
 }
 
+/// Gives an error from deeper down the span it lacks.
+fn located(span: Range<usize>) -> impl FnOnce(ValueError) -> ValueError {
+    move |mut e| {
+        e.span.get_or_insert(span);
+        e
+    }
+}
+
 /// Reads `value` as `T`, resolving what `scope` knows first.
 pub fn deserialize<T: DeserializeOwned>(value: Value, scope: &Scope) -> Result<T, ValueError> {
     let mut node = Node::from_toml(&value);
@@ -212,14 +220,6 @@ impl NodeDe {
         }
     }
 
-    /// Errors from deeper down get this node's span when they have none.
-    fn locate(&self, mut e: ValueError) -> ValueError {
-        if e.span.is_none() {
-            e.span = Some(self.node.span.clone());
-        }
-        e
-    }
-
     fn integer(&self) -> Option<i64> {
         match &self.node.kind {
             NodeKind::Int(n) => Some(*n),
@@ -244,7 +244,7 @@ macro_rules! integers {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
             let range = format!("a whole number from {} to {}", <$t>::MIN, <$t>::MAX);
             match self.integer().map(<$t>::try_from) {
-                Some(Ok(n)) => visitor.$visit(n).map_err(|e| self.locate(e)),
+                Some(Ok(n)) => visitor.$visit(n).map_err(located(self.node.span.clone())),
                 Some(Err(_)) => Err(self.mismatch(&range)),
                 None => Err(self.mismatch("a whole number")),
             }
@@ -283,10 +283,7 @@ impl<'de> de::Deserializer<'de> for NodeDe {
                 skip_empty: false,
             }),
         };
-        result.map_err(|mut e| {
-            e.span.get_or_insert(span);
-            e
-        })
+        result.map_err(located(span))
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
@@ -334,7 +331,9 @@ impl<'de> de::Deserializer<'de> for NodeDe {
             NodeKind::Bool(b) => b.to_string(),
             _ => return Err(self.mismatch("a string")),
         };
-        visitor.visit_string(text).map_err(|e| self.locate(e))
+        visitor
+            .visit_string(text)
+            .map_err(located(self.node.span.clone()))
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ValueError> {
@@ -390,10 +389,7 @@ impl<'de> de::Deserializer<'de> for NodeDe {
                     parent_path: self.path,
                     skip_empty: true,
                 })
-                .map_err(|mut e| {
-                    e.span.get_or_insert(span);
-                    e
-                }),
+                .map_err(located(span)),
             _ => Err(self.mismatch("a table")),
         }
     }
@@ -407,7 +403,9 @@ impl<'de> de::Deserializer<'de> for NodeDe {
         match &self.node.kind {
             NodeKind::Str(s) => {
                 let de: de::value::StringDeserializer<ValueError> = s.clone().into_deserializer();
-                visitor.visit_enum(de).map_err(|e| self.locate(e))
+                visitor
+                    .visit_enum(de)
+                    .map_err(located(self.node.span.clone()))
             }
             _ => Err(self.mismatch("a string")),
         }
@@ -439,10 +437,7 @@ impl<'de> SeqAccess<'de> for Items {
                 let span = node.span.clone();
                 seed.deserialize(self.parent.child(node, i, true))
                     .map(Some)
-                    .map_err(|mut e| {
-                        e.span.get_or_insert(span);
-                        e
-                    })
+                    .map_err(located(span))
             }
             None => Ok(None),
         }
@@ -490,10 +485,7 @@ impl<'de> MapAccess<'de> for Entries {
             path: self.parent_path.clone(),
         };
         seed.deserialize(parent.child(node, &key, false))
-            .map_err(|mut e| {
-                e.span.get_or_insert(span);
-                e
-            })
+            .map_err(located(span))
     }
 }
 
