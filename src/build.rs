@@ -86,9 +86,8 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// `20261122T041501Z`-style stamp that is safe in AMI names and file names.
-fn compact_timestamp() -> String {
-    let t = OffsetDateTime::now_utc();
+/// `20261122041501`-style stamp that is safe in AMI names and file names.
+fn compact_timestamp(t: OffsetDateTime) -> String {
     format!(
         "{:04}{:02}{:02}{:02}{:02}{:02}",
         t.year(),
@@ -108,7 +107,8 @@ pub async fn run_all(
     renderer: Arc<dyn Render>,
     cancel: CancellationToken,
 ) -> Vec<BuildResult> {
-    let timestamp = compact_timestamp();
+    // The same moment `timestamp()` formats in the template.
+    let timestamp = compact_timestamp(template.scope.time());
     let mask = Mask::new(template.secrets());
     let mut tasks = Vec::new();
     for source in sources {

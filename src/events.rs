@@ -159,6 +159,7 @@ impl Event {
             Event::Output { line, .. } => m(line),
             Event::Message { text, .. } => m(text),
             Event::Progress { label, .. } => m(label),
+            Event::Waiting { what, .. } => m(what),
             Event::Artifact { artifact, .. } => {
                 m(&mut artifact.location);
                 m(&mut artifact.id);
@@ -241,7 +242,7 @@ impl EventSink {
     pub fn waiting(&self, what: &str, limit: Duration) {
         self.emit(Event::Waiting {
             build: self.build_name(),
-            what: self.mask(what),
+            what: what.to_string(),
             limit,
         });
     }

@@ -759,3 +759,187 @@ fn an_ambiguous_filter_or_a_missing_ami_fails_before_launching() {
     assert!(ec2.key_pair_names().is_empty(), "no key pair was made");
     assert!(ec2.imgbuild_security_groups().is_empty());
 }
+
+/// A template as teams write them: typed variables (one given as text on
+/// the command line), a local made with functions, whole-value references
+/// for a number, a boolean, a list and a map, an empty subnet that means
+/// "the default VPC", and the settings shared through `[source_defaults]`.
+/// What reaches EC2 is read back through its API.
+#[test]
+fn typed_variables_locals_and_shared_settings_reach_ec2() {
+    let w = World::new();
+    let template = w.scratch.write(
+        "fleet.toml",
+        &format!(
+            r#"name = "${{local.prefix}}"
+version = "2.0"
+
+[variables.team]
+default = "${{env.IMGBUILD_TEST_TEAM:-Platform}}"
+
+[variables.instance]
+type = "string"
+default = "t3.small"
+allowed = ["t3.small", "t3.medium"]
+
+[variables.root_size]
+type = "number"
+default = 12
+
+[variables.encrypted]
+type = "bool"
+default = true
+
+[variables.share_with]
+type = "list(string)"
+default = ["210987654321", "123456789012"]
+
+[variables.extra_tags]
+type = "map(string)"
+default = {{ CostCenter = "cc-42" }}
+
+[variables.subnet]
+default = ""
+
+[variables.ssh_port]
+type = "number"
+
+[locals]
+prefix = "${{lower(var.team)}}-web"
+ami_name = "${{local.prefix}}-${{var.root_size}}g"
+
+[source_defaults.amazon-ebs]
+region = "{REGION}"
+instance_type = "${{var.instance}}"
+subnet_id = "${{var.subnet}}"
+root_volume_size = "${{var.root_size}}"
+root_volume_type = "gp3"
+root_volume_encrypted = "${{var.encrypted}}"
+ami_users = "${{var.share_with}}"
+tags = "${{var.extra_tags}}"
+temporary_sg_cidrs = ["10.0.0.0/8"]
+ssh_host = "127.0.0.1"
+ssh_port = "${{var.ssh_port}}"
+ssh_username = "root"
+ssh_timeout = "30s"
+
+[source_defaults.amazon-ebs.source_ami_filter]
+name = "al2023-ami-2023*-x86_64"
+owners = ["amazon"]
+architecture = "x86_64"
+most_recent = true
+
+[source.aws]
+type = "amazon-ebs"
+ami_name = "${{local.ami_name}}-${{build.id}}"
+
+[[provisioner]]
+type = "shell"
+inline = ["echo built by ${{var.team}} for $(echo ${{join(\",\", var.share_with)}})"]
+"#
+        ),
+    );
+    let baseline = w.snapshot_baseline();
+    let mut build = w.build(&template);
+    build
+        .env_remove("IMGBUILD_TEST_TEAM")
+        .args(["--var", &format!("ssh_port={}", w.sshd.port)]);
+    let out = run(&mut build, BUILD_LIMIT);
+    let log = describe(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        text(&out.stderr).contains("| built by Platform for 210987654321,123456789012"),
+        "{log}"
+    );
+    let ec2 = w.ec2(REGION);
+    let ami = text(&out.stdout)
+        .trim()
+        .strip_prefix(&format!("{REGION}: "))
+        .expect("artifact line")
+        .to_string();
+
+    // The instance: the type from a variable, in the default VPC (the empty
+    // subnet was left out, not sent), with the root volume as typed.
+    let instances = ec2.instances();
+    assert_eq!(instances.len(), 1, "{log}");
+    let instance = &instances[0];
+    assert_eq!(
+        instance.instance_type().map(|t| t.as_str()),
+        Some("t3.small")
+    );
+    let default_vpc = ec2
+        .block(
+            ec2.client
+                .describe_vpcs()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("is-default")
+                        .values("true")
+                        .build(),
+                )
+                .send(),
+        )
+        .expect("DescribeVpcs")
+        .vpcs()[0]
+        .vpc_id()
+        .map(str::to_string);
+    assert_eq!(instance.vpc_id().map(str::to_string), default_vpc, "{log}");
+    let launches = w.moto.calls("RunInstances");
+    assert_eq!(launches.len(), 1, "{log}");
+    let launch = &launches[0];
+    for (key, value) in [
+        ("BlockDeviceMapping.1.Ebs.VolumeSize", "12"),
+        ("BlockDeviceMapping.1.Ebs.VolumeType", "gp3"),
+        ("BlockDeviceMapping.1.Ebs.Encrypted", "true"),
+        ("InstanceType", "t3.small"),
+    ] {
+        assert_eq!(
+            launch.get(key).map(String::as_str),
+            Some(value),
+            "RunInstances {key}: {launch:?}\n{log}"
+        );
+    }
+    assert!(
+        !launch.keys().any(|k| k.contains("SubnetId")),
+        "an empty subnet_id is not sent: {launch:?}"
+    );
+
+    // The AMI: its name from locals and functions, tags from a map
+    // variable, shared with the accounts of a list variable.
+    let images = ec2.own_images();
+    assert_eq!(images.len(), 1, "{log}");
+    let image = &images[0];
+    assert_eq!(image.image_id(), Some(ami.as_str()));
+    let name = image.name().unwrap_or_default();
+    assert!(name.starts_with("platform-web-12g-"), "{name}\n{log}");
+    assert_eq!(tag(image.tags(), "CostCenter"), Some("cc-42"), "{log}");
+    assert_eq!(tag(image.tags(), "imgbuild:name"), Some("platform-web"));
+    let attribute = ec2
+        .block(
+            ec2.client
+                .describe_image_attribute()
+                .image_id(&ami)
+                .attribute(aws_sdk_ec2::types::ImageAttributeName::LaunchPermission)
+                .send(),
+        )
+        .expect("DescribeImageAttribute");
+    let mut users: Vec<&str> = attribute
+        .launch_permissions()
+        .iter()
+        .filter_map(|p| p.user_id())
+        .collect();
+    users.sort();
+    assert_eq!(users, ["123456789012", "210987654321"], "{log}");
+    // moto gives every image its own default volume size, whatever the
+    // instance had; the RunInstances parameters above are what EC2 acts on.
+
+    // Temporary things are gone; the AMI and its snapshot stay.
+    assert_eq!(ec2.live_instances(), Vec::<String>::new(), "{log}");
+    assert_eq!(ec2.imgbuild_key_pairs(), Vec::<String>::new(), "{log}");
+    assert_eq!(
+        ec2.imgbuild_security_groups(),
+        Vec::<String>::new(),
+        "{log}"
+    );
+    assert_eq!(ec2.own_snapshots().len(), baseline[0] + 1, "{log}");
+}

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::test::Test;
 use common::{Admit, Scratch, Sshd, imgbuild, run, text, wait_for_file};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -297,38 +298,30 @@ destination = "back"
     drop(sshd);
 }
 
-#[test]
-fn expect_disconnect_survives_an_sshd_restart() {
-    let (scratch, mut sshd) = setup();
+/// A "reboot" for the expect_disconnect tests: the script kills this test's
+/// sshd listener and the processes serving its own connection, and a
+/// detached helper brings sshd back 2 s later. The listener is gone (its pid
+/// file removed) before the connection drops, as on a machine going down:
+/// otherwise a quick reconnect could still be accepted by the dying listener.
+/// sshd runs detached from the
+/// start, so the restarted one is like the original. Returns the script and
+/// the pid of the first listener.
+fn reboot_script(scratch: &Scratch, sshd: &mut Sshd) -> (String, String) {
     let restarted = scratch.path("restarted");
-    let after = scratch.path("after");
-    // Like a reboot: the provisioner kills this test's sshd listener and the
-    // processes serving its own connection, and a detached helper brings
-    // sshd back 2 s later.
     let pidfile = sshd.dir.path().join("sshd.pid");
-    scratch.write(
-        "reboot.sh",
-        &format!(
-            "#!/bin/sh\n\
-             setsid sh -c 'sleep 2; touch {restarted}; /usr/sbin/sshd -f {cfg}' </dev/null >/dev/null 2>&1 &\n\
-             session=$(ps -o ppid= -p $PPID | tr -d ' ')\n\
-             monitor=$(ps -o ppid= -p $session | tr -d ' ')\n\
-             kill $(cat {pidfile}) $session $monitor\n\
-             sleep 5\n",
-            cfg = sshd.config.display(),
-            restarted = restarted.display(),
-            pidfile = pidfile.display()
-        ),
+    let script = format!(
+        "#!/bin/sh\n\
+         setsid sh -c 'sleep 2; touch {restarted}; /usr/sbin/sshd -f {cfg}' </dev/null >/dev/null 2>&1 &\n\
+         session=$(ps -o ppid= -p $PPID | tr -d ' ')\n\
+         monitor=$(ps -o ppid= -p $session | tr -d ' ')\n\
+         kill $(cat {pidfile})\n\
+         for i in $(seq 100); do [ -e {pidfile} ] || break; sleep 0.05; done\n\
+         kill $session $monitor\n\
+         sleep 5\n",
+        cfg = sshd.config.display(),
+        restarted = restarted.display(),
+        pidfile = pidfile.display()
     );
-    // The next provisioner records which sshd served it: a listener writes
-    // its pid file before it accepts any connection.
-    let template = format!(
-        "{}\n[[provisioner]]\ntype = \"shell\"\nscript = \"reboot.sh\"\nexpect_disconnect = true\n\n[[provisioner]]\ntype = \"shell\"\ninline = [\"cat {} > {}\"]\n",
-        source(&sshd, ""),
-        pidfile.display(),
-        after.display()
-    );
-    // Run sshd detached from the start, so the restarted one is like the original.
     sshd.stop();
     let _ = fs::remove_file(&pidfile);
     let status = Command::new("/usr/sbin/sshd")
@@ -338,15 +331,41 @@ fn expect_disconnect_survives_an_sshd_restart() {
         .unwrap();
     assert!(status.success());
     assert!(common::wait_for_port(sshd.port, Duration::from_secs(10)));
-    let first = read_pid_file(&pidfile);
-    let out = build(&scratch, &template);
-    let stderr = text(&out.stderr);
+    (script, read_pid_file(&pidfile))
+}
+
+/// Stops the detached sshd a reboot test left running.
+fn stop_detached_sshd(sshd: &Sshd) {
+    let pidfile = sshd.dir.path().join("sshd.pid");
     if let Ok(pid) = fs::read_to_string(&pidfile) {
         let _ = Command::new("kill").arg(pid.trim()).status();
     }
+}
+
+#[test]
+fn expect_disconnect_survives_an_sshd_restart() {
+    let (scratch, mut sshd) = setup();
+    let after = scratch.path("after");
+    let (reboot, first) = reboot_script(&scratch, &mut sshd);
+    scratch.write("reboot.sh", &reboot);
+    let pidfile = sshd.dir.path().join("sshd.pid");
+    // The next provisioner records which sshd served it: a listener writes
+    // its pid file before it accepts any connection.
+    let template = format!(
+        "{}\n[[provisioner]]\ntype = \"shell\"\nscript = \"reboot.sh\"\nexpect_disconnect = true\n\n[[provisioner]]\ntype = \"shell\"\ninline = [\"cat {} > {}\"]\n",
+        source(&sshd, ""),
+        pidfile.display(),
+        after.display()
+    );
+    let out = build(&scratch, &template);
+    let stderr = text(&out.stderr);
+    stop_detached_sshd(&sshd);
     assert!(out.status.success(), "build failed:\n{stderr}");
     assert!(stderr.contains("disconnected as expected"), "{stderr}");
-    assert!(restarted.exists(), "sshd was restarted:\n{stderr}");
+    assert!(
+        scratch.path("restarted").exists(),
+        "sshd was restarted:\n{stderr}"
+    );
     let served_by = fs::read_to_string(&after)
         .unwrap_or_else(|e| panic!("the next provisioner ran after reconnecting ({e}):\n{stderr}"));
     assert_ne!(
@@ -354,6 +373,86 @@ fn expect_disconnect_survives_an_sshd_restart() {
         first,
         "the next provisioner ran on the restarted sshd, not the first one:\n{stderr}"
     );
+}
+
+#[test]
+fn a_reboot_in_the_first_of_two_scripts_still_runs_the_second() {
+    let (scratch, mut sshd) = setup();
+    let after = scratch.path("after");
+    let (reboot, first) = reboot_script(&scratch, &mut sshd);
+    scratch.write("reboot.sh", &reboot);
+    let pidfile = sshd.dir.path().join("sshd.pid");
+    scratch.write(
+        "after.sh",
+        &format!(
+            "#!/bin/sh\ncat {} > {}\n",
+            pidfile.display(),
+            after.display()
+        ),
+    );
+    let template = format!(
+        "{}\n[[provisioner]]\ntype = \"shell\"\nscripts = [\"reboot.sh\", \"after.sh\"]\nexpect_disconnect = true\n",
+        source(&sshd, ""),
+    );
+    scratch.write("t.toml", &template);
+    let (out, scratch) = Test::in_scratch(scratch)
+        .args(["build", "t.toml"])
+        .stderr_contains(
+            "[box]     provisioner 1 (shell, t.toml:13): script reboot.sh disconnected as expected",
+        )
+        .stderr_contains("[box]     reconnecting to root@127.0.0.1:")
+        .limit(LIMIT)
+        .run();
+    stop_detached_sshd(&sshd);
+    let stderr = text(&out.stderr);
+    let served_by = fs::read_to_string(&after).unwrap_or_else(|e| {
+        panic!("the second script ran after the reboot in the first ({e}):\n{stderr}")
+    });
+    assert_ne!(
+        served_by.trim(),
+        first,
+        "the second script ran on the restarted sshd:\n{stderr}"
+    );
+    assert!(scratch.path("restarted").exists());
+}
+
+#[test]
+fn a_script_run_as_another_user_can_read_and_execute_it() {
+    let (scratch, sshd) = setup();
+    // Both common ways: an interpreter reading the file as another user
+    // (Packer's `su - jenkins -c "bash '{path}'"`), and executing it directly.
+    scratch.write(
+        "whoami.sh",
+        "#!/bin/sh\necho \"ran as $(id -un), mode $(stat -c %a \"$0\")\"\n",
+    );
+    let template = format!(
+        r#"{}
+[[provisioner]]
+type = "shell"
+script = "whoami.sh"
+execute_command = "su nobody -s /bin/sh -c \"sh {{path}}\""
+
+[[provisioner]]
+type = "shell"
+script = "whoami.sh"
+execute_command = "runuser -u nobody -- {{path}}"
+"#,
+        source(&sshd, ""),
+    );
+    let (out, _) = Test::in_scratch(scratch)
+        .file("t.toml", &template)
+        .args(["build", "t.toml"])
+        .limit(LIMIT)
+        .run();
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("[box]     | ran as nobody, mode 755\n")
+            .count(),
+        2,
+        "both provisioners ran the script as nobody:\n{stderr}"
+    );
+    drop(sshd);
 }
 
 /// The pid a detached sshd wrote once it listened (bounded wait).

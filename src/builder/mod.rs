@@ -3,7 +3,7 @@
 
 pub mod amazon_ebs;
 pub mod qemu;
-mod ssh_host;
+pub(crate) mod ssh_host;
 pub mod steps;
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::communicator::{Communicator, Credential, Endpoint, SshTarget};
 use crate::events::{Artifact, EventSink};
 use crate::pipeline::{RunOptions, RunReport};
-use crate::template::{Scope, Source, SourceConfig, Template};
+use crate::template::{Scope, Source, Template};
 
 /// What every build has, whatever its builder.
 pub struct BuildContext {
@@ -46,11 +46,8 @@ impl HasBuild for BuildContext {
 
 /// Runs the build for `ctx.source` with its builder's steps.
 pub async fn run(ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext) {
-    match ctx.source.config.clone() {
-        SourceConfig::Ssh(_) => ssh_host::run(ctx, opts).await,
-        SourceConfig::AmazonEbs(config) => amazon_ebs::run(ctx, *config, opts).await,
-        SourceConfig::Qemu(config) => qemu::run(ctx, *config, opts).await,
-    }
+    let config = ctx.source.config.clone();
+    config.build(ctx, opts).await
 }
 
 pub const DEFAULT_SSH_TIMEOUT: Duration = Duration::from_secs(300);

@@ -1,13 +1,11 @@
 //! Steps every builder shares: connect over SSH, run the provisioners.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 
 use crate::communicator::Communicator;
 use crate::events::Leftover;
 use crate::pipeline::{Ending, Step, StepError};
-use crate::provisioner::{self, After};
+use crate::provisioner::{self, After, ProvisionError};
 
 use super::HasBuild;
 
@@ -71,9 +69,13 @@ impl<C: HasBuild> Step<C> for Provision {
         let mut reconnect = false;
         for p in template.provisioners_for(&b.source.name) {
             if reconnect {
-                ensure_connected(&comm, &cx)
-                    .await
-                    .map_err(StepError::failed)?;
+                match provisioner::ensure_connected(&cx).await {
+                    Ok(()) => {}
+                    Err(ProvisionError::Ssh(crate::communicator::SshError::Cancelled)) => {
+                        return Err(StepError::Cancelled);
+                    }
+                    Err(e) => return Err(StepError::failed(format!("{}: {e}", p.label()))),
+                }
             }
             cx.events.info(format!("running {}", p.label()));
             reconnect = provisioner::run(p, &cx)
@@ -83,22 +85,4 @@ impl<C: HasBuild> Step<C> for Provision {
         }
         Ok(())
     }
-}
-
-/// After an expected disconnect: keep the session if it still works, else reconnect.
-async fn ensure_connected(
-    comm: &Communicator,
-    cx: &provisioner::Context<'_>,
-) -> Result<(), String> {
-    let alive = comm
-        .exec("true", Some(Duration::from_secs(10)), |_, _| {})
-        .await;
-    if alive.is_ok_and(|s| s.success()) {
-        return Ok(());
-    }
-    cx.events
-        .info(format!("reconnecting to {}", comm.target().endpoint));
-    comm.reconnect()
-        .await
-        .map_err(|e| format!("reconnecting after an expected disconnect: {e}"))
 }

@@ -7,7 +7,8 @@ use clap::Args;
 
 use super::{OutputArgs, OutputFormat, VarArgs};
 use crate::error::Error;
-use crate::template::{self, Direction, ProvisionerKind, Template};
+use crate::template::interpolate::Typed;
+use crate::template::{self, Template};
 
 #[derive(Args)]
 pub struct InspectArgs {
@@ -31,6 +32,21 @@ pub fn run(args: InspectArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// A variable's value as JSON of its own type.
+fn typed_json(value: &Typed) -> serde_json::Value {
+    match value {
+        Typed::Str(s) => s.as_str().into(),
+        Typed::Number(n) => (*n).into(),
+        Typed::Bool(b) => (*b).into(),
+        Typed::List(items) => items.clone().into(),
+        Typed::Map(map) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}
+
 /// The one JSON object `inspect --output json` prints (sensitive values masked).
 pub fn as_json(t: &Template) -> serde_json::Value {
     let variables: Vec<_> = t
@@ -38,8 +54,8 @@ pub fn as_json(t: &Template) -> serde_json::Value {
         .iter()
         .map(|v| {
             let value = match (&v.value, v.sensitive) {
-                (_, true) => Some("<sensitive>".to_string()),
-                (value, false) => value.clone(),
+                (_, true) => Some(serde_json::Value::from("<sensitive>")),
+                (value, false) => value.as_ref().map(typed_json),
             };
             serde_json::json!({
                 "name": v.name,
@@ -95,64 +111,45 @@ pub fn describe(t: &Template) -> String {
     for v in &t.variables {
         let value = match (&v.value, v.sensitive) {
             (_, true) => "<sensitive>".to_string(),
-            (Some(value), false) => format!("{value:?}"),
+            (Some(value), false) => value.to_string(),
             (None, false) => "(unset)".to_string(),
         };
-        let _ = write!(out, "  {} = {value}", v.name);
+        let _ = write!(out, "  {}: {} = {value}", v.name, v.kind);
         if let Some(d) = &v.description {
             let _ = write!(out, "  # {d}");
         }
         out.push('\n');
     }
+    if !t.locals.is_empty() {
+        out.push_str("\nlocals:\n");
+    }
+    for l in &t.locals {
+        let value = if l.sensitive {
+            "<sensitive>".to_string()
+        } else {
+            l.value.to_string()
+        };
+        let _ = writeln!(out, "  {} = {value}", l.name);
+    }
     out.push_str("\nsources:\n");
     for s in &t.sources {
-        let _ = writeln!(out, "  {}  ({})", s.name, s.config.type_name());
+        let _ = write!(out, "  {}  ({})", s.name, s.config.type_name());
+        if !s.defaulted.is_empty() {
+            let _ = write!(
+                out,
+                "  [from source_defaults.{}: {}]",
+                s.config.type_name(),
+                s.defaulted.join(", ")
+            );
+        }
+        out.push('\n');
     }
     out.push_str("\nprovisioners:\n");
     if t.provisioners.is_empty() {
         out.push_str("  (none)\n");
     }
     for p in &t.provisioners {
-        let what = match &p.kind {
-            ProvisionerKind::Shell(c) => {
-                let mut what = match (&c.inline, &c.script, &c.scripts) {
-                    (Some(lines), _, _) => format!(
-                        "shell: inline, {} line{}",
-                        lines.len(),
-                        if lines.len() == 1 { "" } else { "s" }
-                    ),
-                    (_, Some(s), _) => format!("shell: script {s}"),
-                    (_, _, Some(list)) => format!("shell: scripts {}", list.join(", ")),
-                    _ => "shell".to_string(),
-                };
-                if c.sudo {
-                    what.push_str(" (sudo)");
-                }
-                if !c.env.is_empty() {
-                    let names: Vec<&str> = c.env.keys().map(String::as_str).collect();
-                    let _ = write!(what, "; env {}", names.join(", "));
-                }
-                what
-            }
-            ProvisionerKind::File(c) => {
-                let from = match (&c.source, &c.sources) {
-                    (Some(s), _) => s.clone(),
-                    (_, Some(list)) => list.join(", "),
-                    _ => "inline content".to_string(),
-                };
-                let arrow = if c.direction == Direction::Download {
-                    "<-"
-                } else {
-                    "->"
-                };
-                match c.direction {
-                    Direction::Upload => format!("file: {from} {arrow} {}", c.destination),
-                    Direction::Download => {
-                        format!("file: {} {arrow} {from} (download)", c.destination)
-                    }
-                }
-            }
-        };
+        let what = p.kind.summary();
         let _ = write!(out, "  {}. {what}", p.number);
         if !p.common.only.is_empty() {
             let _ = write!(out, "  [only: {}]", p.common.only.join(", "));

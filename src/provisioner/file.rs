@@ -3,10 +3,104 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::communicator::base_name;
-use crate::template::{Direction, FileConfig};
+use async_trait::async_trait;
+use serde::Deserialize;
 
-use super::{After, Context, ProvisionError, progress};
+use crate::communicator::{SshError, base_name};
+use crate::template::Provisioner;
+use crate::template::check::Checker;
+
+use super::{After, Context, ProvisionError, ProvisionerConfig, ProvisionerSchema, progress};
+
+/// `type = "file"`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub source: Option<String>,
+    pub sources: Option<Vec<String>>,
+    pub content: Option<String>,
+    pub destination: String,
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Upload,
+    Download,
+}
+
+#[async_trait]
+impl ProvisionerConfig for FileConfig {
+    fn type_name(&self) -> &'static str {
+        Self::TYPE
+    }
+
+    fn summary(&self) -> String {
+        let from = match (&self.source, &self.sources) {
+            (Some(s), _) => s.clone(),
+            (_, Some(list)) => list.join(", "),
+            _ => "inline content".to_string(),
+        };
+        match self.direction {
+            Direction::Upload => format!("file: {from} -> {}", self.destination),
+            Direction::Download => format!("file: {} <- {from} (download)", self.destination),
+        }
+    }
+
+    async fn run(&self, p: &Provisioner, cx: &Context<'_>) -> Result<After, ProvisionError> {
+        match p.common.timeout {
+            Some(limit) => tokio::time::timeout(limit.0, run(self, cx))
+                .await
+                .unwrap_or(Err(ProvisionError::Ssh(SshError::TimedOut(limit.0)))),
+            None => run(self, cx).await,
+        }
+    }
+}
+
+impl ProvisionerSchema for FileConfig {
+    const TYPE: &'static str = "file";
+
+    fn check(&self, checker: &mut Checker<'_>) {
+        let given = [
+            self.source.is_some(),
+            self.sources.is_some(),
+            self.content.is_some(),
+        ];
+        match given.iter().filter(|g| **g).count() {
+            1 => {}
+            0 => {
+                checker.error(
+                    "",
+                    "a file provisioner needs one of `source`, `sources` or `content`",
+                );
+            }
+            _ => {
+                checker.error(
+                    "",
+                    "a file provisioner takes only one of `source`, `sources` or `content`",
+                );
+            }
+        }
+        if self.direction == Direction::Download {
+            if self.content.is_some() {
+                checker.error(
+                    "content",
+                    "`content` only makes sense with `direction = \"upload\"`",
+                );
+            }
+            return;
+        }
+        if let Some(src) = &self.source {
+            checker.local_file(&checker.base.key("source"), src);
+        }
+        for (i, src) in self.sources.iter().flatten().enumerate() {
+            checker.local_file(&checker.base.key("sources").index(i), src);
+        }
+    }
+}
 
 /// Where one source lands, given the destination and how many sources there are.
 fn target(destination: &str, source: &str, into_folder: bool) -> String {
@@ -21,7 +115,7 @@ fn target(destination: &str, source: &str, into_folder: bool) -> String {
     }
 }
 
-pub async fn run(c: &FileConfig, cx: &Context<'_>) -> Result<After, ProvisionError> {
+async fn run(c: &FileConfig, cx: &Context<'_>) -> Result<After, ProvisionError> {
     let destination = cx.scope.expand(&c.destination)?;
     if let Some(content) = &c.content {
         let content = cx.scope.expand(content)?;

@@ -1,18 +1,82 @@
 //! Provisioners: what a template does to the machine, through the
 //! communicator only. Builders never see inside them.
+//!
+//! A provisioner type is one module that owns its settings (what a template
+//! writes under `[[provisioner]]`), their load-time checks, its line in
+//! `inspect`, and what it does during a build, plus one line in [`KINDS`].
 
 mod file;
 mod shell;
 
+use std::fmt::Debug;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+
 use crate::communicator::{Communicator, Progress, SshError};
 use crate::events::EventSink;
+use crate::template::check::Checker;
 use crate::template::interpolate::InterpolationError;
-use crate::template::{Provisioner, ProvisionerKind, Scope};
+use crate::template::value::Value;
+use crate::template::{Provisioner, Scope};
 use crate::wait::WaitParams;
+
+pub use file::{Direction, FileConfig};
+pub use shell::ShellConfig;
+
+/// Every provisioner type, in the order error messages list them.
+pub const KINDS: &[Kind] = &[Kind::of::<ShellConfig>(), Kind::of::<FileConfig>()];
+
+/// A provisioner's settings once loaded: what the rest of imgbuild asks of them.
+#[async_trait]
+pub trait ProvisionerConfig: Debug + Send + Sync {
+    fn type_name(&self) -> &'static str;
+    /// What it does, in a few words, for `inspect`.
+    fn summary(&self) -> String;
+    /// Does it once. Retries and `pause_before` are the caller's; `timeout`
+    /// is the provisioner's, because only it knows what to stop.
+    async fn run(&self, p: &Provisioner, cx: &Context<'_>) -> Result<After, ProvisionError>;
+}
+
+/// What each provisioner type declares about its settings.
+pub trait ProvisionerSchema: DeserializeOwned + ProvisionerConfig + 'static {
+    const TYPE: &'static str;
+    /// Checks that need more than types: required combinations, files that must exist.
+    fn check(&self, checker: &mut Checker<'_>);
+}
+
+/// One provisioner type: its name, its keys, and how to load it.
+pub struct Kind {
+    pub name: &'static str,
+    pub fields: fn() -> &'static [&'static str],
+    pub load: fn(Value, &mut Checker<'_>) -> Option<Arc<dyn ProvisionerConfig>>,
+}
+
+impl Kind {
+    const fn of<T: ProvisionerSchema>() -> Kind {
+        Kind {
+            name: T::TYPE,
+            fields: crate::template::fields_of::<T>,
+            load: load::<T>,
+        }
+    }
+}
+
+fn load<T: ProvisionerSchema>(
+    value: Value,
+    checker: &mut Checker<'_>,
+) -> Option<Arc<dyn ProvisionerConfig>> {
+    let config: T = checker.deserialize(value)?;
+    config.check(checker);
+    Some(Arc::new(config))
+}
+
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
 
 /// What a provisioner needs from the build running it.
 pub struct Context<'a> {
@@ -74,15 +138,7 @@ async fn run_unlabelled(p: &Provisioner, cx: &Context<'_>) -> Result<After, Prov
     }
     let mut retries = WaitParams::fixed(Duration::from_secs(2), p.common.max_retries).start();
     loop {
-        let result = match &p.kind {
-            ProvisionerKind::Shell(c) => shell::run(p, c, cx).await,
-            ProvisionerKind::File(c) => match p.common.timeout {
-                Some(limit) => tokio::time::timeout(limit.0, file::run(c, cx))
-                    .await
-                    .unwrap_or(Err(ProvisionError::Ssh(SshError::TimedOut(limit.0)))),
-                None => file::run(c, cx).await,
-            },
-        };
+        let result = p.kind.run(p, cx).await;
         match result {
             Err(ProvisionError::Ssh(SshError::Cancelled)) => return result,
             Err(e) => match retries.next_delay() {
@@ -99,6 +155,27 @@ async fn run_unlabelled(p: &Provisioner, cx: &Context<'_>) -> Result<After, Prov
             },
             Ok(after) => return Ok(after),
         }
+    }
+}
+
+/// After an expected disconnect: keep the session if it still works, else
+/// reconnect (waiting, as the first connect did, for the machine to be back).
+pub async fn ensure_connected(cx: &Context<'_>) -> Result<(), ProvisionError> {
+    let alive = cx
+        .comm
+        .exec("true", Some(Duration::from_secs(10)), |_, _| {})
+        .await;
+    if alive.is_ok_and(|s| s.success()) {
+        return Ok(());
+    }
+    cx.events
+        .info(format!("reconnecting to {}", cx.comm.target().endpoint));
+    match cx.comm.reconnect().await {
+        Ok(()) => Ok(()),
+        Err(SshError::Cancelled) => Err(ProvisionError::Ssh(SshError::Cancelled)),
+        Err(e) => Err(ProvisionError::Failed(format!(
+            "reconnecting after an expected disconnect: {e}"
+        ))),
     }
 }
 

@@ -232,19 +232,6 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,13 +258,6 @@ mod tests {
             d.to_string(),
             "t.toml:2:1: unknown key `vesion`\n 2 | vesion = \"1\"\n   | ^^^^^^\n  help: did you mean `version`?"
         );
-    }
-
-    #[test]
-    fn suggests_close_names_only() {
-        let keys = ["ssh_username", "ssh_port", "region"];
-        assert_eq!(did_you_mean("ssh_usernme", keys), Some("ssh_username"));
-        assert_eq!(did_you_mean("flavour", keys), None);
     }
 
     #[test]

@@ -3,23 +3,33 @@
 //! `load` turns a file plus variable inputs into a [`Template`] or into every
 //! diagnostic at once. It never touches the network.
 
+pub mod check;
 pub mod document;
+pub mod expr;
 mod fields;
+mod functions;
+mod hints;
 pub mod interpolate;
 mod load;
 pub mod schema;
 pub mod source;
 pub mod sources;
+pub mod value;
 mod variables;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use document::Diagnostic;
+pub(crate) use fields::fields_of;
 pub use interpolate::Scope;
+pub use interpolate::Typed;
 pub use load::load;
-pub use schema::{Direction, FileConfig, HumanDuration, ProvisionerCommon, ShellConfig, SshConfig};
+pub use schema::{HumanDuration, ProvisionerCommon, SshConfig};
 pub use source::SourceConfig;
-pub use variables::VarInputs;
+pub use variables::{VarInputs, VarType};
+
+use crate::provisioner::ProvisionerConfig;
 
 /// A template that passed every check, with its variables resolved.
 #[derive(Debug, Clone)]
@@ -29,6 +39,7 @@ pub struct Template {
     pub version: String,
     pub description: Option<String>,
     pub variables: Vec<Variable>,
+    pub locals: Vec<Local>,
     pub sources: Vec<Source>,
     pub provisioners: Vec<Provisioner>,
     /// `var.*`, `image.*`: the values known before any build starts.
@@ -41,12 +52,21 @@ impl Template {
         self.path.parent().unwrap_or(Path::new("."))
     }
 
-    /// Values of sensitive variables, to be masked wherever text is shown.
+    /// Values of sensitive variables, and of locals made from them, to be
+    /// masked wherever text is shown.
     pub fn secrets(&self) -> Vec<String> {
-        self.variables
+        let vars = self
+            .variables
             .iter()
             .filter(|v| v.sensitive)
-            .filter_map(|v| v.value.clone())
+            .filter_map(|v| v.value.as_ref());
+        let locals = self.locals.iter().filter(|l| l.sensitive).map(|l| &l.value);
+        vars.chain(locals)
+            .flat_map(|v| match v {
+                Typed::List(items) => items.clone(),
+                Typed::Map(map) => map.values().cloned().collect(),
+                other => other.as_text().into_iter().collect(),
+            })
             .filter(|v| !v.is_empty())
             .collect()
     }
@@ -63,8 +83,19 @@ impl Template {
 #[derive(Debug, Clone)]
 pub struct Variable {
     pub name: String,
-    pub value: Option<String>,
+    pub kind: VarType,
+    pub value: Option<Typed>,
     pub description: Option<String>,
+    pub sensitive: bool,
+}
+
+/// `[locals]`: a value computed once from variables, the environment,
+/// other locals and functions.
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub name: String,
+    pub value: Typed,
+    /// Made from a sensitive variable (or local), so masked like one.
     pub sensitive: bool,
 }
 
@@ -72,7 +103,9 @@ pub struct Variable {
 pub struct Source {
     pub name: String,
     pub ssh: SshConfig,
-    pub config: SourceConfig,
+    pub config: Arc<dyn SourceConfig>,
+    /// Settings taken from `[source_defaults.TYPE]`, in the order written there.
+    pub defaulted: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,13 +115,8 @@ pub struct Provisioner {
     /// Where it is written, for messages: `templates/httpd.toml:14`.
     pub location: String,
     pub common: ProvisionerCommon,
-    pub kind: ProvisionerKind,
-}
-
-#[derive(Debug, Clone)]
-pub enum ProvisionerKind {
-    Shell(ShellConfig),
-    File(FileConfig),
+    /// The type's own settings, and what it does.
+    pub kind: Arc<dyn ProvisionerConfig>,
 }
 
 impl Provisioner {
@@ -99,10 +127,7 @@ impl Provisioner {
     }
 
     pub fn type_name(&self) -> &'static str {
-        match self.kind {
-            ProvisionerKind::Shell(_) => "shell",
-            ProvisionerKind::File(_) => "file",
-        }
+        self.kind.type_name()
     }
 
     /// `provisioner 2 (shell, templates/httpd.toml:14)`
@@ -114,4 +139,11 @@ impl Provisioner {
             self.location
         )
     }
+}
+
+/// A name made of letters, digits and `_`, not starting with a digit.
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -1,7 +1,6 @@
 //! The shapes users write in a template, one struct per table. These are
 //! plain data: loading, checking and expanding them happens elsewhere.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -57,16 +56,6 @@ impl<'de> Deserialize<'de> for PortValue {
     }
 }
 
-/// `[variables.NAME]`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VariableDef {
-    pub default: Option<String>,
-    pub description: Option<String>,
-    #[serde(default)]
-    pub sensitive: bool,
-}
-
 /// How to reach a machine over SSH; accepted on every source.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,46 +89,6 @@ pub struct ProvisionerCommon {
     pub timeout: Option<HumanDuration>,
     #[serde(default)]
     pub max_retries: u32,
-}
-
-/// `type = "shell"`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShellConfig {
-    pub inline: Option<Vec<String>>,
-    pub script: Option<String>,
-    pub scripts: Option<Vec<String>>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    #[serde(default)]
-    pub sudo: bool,
-    /// How a script is run; `{path}` and `{vars}` are filled in.
-    pub execute_command: Option<String>,
-    pub inline_shebang: Option<String>,
-    pub remote_folder: Option<String>,
-    pub valid_exit_codes: Option<Vec<i32>>,
-    #[serde(default)]
-    pub expect_disconnect: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    #[default]
-    Upload,
-    Download,
-}
-
-/// `type = "file"`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub source: Option<String>,
-    pub sources: Option<Vec<String>>,
-    pub content: Option<String>,
-    pub destination: String,
-    #[serde(default)]
-    pub direction: Direction,
 }
 
 /// `type = "ssh"`: an existing host, provisioned in place; no image is made.

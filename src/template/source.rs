@@ -1,133 +1,98 @@
-//! `[source.NAME]` tables: which builder types exist, what each accepts, and
+//! `[source.NAME]` tables: the table of source types, what each accepts, and
 //! the checks each makes at load time (no network calls).
+//!
+//! A source type is a schema module under `sources/` (its settings, their
+//! checks, and the builder that runs them) plus one line in [`KINDS`].
 
-use serde::Deserialize;
+use std::fmt::Debug;
+use std::sync::Arc;
 
-use super::document::{Diagnostic, Document, KeyPath};
-use super::interpolate::Scope;
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+
+use super::check::Checker;
+use super::fields::fields_of;
 use super::schema::{SshConfig, SshHostConfig};
 use super::sources::{AmazonEbsConfig, QemuConfig};
+use super::value::Value;
+use crate::builder::BuildContext;
+use crate::pipeline::{RunOptions, RunReport};
 
-/// Collects diagnostics for one table, located by key.
-pub struct Checker<'a> {
-    pub doc: &'a Document,
-    pub base: KeyPath,
-    pub diagnostics: &'a mut Vec<Diagnostic>,
-    /// Values known at load time (`var.*`, `image.*`), for checks on expanded text.
-    pub known: &'a Scope,
-}
-
-impl Checker<'_> {
-    /// An error about the value of `key` in this table.
-    pub fn error(&mut self, key: &str, message: impl Into<String>) -> &mut Diagnostic {
-        let path = if key.is_empty() {
-            self.base.clone()
-        } else {
-            self.base.key(key)
-        };
-        let span = self.doc.span_of(&path);
-        self.diagnostics.push(self.doc.diagnostic(span, message));
-        self.diagnostics.last_mut().expect("just pushed")
-    }
-
-    pub fn has(&self, key: &str) -> bool {
-        self.doc.value_at(&self.base.key(key)).is_some()
-    }
-}
-
-/// What each builder type declares about its configuration.
-pub trait SourceSchema: for<'de> Deserialize<'de> {
-    const TYPE: &'static str;
+/// A source's settings once loaded: what the rest of imgbuild asks of them.
+#[async_trait]
+pub trait SourceConfig: Debug + Send + Sync {
+    fn type_name(&self) -> &'static str;
     /// Values the builder provides as `${source.NAME}` while it runs.
-    const PROVIDES: &'static [&'static str];
+    fn provides(&self) -> &'static [&'static str];
+    /// Runs the build with this type's builder.
+    async fn build(&self, ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext);
+}
+
+/// What each source type declares about its configuration.
+pub trait SourceSchema: DeserializeOwned + SourceConfig + 'static {
+    const TYPE: &'static str;
     /// Checks that need more than types: required combinations, formats.
     fn check(&self, ssh: &SshConfig, checker: &mut Checker<'_>);
 }
 
-#[derive(Debug, Clone)]
-pub enum SourceConfig {
-    Ssh(SshHostConfig),
-    AmazonEbs(Box<AmazonEbsConfig>),
-    Qemu(Box<QemuConfig>),
+/// One source type: its name, its keys, and how to load it.
+pub struct Kind {
+    pub name: &'static str,
+    pub fields: fn() -> &'static [&'static str],
+    pub load: fn(Value, &SshConfig, &mut Checker<'_>) -> Option<Arc<dyn SourceConfig>>,
 }
 
-impl SourceConfig {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SourceConfig::Ssh(_) => SshHostConfig::TYPE,
-            SourceConfig::AmazonEbs(_) => AmazonEbsConfig::TYPE,
-            SourceConfig::Qemu(_) => QemuConfig::TYPE,
+impl Kind {
+    const fn of<T: SourceSchema>() -> Kind {
+        Kind {
+            name: T::TYPE,
+            fields: fields_of::<T>,
+            load: load::<T>,
         }
     }
-
-    pub fn provides(&self) -> &'static [&'static str] {
-        provides(self.type_name()).unwrap_or(&[])
-    }
 }
 
-pub const SOURCE_TYPES: &[&str] = &[AmazonEbsConfig::TYPE, QemuConfig::TYPE, SshHostConfig::TYPE];
+fn load<T: SourceSchema>(
+    value: Value,
+    ssh: &SshConfig,
+    checker: &mut Checker<'_>,
+) -> Option<Arc<dyn SourceConfig>> {
+    let config: T = checker.deserialize(value)?;
+    config.check(ssh, checker);
+    Some(Arc::new(config))
+}
+
+/// Every source type, in the order error messages list them.
+pub const KINDS: &[Kind] = &[
+    Kind::of::<AmazonEbsConfig>(),
+    Kind::of::<QemuConfig>(),
+    Kind::of::<SshHostConfig>(),
+];
+
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
 
 /// Values under `source.` that every builder provides.
 pub const COMMON_PROVIDES: &[&str] = &["name", "type"];
 
-pub fn provides(type_name: &str) -> Option<&'static [&'static str]> {
-    match type_name {
-        SshHostConfig::TYPE => Some(SshHostConfig::PROVIDES),
-        AmazonEbsConfig::TYPE => Some(AmazonEbsConfig::PROVIDES),
-        QemuConfig::TYPE => Some(QemuConfig::PROVIDES),
-        _ => None,
+#[async_trait]
+impl SourceConfig for SshHostConfig {
+    fn type_name(&self) -> &'static str {
+        Self::TYPE
     }
-}
 
-/// The builder-specific keys a source type accepts.
-pub fn fields_for(type_name: &str) -> Option<&'static [&'static str]> {
-    use super::fields::fields_of;
-    match type_name {
-        SshHostConfig::TYPE => Some(fields_of::<SshHostConfig>()),
-        AmazonEbsConfig::TYPE => Some(fields_of::<AmazonEbsConfig>()),
-        QemuConfig::TYPE => Some(fields_of::<QemuConfig>()),
-        _ => None,
+    fn provides(&self) -> &'static [&'static str] {
+        &["host"]
     }
-}
 
-/// Deserializes the builder-specific part of a source and runs its checks.
-pub fn parse_source(
-    type_name: &str,
-    value: toml::Spanned<toml::de::DeValue<'static>>,
-    ssh: &SshConfig,
-    checker: &mut Checker<'_>,
-) -> Option<SourceConfig> {
-    fn typed<T: SourceSchema>(
-        value: toml::Spanned<toml::de::DeValue<'static>>,
-        ssh: &SshConfig,
-        checker: &mut Checker<'_>,
-    ) -> Option<T> {
-        match T::deserialize(toml::de::ValueDeserializer::from(value)) {
-            Ok(config) => {
-                config.check(ssh, checker);
-                Some(config)
-            }
-            Err(e) => {
-                let d = checker.doc.diagnostic(e.span(), e.message().to_string());
-                checker.diagnostics.push(d);
-                None
-            }
-        }
-    }
-    match type_name {
-        SshHostConfig::TYPE => typed::<SshHostConfig>(value, ssh, checker).map(SourceConfig::Ssh),
-        AmazonEbsConfig::TYPE => typed::<AmazonEbsConfig>(value, ssh, checker)
-            .map(|c| SourceConfig::AmazonEbs(Box::new(c))),
-        QemuConfig::TYPE => {
-            typed::<QemuConfig>(value, ssh, checker).map(|c| SourceConfig::Qemu(Box::new(c)))
-        }
-        _ => None,
+    async fn build(&self, ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext) {
+        crate::builder::ssh_host::run(ctx, opts).await
     }
 }
 
 impl SourceSchema for SshHostConfig {
     const TYPE: &'static str = "ssh";
-    const PROVIDES: &'static [&'static str] = &["host"];
 
     fn check(&self, ssh: &SshConfig, checker: &mut Checker<'_>) {
         if ssh.ssh_host.is_none() {

@@ -97,6 +97,34 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// The parameters of every `action` call imgbuild made (`RunInstances`),
+    /// decoded from the recording, in order.
+    pub fn calls(&self, action: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+        use base64::Engine as _;
+        self.api_requests()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|record| {
+                let body = record["body"].as_str()?.to_string();
+                let body = if record["body_encoded"].as_bool() == Some(true) {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .ok()?;
+                    String::from_utf8(bytes).ok()?
+                } else {
+                    body
+                };
+                let params: std::collections::BTreeMap<String, String> =
+                    form_urlencoded::parse(body.as_bytes())
+                        .into_owned()
+                        .collect();
+                (params.get("Action").map(String::as_str) == Some(action)).then_some(params)
+            })
+            .collect()
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -108,6 +108,15 @@ impl Test {
         self
     }
 
+    /// stdout must contain each of these (for output that names absolute paths).
+    pub fn stdout_contains(mut self, part: &str) -> Test {
+        match &mut self.stdout {
+            Some(Expect::Contains(parts)) => parts.push(part.to_string()),
+            _ => self.stdout = Some(Expect::Contains(vec![part.to_string()])),
+        }
+        self
+    }
+
     /// stderr must contain each of these (for output with times or ids in it).
     pub fn stderr_contains(mut self, part: &str) -> Test {
         match &mut self.stderr {

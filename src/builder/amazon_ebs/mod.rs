@@ -121,7 +121,7 @@ impl EbsContext {
     }
 
     fn imds_v2(&self) -> bool {
-        self.config.imds_support.as_deref() != Some("")
+        self.config.imds_support.as_deref() != Some("none")
     }
 }
 

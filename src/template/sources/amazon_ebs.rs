@@ -3,12 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::template::document::KeyPath;
-use crate::template::interpolate::{Scope, references};
+use crate::builder::BuildContext;
+use crate::pipeline::{RunOptions, RunReport};
+use crate::template::check::Checker;
 use crate::template::schema::{HumanDuration, SshConfig};
-use crate::template::source::{Checker, SourceSchema};
+use crate::template::source::{SourceConfig, SourceSchema};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,9 +94,23 @@ pub const DEFAULT_AMI_NAME: &str = "${image.name}-${image.version}-${build.times
 /// Root volume types EC2 accepts.
 const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
 
+#[async_trait]
+impl SourceConfig for AmazonEbsConfig {
+    fn type_name(&self) -> &'static str {
+        Self::TYPE
+    }
+
+    fn provides(&self) -> &'static [&'static str] {
+        &["ami", "id", "region", "instance_id"]
+    }
+
+    async fn build(&self, ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext) {
+        crate::builder::amazon_ebs::run(ctx, self.clone(), opts).await
+    }
+}
+
 impl SourceSchema for AmazonEbsConfig {
     const TYPE: &'static str = "amazon-ebs";
-    const PROVIDES: &'static [&'static str] = &["ami", "id", "region", "instance_id"];
 
     fn check(&self, ssh: &SshConfig, checker: &mut Checker<'_>) {
         match (&self.source_ami, &self.source_ami_filter) {
@@ -172,9 +188,8 @@ impl SourceSchema for AmazonEbsConfig {
         }
         for (i, cidr) in self.temporary_sg_cidrs.iter().flatten().enumerate() {
             if !cidr.contains("${") && !is_cidr(cidr) {
-                error_at(
-                    checker,
-                    checker.base.key("temporary_sg_cidrs").index(i),
+                checker.error_at(
+                    &checker.base.key("temporary_sg_cidrs").index(i),
                     format!("`{cidr}` is not a CIDR block like 203.0.113.7/32"),
                 );
             }
@@ -199,10 +214,10 @@ impl SourceSchema for AmazonEbsConfig {
             );
         }
         if let Some(imds) = &self.imds_support
-            && !imds.is_empty()
             && imds != "v2.0"
+            && imds != "none"
         {
-            checker.error("imds_support", "`imds_support` may be \"v2.0\" (the default) or \"\" to leave the AMI's setting alone");
+            checker.error("imds_support", "`imds_support` may be \"v2.0\" (the default) or \"none\" to leave the AMI's setting alone");
         }
         for (key, tags) in [
             ("tags", &self.tags),
@@ -211,9 +226,8 @@ impl SourceSchema for AmazonEbsConfig {
         ] {
             for name in tags.keys() {
                 if name.starts_with("imgbuild:") || name.to_ascii_lowercase().starts_with("aws:") {
-                    error_at(
-                        checker,
-                        checker.base.key(key).key(name),
+                    checker.error_at(
+                        &checker.base.key(key).key(name),
                         format!(
                             "tag keys starting with `{}` are reserved",
                             &name[..name.find(':').unwrap_or(0) + 1]
@@ -225,9 +239,8 @@ impl SourceSchema for AmazonEbsConfig {
         for (i, user) in self.ami_users.iter().enumerate() {
             let account_id = user.len() == 12 && user.chars().all(|c| c.is_ascii_digit());
             if !account_id && !user.contains("${") {
-                error_at(
-                    checker,
-                    checker.base.key("ami_users").index(i),
+                checker.error_at(
+                    &checker.base.key("ami_users").index(i),
                     format!("`{user}` is not a 12-digit AWS account id"),
                 );
             }
@@ -241,7 +254,7 @@ impl AmazonEbsConfig {
         let written = self
             .region
             .as_deref()
-            .map(|r| partial_expand(r, checker.known))
+            .map(|r| checker.known.expand_known(r))
             .filter(|r| !r.is_empty());
         match written {
             Some(region) => {
@@ -265,11 +278,10 @@ impl AmazonEbsConfig {
             }
         }
         for (i, region) in self.ami_regions.iter().enumerate() {
-            let region = partial_expand(region, checker.known);
+            let region = checker.known.expand_known(region);
             if !region.contains("${") && !is_region(&region) {
-                error_at(
-                    checker,
-                    checker.base.key("ami_regions").index(i),
+                checker.error_at(
+                    &checker.base.key("ami_regions").index(i),
                     format!("`{region}` is not an AWS region name like eu-west-3"),
                 );
             }
@@ -278,7 +290,7 @@ impl AmazonEbsConfig {
 
     fn check_ami_name(&self, checker: &mut Checker<'_>) {
         let written = self.ami_name.as_deref().unwrap_or(DEFAULT_AMI_NAME);
-        let expanded = partial_expand(written, checker.known);
+        let expanded = checker.known.expand_known(written);
         if let Some(problem) = ami_name_problem(&expanded) {
             let d = checker.error("ami_name", format!("AMI name `{expanded}` {problem}"));
             d.help = Some(if self.ami_name.is_some() {
@@ -288,14 +300,6 @@ impl AmazonEbsConfig {
             });
         }
     }
-}
-
-/// An error about a value deeper than the source's own keys (a list item, a tag).
-fn error_at(checker: &mut Checker<'_>, path: KeyPath, message: String) {
-    let span = checker.doc.span_of(&path);
-    checker
-        .diagnostics
-        .push(checker.doc.diagnostic(span, message));
 }
 
 /// Why `name` cannot be an AMI name, if it cannot. References still in it
@@ -338,30 +342,6 @@ pub fn ami_name_problem(name: &str) -> Option<String> {
         return Some("is shorter than 3 characters, the least EC2 allows".into());
     }
     None
-}
-
-/// Expands the references whose values are known, leaving the rest as written.
-fn partial_expand(text: &str, known: &Scope) -> String {
-    let Ok(refs) = references(text) else {
-        return text.to_string();
-    };
-    let mut out = String::new();
-    let mut last = 0;
-    for r in refs {
-        out.push_str(&text[last..r.range.start]);
-        let value = known.get(&r.expr).map(str::to_string).or_else(|| {
-            r.expr
-                .strip_prefix("env.")
-                .and_then(|n| std::env::var(n).ok())
-        });
-        match value {
-            Some(v) => out.push_str(&v),
-            None => out.push_str(&text[r.range.clone()]),
-        }
-        last = r.range.end;
-    }
-    out.push_str(&text[last..]);
-    out
 }
 
 pub fn is_ami_id(s: &str) -> bool {

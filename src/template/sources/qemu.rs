@@ -1,9 +1,13 @@
 //! `type = "qemu"`: boot a local base image in QEMU, provision, write a qcow2.
 
+use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::builder::BuildContext;
+use crate::pipeline::{RunOptions, RunReport};
+use crate::template::check::Checker;
 use crate::template::schema::{HumanDuration, SshConfig};
-use crate::template::source::{Checker, SourceSchema};
+use crate::template::source::{SourceConfig, SourceSchema};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,9 +59,23 @@ pub enum Compression {
     None,
 }
 
+#[async_trait]
+impl SourceConfig for QemuConfig {
+    fn type_name(&self) -> &'static str {
+        Self::TYPE
+    }
+
+    fn provides(&self) -> &'static [&'static str] {
+        &["id", "image"]
+    }
+
+    async fn build(&self, ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext) {
+        crate::builder::qemu::run(ctx, self.clone(), opts).await
+    }
+}
+
 impl SourceSchema for QemuConfig {
     const TYPE: &'static str = "qemu";
-    const PROVIDES: &'static [&'static str] = &["id", "image"];
 
     fn check(&self, _ssh: &SshConfig, checker: &mut Checker<'_>) {
         let given = [
