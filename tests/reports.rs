@@ -113,9 +113,9 @@ fn validate_prints_one_json_object_per_template() {
         )
         .args(["validate", "--output", "json", "t.toml", "bad.toml"])
         .stdout(concat!(
-            r#"{"event":"validated","file":"t.toml","ok":true,"problems":[],"schema":"imgbuild.events/1","sources":[{"name":"box","type":"ssh"}]}"#,
+            r#"{"schema":"imgbuild.events/1","event":"validated","file":"t.toml","ok":true,"sources":[{"name":"box","type":"ssh"}],"problems":[]}"#,
             "\n",
-            r#"{"event":"validated","file":"bad.toml","ok":false,"problems":[{"column":1,"file":"bad.toml","help":"did you mean `ssh_username`?","line":6,"message":"unknown key `ssh_usernme` in source `box` (type \"ssh\")"}],"schema":"imgbuild.events/1","sources":[{"name":"box","type":"ssh"}]}"#,
+            r#"{"schema":"imgbuild.events/1","event":"validated","file":"bad.toml","ok":false,"sources":[{"name":"box","type":"ssh"}],"problems":[{"file":"bad.toml","line":6,"column":1,"message":"unknown key `ssh_usernme` in source `box` (type \"ssh\")","help":"did you mean `ssh_username`?"}]}"#,
             "\n"
         ))
         .status(2)
@@ -128,7 +128,7 @@ fn inspect_prints_the_template_as_one_json_object_with_secrets_masked() {
         .file("t.toml", TEMPLATE)
         .args(["inspect", "--output", "json", "t.toml"])
         .stdout(concat!(
-            r#"{"description":"a web server","event":"template","file":"t.toml","name":"web","provisioners":[{"except":[],"label":"provisioner 1 (shell, t.toml:14)","number":1,"only":["box"],"type":"shell"}],"schema":"imgbuild.events/1","sources":[{"name":"box","type":"ssh"}],"variables":[{"description":null,"name":"token","sensitive":true,"value":"<sensitive>"}],"version":"2.1"}"#,
+            r#"{"schema":"imgbuild.events/1","event":"template","file":"t.toml","name":"web","version":"2.1","description":"a web server","variables":[{"name":"token","value":"<sensitive>","sensitive":true,"description":null}],"sources":[{"name":"box","type":"ssh"}],"provisioners":[{"number":1,"type":"shell","label":"provisioner 1 (shell, t.toml:14)","only":["box"],"except":[]}]}"#,
             "\n"
         ))
         .stderr("")
