@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::VarArgs;
 use crate::error::Error;
+use crate::template::provisioners::ProvisionerSchema;
 use crate::template::{self, Direction, ProvisionerKind, Template};
 
 #[derive(Args)]
@@ -97,6 +98,9 @@ pub fn describe(t: &Template) -> String {
                     }
                 }
             }
+            ProvisionerKind::Ansible(c) => c.summary(),
+            ProvisionerKind::AnsibleLocal(c) => c.summary(),
+            ProvisionerKind::ShellLocal(c) => c.summary(),
         };
         let _ = write!(out, "  {}. {what}", p.number);
         if !p.common.only.is_empty() {

@@ -1,8 +1,12 @@
 //! Provisioners: what a template does to the machine, through the
 //! communicator only. Builders never see inside them.
 
+mod ansible;
+mod ansible_local;
 mod file;
+mod local;
 mod shell;
+mod shell_local;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -64,6 +68,10 @@ pub async fn run(p: &Provisioner, cx: &Context<'_>) -> Result<After, ProvisionEr
                     .unwrap_or(Err(ProvisionError::Ssh(SshError::TimedOut(limit.0)))),
                 None => file::run(c, cx).await,
             },
+            // These apply `p.common.timeout` themselves, one module each.
+            ProvisionerKind::Ansible(c) => ansible::run(p, c, cx).await,
+            ProvisionerKind::AnsibleLocal(c) => ansible_local::run(p, c, cx).await,
+            ProvisionerKind::ShellLocal(c) => shell_local::run(p, c, cx).await,
         };
         match result {
             Err(ProvisionError::Ssh(SshError::Cancelled)) => return result,

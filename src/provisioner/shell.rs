@@ -1,7 +1,7 @@
 //! `type = "shell"`: upload a script, run it with the given environment,
 //! stream its output, judge its exit code.
 
-use crate::communicator::{SshError, shell_quote};
+use crate::communicator::{ExitStatus, SshError, shell_quote};
 use crate::events::Stream;
 use crate::template::{Provisioner, ShellConfig};
 
@@ -12,18 +12,36 @@ const DEFAULT_COMMAND: &str = "chmod +x {path} && {vars} {path}";
 const SUDO_COMMAND: &str = "chmod +x {path} && sudo -n env {vars} {path}";
 
 /// One script to run: where it came from (for messages) and its text.
-struct Script {
-    origin: String,
-    body: Vec<u8>,
+pub(super) struct Script {
+    pub origin: String,
+    pub body: Vec<u8>,
 }
 
-fn scripts(
+/// What a shell-like provisioner runs: `inline` lines as one script, or the
+/// script files, read relative to the template.
+pub(super) struct ScriptSettings<'a> {
+    pub inline: Option<&'a Vec<String>>,
+    pub inline_shebang: Option<&'a str>,
+    pub files: Vec<&'a String>,
+}
+
+impl<'a> From<&'a ShellConfig> for ScriptSettings<'a> {
+    fn from(c: &'a ShellConfig) -> Self {
+        ScriptSettings {
+            inline: c.inline.as_ref(),
+            inline_shebang: c.inline_shebang.as_deref(),
+            files: c.script.iter().chain(c.scripts.iter().flatten()).collect(),
+        }
+    }
+}
+
+pub(super) fn scripts(
     p: &Provisioner,
-    c: &ShellConfig,
+    c: ScriptSettings<'_>,
     cx: &Context<'_>,
 ) -> Result<Vec<Script>, ProvisionError> {
-    if let Some(lines) = &c.inline {
-        let shebang = c.inline_shebang.as_deref().unwrap_or(DEFAULT_SHEBANG);
+    if let Some(lines) = c.inline {
+        let shebang = c.inline_shebang.unwrap_or(DEFAULT_SHEBANG);
         let mut body = format!("#!{shebang}\n");
         for line in cx.scope.expand_all(lines)? {
             body.push_str(&line);
@@ -34,8 +52,7 @@ fn scripts(
             body: body.into_bytes(),
         }]);
     }
-    let files: Vec<&String> = c.script.iter().chain(c.scripts.iter().flatten()).collect();
-    files
+    c.files
         .into_iter()
         .map(|f| {
             let path = cx.template_dir.join(cx.scope.expand(f)?);
@@ -79,7 +96,7 @@ pub async fn run(
     let valid = c.valid_exit_codes.clone().unwrap_or_else(|| vec![0]);
     let timeout = p.common.timeout.map(|t| t.0);
 
-    for (i, script) in scripts(p, c, cx)?.into_iter().enumerate() {
+    for (i, script) in scripts(p, c.into(), cx)?.into_iter().enumerate() {
         let remote = format!(
             "{folder}/imgbuild-{}-{}-{}.sh",
             cx.build_id,
@@ -126,22 +143,32 @@ pub async fn run(
         if c.expect_disconnect && status.code.is_none() {
             return Ok(After::Disconnected);
         }
-        if !status.code.is_some_and(|code| valid.contains(&code)) {
-            let expected = if valid == [0] {
-                String::new()
-            } else {
-                format!(" (valid exit codes: {valid:?})")
-            };
-            return Err(ProvisionError::Failed(format!(
-                "{}: {} {status}{expected}",
-                p.label(),
-                script.origin
-            )));
-        }
+        judge(p, &script.origin, &status, &valid)?;
     }
     Ok(if c.expect_disconnect {
         After::Disconnected
     } else {
         After::Connected
     })
+}
+
+/// Fails unless the exit code is one of `valid`, naming the provisioner and script.
+pub(super) fn judge(
+    p: &Provisioner,
+    origin: &str,
+    status: &ExitStatus,
+    valid: &[i32],
+) -> Result<(), ProvisionError> {
+    if status.code.is_some_and(|code| valid.contains(&code)) {
+        return Ok(());
+    }
+    let expected = if valid == [0] {
+        String::new()
+    } else {
+        format!(" (valid exit codes: {valid:?})")
+    };
+    Err(ProvisionError::Failed(format!(
+        "{}: {origin} {status}{expected}",
+        p.label()
+    )))
 }

@@ -11,6 +11,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::document::{Diagnostic, Document, KeyPath, Seg, did_you_mean};
 use super::fields::fields_of;
 use super::interpolate::{Scope, references};
+use super::provisioners;
 use super::schema::{FileConfig, ProvisionerCommon, ShellConfig, SshConfig, VariableDef};
 use super::source::{self, COMMON_PROVIDES, Checker, SOURCE_TYPES};
 use super::variables::{self, VarInputs};
@@ -24,7 +25,14 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "source",
     "provisioner",
 ];
-const PROVISIONER_TYPES: &[&str] = &["shell", "file"];
+const PROVISIONER_TYPES: &[&str] = &[
+    "shell",
+    "file",
+    // The types of `template::provisioners`, one file each.
+    "ansible",
+    "ansible-local",
+    "shell-local",
+];
 
 /// Loads and checks `path`. Either every check passed, or every problem found
 /// is returned, each with its location.
@@ -411,7 +419,12 @@ impl<'a> Loader<'a> {
                         format!("unknown provisioner type \"{t}\""),
                     )
                     .help = Some(hint.map_or_else(
-                        || "the provisioner types are \"shell\" and \"file\"".into(),
+                        || {
+                            format!(
+                                "the provisioner types are {}",
+                                quoted_list(PROVISIONER_TYPES)
+                            )
+                        },
                         |h| format!("did you mean \"{h}\"?"),
                     ));
                     continue;
@@ -428,7 +441,8 @@ impl<'a> Loader<'a> {
             };
             let specific = match kind_name.as_str() {
                 "shell" => fields_of::<ShellConfig>(),
-                _ => fields_of::<FileConfig>(),
+                "file" => fields_of::<FileConfig>(),
+                other => provisioners::fields_for(other).unwrap_or(&[]),
             };
             let place = format!("in provisioner {number} (type \"{kind_name}\")");
             if !self.unknown_keys(&p_path, table, &[common_keys, specific], &place) {
@@ -462,13 +476,22 @@ impl<'a> Loader<'a> {
                     self.check_shell(&p_path, &c);
                     ProvisionerKind::Shell(c)
                 }
-                _ => {
+                "file" => {
                     let Some(c) = self.deserialize::<FileConfig>(subtable(item, table, specific))
                     else {
                         continue;
                     };
                     self.check_file(&p_path, &c);
                     ProvisionerKind::File(c)
+                }
+                other => {
+                    let known = Scope::default();
+                    let value = subtable(item, table, specific);
+                    let mut checker = self.checker(p_path.clone(), &known);
+                    let Some(kind) = provisioners::parse(other, value, &mut checker) else {
+                        continue;
+                    };
+                    kind
                 }
             };
             let location = format!(
@@ -570,15 +593,16 @@ impl<'a> Loader<'a> {
 
     /// A path relative to the template must exist, unless it is only known at build time.
     fn check_local_file(&mut self, path: &KeyPath, file: &str) {
-        if file.contains("${") {
-            return;
-        }
-        let full = self.doc.path.parent().unwrap_or(Path::new(".")).join(file);
-        if !full.exists() {
-            self.error_at(
-                path,
-                format!("`{file}` does not exist (looked for {})", full.display()),
-            );
+        let known = Scope::default();
+        self.checker(KeyPath::root(), &known).local_path(path, file);
+    }
+
+    fn checker<'c>(&'c mut self, base: KeyPath, known: &'c Scope) -> Checker<'c> {
+        Checker {
+            doc: self.doc,
+            base,
+            diagnostics: &mut self.diags,
+            known,
         }
     }
 
@@ -753,7 +777,7 @@ fn subtable(whole: &Value, table: &DeTable<'static>, keys: &[&str]) -> Value {
     Spanned::new(whole.span(), DeValue::Table(sub))
 }
 
-fn is_identifier(s: &str) -> bool {
+pub(super) fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

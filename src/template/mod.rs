@@ -7,6 +7,7 @@ pub mod document;
 mod fields;
 pub mod interpolate;
 mod load;
+pub mod provisioners;
 pub mod schema;
 pub mod source;
 pub mod sources;
@@ -89,6 +90,10 @@ pub struct Provisioner {
 pub enum ProvisionerKind {
     Shell(ShellConfig),
     File(FileConfig),
+    // The types of `template::provisioners`, one file each.
+    Ansible(Box<provisioners::AnsibleConfig>),
+    AnsibleLocal(Box<provisioners::AnsibleLocalConfig>),
+    ShellLocal(provisioners::ShellLocalConfig),
 }
 
 impl Provisioner {
@@ -102,6 +107,9 @@ impl Provisioner {
         match self.kind {
             ProvisionerKind::Shell(_) => "shell",
             ProvisionerKind::File(_) => "file",
+            ProvisionerKind::Ansible(_) => "ansible",
+            ProvisionerKind::AnsibleLocal(_) => "ansible-local",
+            ProvisionerKind::ShellLocal(_) => "shell-local",
         }
     }
 

@@ -1,6 +1,8 @@
 //! `[source.NAME]` tables: which builder types exist, what each accepts, and
 //! the checks each makes at load time (no network calls).
 
+use std::path::Path;
+
 use serde::Deserialize;
 
 use super::document::{Diagnostic, Document, KeyPath};
@@ -30,8 +32,31 @@ impl Checker<'_> {
         self.diagnostics.last_mut().expect("just pushed")
     }
 
+    /// An error about the value at `path`, anywhere in the document.
+    pub fn error_at(&mut self, path: &KeyPath, message: impl Into<String>) -> &mut Diagnostic {
+        let span = self.doc.span_of(path);
+        self.diagnostics.push(self.doc.diagnostic(span, message));
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.doc.value_at(&self.base.key(key)).is_some()
+    }
+
+    /// A path relative to the template must exist, unless it is only known
+    /// at build time; `path` locates the setting that names it.
+    pub fn local_path(&mut self, path: &KeyPath, file: &str) {
+        if file.contains("${") {
+            return;
+        }
+        let full = self.doc.path.parent().unwrap_or(Path::new(".")).join(file);
+        if !full.exists() {
+            let span = self.doc.span_of(path);
+            self.diagnostics.push(self.doc.diagnostic(
+                span,
+                format!("`{file}` does not exist (looked for {})", full.display()),
+            ));
+        }
     }
 }
 

@@ -1,0 +1,140 @@
+//! Settings of the provisioner types that run Ansible or local commands, one
+//! file per type: the struct users write and the checks `validate` makes.
+
+mod ansible;
+mod ansible_local;
+mod shell_local;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::DeValue;
+
+pub use ansible::{AnsibleConfig, GALAXY_PROGRAM, PLAYBOOK_PROGRAM};
+pub use ansible_local::AnsibleLocalConfig;
+pub use shell_local::ShellLocalConfig;
+
+use super::ProvisionerKind;
+use super::document::KeyPath;
+use super::fields::fields_of;
+use super::load::is_identifier;
+use super::source::Checker;
+
+/// What each of these provisioner types declares about its settings.
+pub trait ProvisionerSchema: for<'de> Deserialize<'de> {
+    const TYPE: &'static str;
+    /// Checks that need more than types: required combinations, files, tools.
+    fn check(&self, checker: &mut Checker<'_>);
+    /// What it does, in one line, for `inspect`.
+    fn summary(&self) -> String;
+}
+
+pub const TYPES: &[&str] = &[
+    AnsibleConfig::TYPE,
+    AnsibleLocalConfig::TYPE,
+    ShellLocalConfig::TYPE,
+];
+
+/// The type-specific keys a provisioner type of this module accepts.
+pub fn fields_for(type_name: &str) -> Option<&'static [&'static str]> {
+    match type_name {
+        AnsibleConfig::TYPE => Some(fields_of::<AnsibleConfig>()),
+        AnsibleLocalConfig::TYPE => Some(fields_of::<AnsibleLocalConfig>()),
+        ShellLocalConfig::TYPE => Some(fields_of::<ShellLocalConfig>()),
+        _ => None,
+    }
+}
+
+/// Deserializes the type-specific part of a provisioner and runs its checks.
+pub fn parse(
+    type_name: &str,
+    value: Spanned<DeValue<'static>>,
+    checker: &mut Checker<'_>,
+) -> Option<ProvisionerKind> {
+    fn typed<T: ProvisionerSchema>(
+        value: Spanned<DeValue<'static>>,
+        checker: &mut Checker<'_>,
+    ) -> Option<T> {
+        match T::deserialize(toml::de::ValueDeserializer::from(value)) {
+            Ok(config) => {
+                config.check(checker);
+                Some(config)
+            }
+            Err(e) => {
+                let d = checker.doc.diagnostic(e.span(), e.message().to_string());
+                checker.diagnostics.push(d);
+                None
+            }
+        }
+    }
+    match type_name {
+        AnsibleConfig::TYPE => {
+            typed::<AnsibleConfig>(value, checker).map(|c| ProvisionerKind::Ansible(Box::new(c)))
+        }
+        AnsibleLocalConfig::TYPE => typed::<AnsibleLocalConfig>(value, checker)
+            .map(|c| ProvisionerKind::AnsibleLocal(Box::new(c))),
+        ShellLocalConfig::TYPE => {
+            typed::<ShellLocalConfig>(value, checker).map(ProvisionerKind::ShellLocal)
+        }
+        _ => None,
+    }
+}
+
+/// Where `program` is on this machine's PATH, if it is there.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// The names Ansible accepts for variables and groups: letters, digits and
+/// `_`, not starting with a digit.
+fn check_ansible_names(
+    checker: &mut Checker<'_>,
+    extra_vars: &BTreeMap<String, String>,
+    groups: &[String],
+) {
+    for name in extra_vars.keys() {
+        if !is_identifier(name) {
+            let path = checker.base.key("extra_vars").key(name);
+            checker.error_at(
+                &path,
+                format!("`{name}` is not a valid Ansible variable name (letters, digits and `_`)"),
+            );
+        }
+    }
+    for (i, group) in groups.iter().enumerate() {
+        if !is_identifier(group) {
+            let path = checker.base.key("groups").index(i);
+            checker.error_at(
+                &path,
+                format!("`{group}` is not a valid Ansible group name (letters, digits and `_`)"),
+            );
+        }
+    }
+}
+
+/// A local folder named by `key` must exist and be a folder.
+fn check_local_dir(checker: &mut Checker<'_>, path: &KeyPath, dir: &str) {
+    if dir.contains("${") {
+        return;
+    }
+    let full = checker
+        .doc
+        .path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(dir);
+    if full.exists() && !full.is_dir() {
+        checker.error_at(path, format!("`{dir}` is not a folder"));
+    } else {
+        checker.local_path(path, dir);
+    }
+}
