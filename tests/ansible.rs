@@ -282,6 +282,39 @@ fn ansible_local_names_the_failed_task() {
     );
 }
 
+#[test]
+fn the_example_playbook_runs_in_check_mode_against_the_machine() {
+    // The machine under test is this one: in check mode Ansible runs every
+    // task and shows what it would change, and changes nothing.
+    let (scratch, sshd) = setup();
+    let playbook = Path::new(env!("CARGO_MANIFEST_DIR")).join("provisioners/baseline/site.yml");
+    let before = fs::read("/etc/issue.net").ok();
+    let template = source(&sshd, "")
+        + &format!(
+            r#"
+[[provisioner]]
+type = "ansible"
+playbook_file = "{}"
+extra_arguments = ["--check", "--diff"]
+extra_vars = {{ ansible_python_interpreter = "{PYTHON}", banner_owner = "Tests Inc", image_name = "${{image.name}}", image_version = "${{image.version}}" }}
+"#,
+            playbook.display()
+        );
+    let result = build(&scratch, &template);
+    let stderr = text(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    for line in [
+        "| TASK [baseline : write the login banner] ",
+        "| +Authorized use only. This system belongs to Tests Inc.\n",
+        "| +Image test 1.0; activity may be monitored.\n",
+        "| TASK [baseline : record which image this is] ",
+        "| +test 1.0\n",
+    ] {
+        assert!(stderr.contains(line), "{line:?} missing:\n{stderr}");
+    }
+    assert_eq!(fs::read("/etc/issue.net").ok(), before);
+}
+
 const HEADER: &str = "name = \"demo\"\nversion = \"1\"\n\n[source.box]\ntype = \"ssh\"\nssh_host = \"h\"\nssh_username = \"u\"\n";
 
 #[test]
