@@ -315,6 +315,136 @@ extra_vars = {{ ansible_python_interpreter = "{PYTHON}", banner_owner = "Tests I
     assert_eq!(fs::read("/etc/issue.net").ok(), before);
 }
 
+#[test]
+fn roles_from_the_galaxy_file_are_installed_into_a_temporary_folder_first() {
+    let (scratch, sshd) = setup();
+    // A role archive on this machine: Galaxy's installer, no network.
+    scratch.write(
+        "src/greet/tasks/main.yml",
+        "- name: greet\n  debug:\n    msg: \"hello from {{ role_name }}\"\n",
+    );
+    scratch.write(
+        "src/greet/meta/main.yml",
+        "galaxy_info:\n  role_name: greet\n  author: imgbuild\n  description: test role\n  license: MIT\n  min_ansible_version: \"2.9\"\n  platforms: []\ndependencies: []\n",
+    );
+    let archive = scratch.path("greet.tar.gz");
+    let tar = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(scratch.path("src"))
+        .arg("-czf")
+        .arg(&archive)
+        .arg("greet")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    scratch.write(
+        "requirements.yml",
+        &format!("- src: file://{}\n  name: greet\n", archive.display()),
+    );
+    scratch.write(
+        "site.yml",
+        "- hosts: all\n  gather_facts: false\n  roles:\n    - greet\n",
+    );
+    let template = source(&sshd, "")
+        + &format!(
+            "\n[[provisioner]]\ntype = \"ansible\"\nplaybook_file = \"site.yml\"\ngalaxy_file = \"requirements.yml\"\nextra_vars = {{ ansible_python_interpreter = \"{PYTHON}\" }}\n"
+        );
+    let result = build(&scratch, &template);
+    let stderr = text(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("| - greet was installed successfully\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\"msg\": \"hello from greet\""), "{stderr}");
+    // Installed into the provisioner's temporary folder, not the user's roles.
+    let installed = stderr
+        .split("- extracting greet to ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .expect("the install folder is shown");
+    assert!(installed.contains("imgbuild-ansible-"), "{installed}");
+    assert!(!Path::new(installed).exists(), "{installed} left behind");
+}
+
+#[test]
+fn a_timeout_stops_ansible_and_removes_its_files() {
+    let (scratch, sshd) = setup();
+    let out = scratch.path("out");
+    fs::create_dir_all(&out).unwrap();
+    scratch.write(
+        "slow.yml",
+        &format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: record the key file\n      shell: \"echo {{{{ ansible_ssh_private_key_file }}}} > {}/key\"\n    - name: take too long\n      command: sleep 45\n",
+            out.display()
+        ),
+    );
+    let playbook = scratch.path("slow.yml").display().to_string();
+    let template = source(&sshd, "")
+        + &format!(
+            "\n[[provisioner]]\ntype = \"ansible\"\ntimeout = \"25s\"\nplaybook_file = \"{playbook}\"\nextra_vars = {{ ansible_python_interpreter = \"{PYTHON}\" }}\n"
+        );
+    let result = build(&scratch, &template);
+    let stderr = text(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "provisioner 1 (ansible, t.toml:17): ansible-playbook {playbook} timed out after 25s\n"
+        )),
+        "{stderr}"
+    );
+    let key = fs::read_to_string(out.join("key")).unwrap();
+    assert!(!Path::new(key.trim()).exists(), "{key} left behind");
+    assert_eq!(common::processes_matching(&playbook), Vec::<String>::new());
+}
+
+#[test]
+fn sigint_during_a_play_stops_ansible_and_removes_the_key() {
+    let (scratch, sshd) = setup();
+    let out = scratch.path("out");
+    fs::create_dir_all(&out).unwrap();
+    let started = out.join("key");
+    scratch.write(
+        "long.yml",
+        &format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: record the key file\n      shell: \"echo {{{{ ansible_ssh_private_key_file }}}} > {}.tmp && mv {}.tmp {}\"\n    - name: run long\n      command: sleep 45\n",
+            started.display(),
+            started.display(),
+            started.display()
+        ),
+    );
+    let playbook = scratch.path("long.yml").display().to_string();
+    let template = source(&sshd, "")
+        + &format!(
+            "\n[[provisioner]]\ntype = \"ansible\"\nplaybook_file = \"{playbook}\"\nextra_vars = {{ ansible_python_interpreter = \"{PYTHON}\" }}\n"
+        );
+    let path = scratch.write("t.toml", &template);
+    let child = imgbuild()
+        .arg("build")
+        .arg(&path)
+        .current_dir(scratch.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        common::wait_for_file(&started, Duration::from_secs(120)),
+        "the play started"
+    );
+    let key = fs::read_to_string(&started).unwrap();
+    assert!(
+        Path::new(key.trim()).exists(),
+        "the key is there while the play runs"
+    );
+    common::send_signal(&child, libc::SIGINT);
+    let result = common::wait_output(child, Duration::from_secs(60));
+    let stderr = text(&result.stderr);
+    assert_eq!(result.status.code(), Some(130), "{stderr}");
+    assert!(!Path::new(key.trim()).exists(), "{key} left behind");
+    assert_eq!(common::processes_matching(&playbook), Vec::<String>::new());
+}
+
 const HEADER: &str = "name = \"demo\"\nversion = \"1\"\n\n[source.box]\ntype = \"ssh\"\nssh_host = \"h\"\nssh_username = \"u\"\n";
 
 #[test]
@@ -476,6 +606,53 @@ error: t.toml:20:1: unknown key `playbook` in provisioner 2 (type "ansible-local
 "#,
         )
         .status(2)
+        .run();
+}
+
+#[test]
+fn inspect_shows_the_ansible_and_local_provisioners_without_values() {
+    Test::new()
+        .file("site.yml", "- hosts: all\n")
+        .file(
+            "t.toml",
+            &format!(
+                r#"name = "demo"
+version = "1"
+
+[variables.token]
+default = "{SECRET}"
+sensitive = true
+
+[source.box]
+type = "ssh"
+ssh_host = "h"
+ssh_username = "u"
+
+[[provisioner]]
+type = "ansible"
+playbook_file = "site.yml"
+become = true
+extra_vars = {{ token = "${{var.token}}", who = "me" }}
+
+[[provisioner]]
+type = "ansible-local"
+playbook_file = "site.yml"
+
+[[provisioner]]
+type = "shell-local"
+inline = ["echo one", "echo two"]
+env = {{ TOKEN = "${{var.token}}" }}
+"#
+            ),
+        )
+        .args(["inspect", "t.toml"])
+        .stdout(
+            "template: t.toml\nimage: demo 1\n\nvariables:\n  token = <sensitive>\n\nsources:\n  box  (ssh)\n\nprovisioners:\n\
+             \x20 1. ansible: playbook site.yml (become); extra_vars token, who\n\
+             \x20 2. ansible-local: playbook site.yml\n\
+             \x20 3. shell-local: inline, 2 lines; env TOKEN\n",
+        )
+        .stderr("")
         .run();
 }
 
