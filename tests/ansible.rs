@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::test::Test;
-use common::{Admit, Scratch, Sshd, imgbuild, run, text};
+use common::{Scratch, Sshd, build_in, ssh_box, ssh_template, text};
 
 const LIMIT: Duration = Duration::from_secs(240);
 const SECRET: &str = "tok-93f1c0a7e2";
@@ -18,28 +18,13 @@ const SECRET: &str = "tok-93f1c0a7e2";
 /// be a version manager's shim; Debian's interpreter is always there.
 const PYTHON: &str = "/usr/bin/python3";
 
-fn setup() -> (Scratch, Sshd) {
-    let scratch = Scratch::new();
-    let (_, authorized) = scratch.client_key();
-    let sshd = Sshd::start(Admit::KeysFile(authorized));
-    (scratch, sshd)
-}
-
 fn source(sshd: &Sshd, extra: &str) -> String {
-    format!(
-        "name = \"test\"\nversion = \"1.0\"\n\n[variables.token]\ndefault = \"{SECRET}\"\nsensitive = true\n\n[source.box]\ntype = \"ssh\"\nssh_host = \"127.0.0.1\"\nssh_port = {}\nssh_username = \"root\"\nssh_private_key_file = \"id_ed25519\"\nssh_timeout = \"20s\"\n{extra}\n",
-        sshd.port
-    )
+    ssh_template(sshd, extra)
+        + &format!("\n[variables.token]\ndefault = \"{SECRET}\"\nsensitive = true\n")
 }
 
 fn build(scratch: &Scratch, template: &str) -> std::process::Output {
-    scratch.write("t.toml", template);
-    run(
-        imgbuild()
-            .args(["build", "--manifest", "manifest.json", "t.toml"])
-            .current_dir(scratch.dir.path()),
-        LIMIT,
-    )
+    build_in(scratch, template, LIMIT)
 }
 
 /// A playbook with one role: a fact from `extra_vars`, a templated file, a
@@ -93,7 +78,7 @@ extra_vars = {{ ansible_python_interpreter = "{PYTHON}", who = "${{build.name}}"
 
 #[test]
 fn a_playbook_with_a_role_configures_the_machine_over_the_build_ssh() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let out = scratch.path("out");
     fs::create_dir_all(&out).unwrap();
     write_playbook(&scratch, &out);
@@ -130,7 +115,7 @@ fn a_playbook_with_a_role_configures_the_machine_over_the_build_ssh() {
 
 #[test]
 fn a_failing_task_fails_the_build_naming_the_playbook_and_the_task() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let out = scratch.path("out");
     fs::create_dir_all(&out).unwrap();
     write_playbook(&scratch, &out);
@@ -153,7 +138,7 @@ fn a_failing_task_fails_the_build_naming_the_playbook_and_the_task() {
         "{stderr}"
     );
     assert!(!stderr.contains("never reached"), "{stderr}");
-    let manifest = fs::read_to_string(scratch.path("manifest.json")).unwrap();
+    let manifest = fs::read_to_string(scratch.path("imgbuild-manifest.json")).unwrap();
     assert!(
         manifest.contains(&format!("\"error\": {:?}", error)),
         "{manifest}"
@@ -171,7 +156,7 @@ fn a_failing_task_fails_the_build_naming_the_playbook_and_the_task() {
 
 #[test]
 fn ansible_goes_through_the_bastion_and_accepts_only_the_pinned_host_key() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let out = scratch.path("out");
     fs::create_dir_all(&out).unwrap();
     write_playbook(&scratch, &out);
@@ -215,7 +200,7 @@ fn ansible_goes_through_the_bastion_and_accepts_only_the_pinned_host_key() {
 
 #[test]
 fn ansible_local_runs_a_playbook_with_a_role_on_the_machine() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let out = scratch.path("out");
     let staging = scratch.path("staging");
     fs::create_dir_all(&out).unwrap();
@@ -261,7 +246,7 @@ extra_vars = {{ ansible_python_interpreter = "{PYTHON}", site = "${{image.name}}
 
 #[test]
 fn ansible_local_names_the_failed_task() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     scratch.write(
         "play.yml",
         "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: break\n      command: /bin/false\n",
@@ -286,7 +271,7 @@ fn ansible_local_names_the_failed_task() {
 fn the_example_playbook_runs_in_check_mode_against_the_machine() {
     // The machine under test is this one: in check mode Ansible runs every
     // task and shows what it would change, and changes nothing.
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let playbook = Path::new(env!("CARGO_MANIFEST_DIR")).join("provisioners/baseline/site.yml");
     let before = fs::read("/etc/issue.net").ok();
     let template = source(&sshd, "")
@@ -317,7 +302,7 @@ extra_vars = {{ ansible_python_interpreter = "{PYTHON}", banner_owner = "Tests I
 
 #[test]
 fn roles_from_the_galaxy_file_are_installed_into_a_temporary_folder_first() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     // A role archive on this machine: Galaxy's installer, no network.
     scratch.write(
         "src/greet/tasks/main.yml",
@@ -369,7 +354,7 @@ fn roles_from_the_galaxy_file_are_installed_into_a_temporary_folder_first() {
 
 #[test]
 fn a_timeout_stops_ansible_and_removes_its_files() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let out = scratch.path("out");
     fs::create_dir_all(&out).unwrap();
     scratch.write(
@@ -400,7 +385,7 @@ fn a_timeout_stops_ansible_and_removes_its_files() {
 
 #[test]
 fn sigint_during_a_play_stops_ansible_and_removes_the_key() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let out = scratch.path("out");
     fs::create_dir_all(&out).unwrap();
     let started = out.join("key");
@@ -418,16 +403,8 @@ fn sigint_during_a_play_stops_ansible_and_removes_the_key() {
         + &format!(
             "\n[[provisioner]]\ntype = \"ansible\"\nplaybook_file = \"{playbook}\"\nextra_vars = {{ ansible_python_interpreter = \"{PYTHON}\" }}\n"
         );
-    let path = scratch.write("t.toml", &template);
-    let child = imgbuild()
-        .arg("build")
-        .arg(&path)
-        .current_dir(scratch.dir.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    scratch.write("t.toml", &template);
+    let child = common::start_build(&scratch, &[]);
     assert!(
         common::wait_for_file(&started, Duration::from_secs(120)),
         "the play started"

@@ -4,41 +4,24 @@
 mod common;
 
 use std::fs;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::test::Test;
-use common::{Admit, Scratch, Sshd, imgbuild, run, text, wait_for_file};
+use common::{Scratch, Sshd, build_in, ssh_box, ssh_template, text, wait_for_file};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn setup() -> (Scratch, Sshd) {
-    let scratch = Scratch::new();
-    let (_, authorized) = scratch.client_key();
-    let sshd = Sshd::start(Admit::KeysFile(authorized));
-    (scratch, sshd)
-}
-
 fn source(sshd: &Sshd) -> String {
-    format!(
-        "name = \"test\"\nversion = \"1.0\"\n\n[source.box]\ntype = \"ssh\"\nssh_host = \"127.0.0.1\"\nssh_port = {}\nssh_username = \"root\"\nssh_private_key_file = \"id_ed25519\"\nssh_timeout = \"20s\"\n",
-        sshd.port
-    )
+    ssh_template(sshd, "")
 }
 
 fn build(scratch: &Scratch, template: &str) -> std::process::Output {
-    scratch.write("t.toml", template);
-    run(
-        imgbuild()
-            .args(["build", "--manifest", "manifest.json", "t.toml"])
-            .current_dir(scratch.dir.path()),
-        LIMIT,
-    )
+    build_in(scratch, template, LIMIT)
 }
 
 #[test]
 fn inline_and_scripts_see_the_build_values_and_their_env() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     // No `#!` line: /bin/sh runs it.
     scratch.write(
         "local/report.sh",
@@ -86,7 +69,7 @@ scripts = ["local/report.sh"]
 
 #[test]
 fn a_non_zero_exit_fails_the_build_unless_it_is_a_valid_code() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let template = source(&sshd)
         + "\n[[provisioner]]\ntype = \"shell-local\"\ninline = [\"exit 3\"]\nvalid_exit_codes = [0, 3]\n\n[[provisioner]]\ntype = \"shell-local\"\ninline = [\"echo before\", \"false\", \"echo after\"]\n";
     let out = build(&scratch, &template);
@@ -94,7 +77,7 @@ fn a_non_zero_exit_fails_the_build_unless_it_is_a_valid_code() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(
-            "error: build `box`: step \"provision\" failed: provisioner 2 (shell-local, t.toml:17): inline script exited with code 1\n"
+            "error: build `box`: step \"provision\" failed: provisioner 2 (shell-local, t.toml:18): inline script exited with code 1\n"
         ),
         "{stderr}"
     );
@@ -104,7 +87,7 @@ fn a_non_zero_exit_fails_the_build_unless_it_is_a_valid_code() {
 
 #[test]
 fn a_timeout_stops_the_whole_process_group() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let sleeper = format!("sleep {}", 2000 + std::process::id() % 50_000);
     let template = source(&sshd)
         + &format!(
@@ -115,7 +98,7 @@ fn a_timeout_stops_the_whole_process_group() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr
-            .contains("provisioner 1 (shell-local, t.toml:12): inline script timed out after 2s\n"),
+            .contains("provisioner 1 (shell-local, t.toml:13): inline script timed out after 2s\n"),
         "{stderr}"
     );
     assert_eq!(common::processes_matching(&sleeper), Vec::<String>::new());
@@ -123,7 +106,7 @@ fn a_timeout_stops_the_whole_process_group() {
 
 #[test]
 fn sigint_during_a_long_shell_local_leaves_no_process() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let started = scratch.path("started");
     // A duration no other process on the machine is likely to use, to find it by.
     let sleeper = format!("sleep {}", 1000 + std::process::id() % 50_000);
@@ -132,19 +115,10 @@ fn sigint_during_a_long_shell_local_leaves_no_process() {
             "\n[[provisioner]]\ntype = \"shell-local\"\ninline = [\"{sleeper} &\", \"touch {}\", \"{sleeper}\"]\n",
             started.display()
         );
-    let path = scratch.write("t.toml", &template);
+    scratch.write("t.toml", &template);
     let tmp = scratch.path("tmp");
     fs::create_dir(&tmp).unwrap();
-    let child = imgbuild()
-        .env("TMPDIR", &tmp)
-        .arg("build")
-        .arg(&path)
-        .current_dir(scratch.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = common::start_build(&scratch, &[("TMPDIR", &tmp)]);
     assert!(
         wait_for_file(&started, Duration::from_secs(60)),
         "provisioner started"

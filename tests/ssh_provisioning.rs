@@ -6,42 +6,20 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Admit, Scratch, Sshd, imgbuild, run, text, wait_for_file};
+use common::{Scratch, ssh_box, ssh_template, text, wait_for_file};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// A scratch folder with an admitted client key and a running sshd.
-fn setup() -> (Scratch, Sshd) {
-    let scratch = Scratch::new();
-    let (_, authorized) = scratch.client_key();
-    let sshd = Sshd::start(Admit::KeysFile(authorized));
-    (scratch, sshd)
-}
-
-fn source(sshd: &Sshd, extra: &str) -> String {
-    format!(
-        "name = \"test\"\nversion = \"1.0\"\n\n[source.box]\ntype = \"ssh\"\nssh_host = \"127.0.0.1\"\nssh_port = {}\nssh_username = \"root\"\nssh_private_key_file = \"id_ed25519\"\nssh_timeout = \"20s\"\n{extra}\n",
-        sshd.port
-    )
-}
-
 fn build(scratch: &Scratch, template: &str) -> std::process::Output {
-    scratch.write("t.toml", template);
-    run(
-        imgbuild()
-            .arg("build")
-            .arg("t.toml")
-            .current_dir(scratch.dir.path()),
-        LIMIT,
-    )
+    common::build_in(scratch, template, LIMIT)
 }
 
 #[test]
 fn shell_inline_and_script_with_env_and_sudo() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let work = scratch.path("work");
     let uploads = scratch.path("uploads");
     fs::create_dir_all(&uploads).unwrap();
@@ -60,7 +38,7 @@ env = {{ SERVER_NAME = "www.example.com", OUT = "{work}" }}
 sudo = true
 remote_folder = "{uploads}"
 "#,
-        source(&sshd, ""),
+        ssh_template(&sshd, ""),
         work = work.display(),
         uploads = uploads.display()
     );
@@ -97,11 +75,11 @@ remote_folder = "{uploads}"
 
 #[test]
 fn inline_stops_at_the_first_failing_line_and_names_the_provisioner() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let marker = scratch.path("after-failure");
     let template = format!(
         "{}\n[[provisioner]]\ntype = \"shell\"\ninline = [\"echo ok\"]\n\n[[provisioner]]\ntype = \"shell\"\ninline = [\"sh -c 'exit 7'\", \"touch {}\"]\n",
-        source(&sshd, ""),
+        ssh_template(&sshd, ""),
         marker.display()
     );
     let out = build(&scratch, &template);
@@ -120,10 +98,10 @@ fn inline_stops_at_the_first_failing_line_and_names_the_provisioner() {
 
 #[test]
 fn valid_exit_codes_accept_listed_codes() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let template = format!(
         "{}\n[[provisioner]]\ntype = \"shell\"\ninline = [\"exit 3\"]\nvalid_exit_codes = [0, 3]\n",
-        source(&sshd, "")
+        ssh_template(&sshd, "")
     );
     let out = build(&scratch, &template);
     assert!(
@@ -184,7 +162,7 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn files_folders_and_a_large_file_round_trip_byte_for_byte() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let remote = scratch.path("remote");
     let back = scratch.path("back");
     scratch.write("files/app.conf", "listen 80\n");
@@ -241,7 +219,7 @@ direction = "download"
 source = "{remote}/www"
 destination = "back"
 "#,
-        src = source(&sshd, ""),
+        src = ssh_template(&sshd, ""),
         remote = remote.display()
     );
     let out = build(&scratch, &template);
@@ -293,7 +271,7 @@ destination = "back"
 
 #[test]
 fn expect_disconnect_survives_an_sshd_restart() {
-    let (scratch, mut sshd) = setup();
+    let (scratch, mut sshd) = ssh_box();
     let restarted = scratch.path("restarted");
     let after = scratch.path("after");
     // Like a reboot: the provisioner kills this test's sshd listener and the
@@ -318,7 +296,7 @@ fn expect_disconnect_survives_an_sshd_restart() {
     // its pid file before it accepts any connection.
     let template = format!(
         "{}\n[[provisioner]]\ntype = \"shell\"\nscript = \"reboot.sh\"\nexpect_disconnect = true\n\n[[provisioner]]\ntype = \"shell\"\ninline = [\"cat {} > {}\"]\n",
-        source(&sshd, ""),
+        ssh_template(&sshd, ""),
         pidfile.display(),
         after.display()
     );
@@ -363,9 +341,9 @@ fn read_pid_file(path: &Path) -> String {
 
 #[test]
 fn a_key_the_server_rejects_is_reported_as_an_authentication_error() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     common::keygen(&scratch.path("other_key"));
-    let template = source(&sshd, "")
+    let template = ssh_template(&sshd, "")
         .replace("id_ed25519", "other_key")
         .replace("\"20s\"", "\"4s\"")
         + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"true\"]\n";
@@ -408,7 +386,7 @@ fn a_closed_port_is_reported_as_refused() {
 
 #[test]
 fn sigint_during_a_long_provisioner_cleans_up_and_exits_130() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let started = scratch.path("started");
     // A duration no other process on the machine is likely to use, to find it by.
     let sleeper = format!("sleep {}", 1000 + std::process::id() % 50_000);
@@ -416,20 +394,12 @@ fn sigint_during_a_long_provisioner_cleans_up_and_exits_130() {
     std::fs::create_dir(&remote_folder).unwrap();
     let template = format!(
         "{}\n[[provisioner]]\ntype = \"shell\"\nremote_folder = \"{}\"\ninline = [\"touch {}\", \"{sleeper}\"]\n",
-        source(&sshd, ""),
+        ssh_template(&sshd, ""),
         remote_folder.display(),
         started.display()
     );
-    let path = scratch.write("t.toml", &template);
-    let child = imgbuild()
-        .arg("build")
-        .arg(&path)
-        .current_dir(scratch.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    scratch.write("t.toml", &template);
+    let child = common::start_build(&scratch, &[]);
     assert!(
         wait_for_file(&started, Duration::from_secs(60)),
         "provisioner started"
@@ -479,7 +449,7 @@ fn sigint_during_a_long_provisioner_cleans_up_and_exits_130() {
 
 #[test]
 fn a_bastion_tunnels_the_session() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let marker = scratch.path("via-bastion");
     let bastion = format!(
         "ssh_bastion_host = \"127.0.0.1\"\nssh_bastion_port = {}\nssh_bastion_username = \"root\"\nssh_bastion_private_key_file = \"id_ed25519\"\n",
@@ -488,7 +458,7 @@ fn a_bastion_tunnels_the_session() {
     // The target address is as the bastion sees it: the same loopback sshd here.
     let template = format!(
         "{}\n[[provisioner]]\ntype = \"shell\"\ninline = [\"echo $SSH_CONNECTION > {}\"]\n",
-        source(&sshd, &bastion),
+        ssh_template(&sshd, &bastion),
         marker.display()
     );
     let out = build(&scratch, &template);
@@ -523,11 +493,11 @@ fn a_bastion_tunnels_the_session() {
 
 #[test]
 fn a_pinned_host_key_that_differs_is_refused() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let pinned =
         "ssh_host_key_fingerprint = \"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n";
     let template =
-        source(&sshd, pinned) + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"true\"]\n";
+        ssh_template(&sshd, pinned) + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"true\"]\n";
     let out = build(&scratch, &template);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -552,9 +522,9 @@ fn a_pinned_host_key_that_differs_is_refused() {
 
 #[test]
 fn a_command_killed_by_a_signal_says_so() {
-    let (scratch, sshd) = setup();
-    let template =
-        source(&sshd, "") + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"kill -KILL $$\"]\n";
+    let (scratch, sshd) = ssh_box();
+    let template = ssh_template(&sshd, "")
+        + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"kill -KILL $$\"]\n";
     let out = build(&scratch, &template);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
