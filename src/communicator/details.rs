@@ -14,10 +14,10 @@ pub struct ConnectionDetails {
     pub pinned_host_key: Option<String>,
 }
 
-impl ConnectionDetails {
+impl Endpoint {
     /// The private key in OpenSSH form, when the login uses one (not the agent).
-    pub fn private_key(endpoint: &Endpoint) -> Option<&str> {
-        match &endpoint.credential {
+    pub fn private_key(&self) -> Option<&str> {
+        match &self.credential {
             Credential::Key { private_pem, .. } => Some(private_pem),
             Credential::Agent => None,
         }

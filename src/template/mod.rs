@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 pub use document::Diagnostic;
 pub use interpolate::Scope;
 pub use load::load;
+use provisioners::ProvisionerSchema;
 pub use schema::{Direction, FileConfig, HumanDuration, ProvisionerCommon, ShellConfig, SshConfig};
 pub use source::SourceConfig;
 pub use variables::VarInputs;
@@ -107,9 +108,9 @@ impl Provisioner {
         match self.kind {
             ProvisionerKind::Shell(_) => "shell",
             ProvisionerKind::File(_) => "file",
-            ProvisionerKind::Ansible(_) => "ansible",
-            ProvisionerKind::AnsibleLocal(_) => "ansible-local",
-            ProvisionerKind::ShellLocal(_) => "shell-local",
+            ProvisionerKind::Ansible(_) => provisioners::AnsibleConfig::TYPE,
+            ProvisionerKind::AnsibleLocal(_) => provisioners::AnsibleLocalConfig::TYPE,
+            ProvisionerKind::ShellLocal(_) => provisioners::ShellLocalConfig::TYPE,
         }
     }
 

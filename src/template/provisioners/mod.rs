@@ -31,12 +31,6 @@ pub trait ProvisionerSchema: for<'de> Deserialize<'de> {
     fn summary(&self) -> String;
 }
 
-pub const TYPES: &[&str] = &[
-    AnsibleConfig::TYPE,
-    AnsibleLocalConfig::TYPE,
-    ShellLocalConfig::TYPE,
-];
-
 /// The type-specific keys a provisioner type of this module accepts.
 pub fn fields_for(type_name: &str) -> Option<&'static [&'static str]> {
     match type_name {
