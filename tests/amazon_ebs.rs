@@ -250,6 +250,44 @@ inline = ["echo about to fail", "exit 3"]
 }
 
 #[test]
+fn shell_local_sees_the_build_instance_and_its_region() {
+    let w = World::new();
+    let env_file = w.scratch.path("local-env");
+    let template = w.template(
+        "",
+        &format!(
+            r#"[[provisioner]]
+type = "shell-local"
+inline = ["env | grep -E '^IMGBUILD_(INSTANCE_ID|REGION|BUILDER_TYPE|USER)=' | sort > {}"]
+
+[[provisioner]]
+type = "shell"
+inline = ["exit 3"]
+"#,
+            env_file.display()
+        ),
+    );
+    let baseline = w.snapshot_baseline();
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let stderr = text(&out.stderr);
+    let instance = stderr
+        .split("terminated instance ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the instance is named");
+    assert_eq!(
+        std::fs::read_to_string(&env_file).unwrap(),
+        format!(
+            "IMGBUILD_BUILDER_TYPE=amazon-ebs\nIMGBUILD_INSTANCE_ID={instance}\nIMGBUILD_REGION={REGION}\nIMGBUILD_USER=root\n"
+        ),
+        "{log}"
+    );
+    w.assert_clean(&baseline, &log);
+}
+
+#[test]
 fn on_error_abort_keeps_and_lists_what_the_build_made() {
     let w = World::new();
     let template = w.template(

@@ -5,6 +5,7 @@
 //! (`spawn_blocking`) and the async runtime never waits on a socket.
 
 mod connect;
+mod details;
 mod exec;
 mod transfer;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use connect::ConnectFailure;
+pub use details::ConnectionDetails;
 pub use exec::ExitStatus;
 pub use transfer::Progress;
 

@@ -5,8 +5,12 @@
 //! writes under `[[provisioner]]`), their load-time checks, its line in
 //! `inspect`, and what it does during a build, plus one line in [`KINDS`].
 
+mod ansible;
+mod ansible_local;
 mod file;
+mod local;
 mod shell;
+mod shell_local;
 
 use std::fmt::Debug;
 use std::path::Path;
@@ -27,8 +31,16 @@ use crate::wait::WaitParams;
 pub use file::{Direction, FileConfig};
 pub use shell::ShellConfig;
 
+use crate::template::provisioners::{AnsibleConfig, AnsibleLocalConfig, ShellLocalConfig};
+
 /// Every provisioner type, in the order error messages list them.
-pub const KINDS: &[Kind] = &[Kind::of::<ShellConfig>(), Kind::of::<FileConfig>()];
+pub const KINDS: &[Kind] = &[
+    Kind::of::<ShellConfig>(),
+    Kind::of::<FileConfig>(),
+    Kind::of::<AnsibleConfig>(),
+    Kind::of::<AnsibleLocalConfig>(),
+    Kind::of::<ShellLocalConfig>(),
+];
 
 /// A provisioner's settings once loaded: what the rest of imgbuild asks of them.
 #[async_trait]

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::communicator::{SshError, shell_quote};
+use crate::communicator::{ExitStatus, SshError, shell_quote};
 use crate::events::Stream;
 use crate::template::Provisioner;
 use crate::template::check::Checker;
@@ -120,14 +120,35 @@ const DEFAULT_COMMAND: &str = "chmod +x {path} && {vars} {path}";
 const SUDO_COMMAND: &str = "chmod +x {path} && sudo -n env {vars} {path}";
 
 /// One script to run: where it came from (for messages) and its text.
-struct Script {
-    origin: String,
-    body: Vec<u8>,
+pub(super) struct Script {
+    pub origin: String,
+    pub body: Vec<u8>,
 }
 
-fn scripts(c: &ShellConfig, cx: &Context<'_>) -> Result<Vec<Script>, ProvisionError> {
-    if let Some(lines) = &c.inline {
-        let shebang = c.inline_shebang.as_deref().unwrap_or(DEFAULT_SHEBANG);
+/// What a shell-like provisioner runs: `inline` lines as one script, or the
+/// script files, read relative to the template.
+pub(super) struct ScriptSettings<'a> {
+    pub inline: Option<&'a Vec<String>>,
+    pub inline_shebang: Option<&'a str>,
+    pub files: Vec<&'a String>,
+}
+
+impl<'a> From<&'a ShellConfig> for ScriptSettings<'a> {
+    fn from(c: &'a ShellConfig) -> Self {
+        ScriptSettings {
+            inline: c.inline.as_ref(),
+            inline_shebang: c.inline_shebang.as_deref(),
+            files: c.script.iter().chain(c.scripts.iter().flatten()).collect(),
+        }
+    }
+}
+
+pub(super) fn scripts(
+    c: ScriptSettings<'_>,
+    cx: &Context<'_>,
+) -> Result<Vec<Script>, ProvisionError> {
+    if let Some(lines) = c.inline {
+        let shebang = c.inline_shebang.unwrap_or(DEFAULT_SHEBANG);
         let mut body = format!("#!{shebang}\n");
         for line in cx.scope.expand_all(lines)? {
             body.push_str(&line);
@@ -138,8 +159,7 @@ fn scripts(c: &ShellConfig, cx: &Context<'_>) -> Result<Vec<Script>, ProvisionEr
             body: body.into_bytes(),
         }]);
     }
-    let files: Vec<&String> = c.script.iter().chain(c.scripts.iter().flatten()).collect();
-    files
+    c.files
         .into_iter()
         .map(|f| {
             let path = cx.template_dir.join(cx.scope.expand(f)?);
@@ -179,7 +199,7 @@ async fn run(p: &Provisioner, c: &ShellConfig, cx: &Context<'_>) -> Result<After
     let valid = c.valid_exit_codes.clone().unwrap_or_else(|| vec![0]);
     let timeout = p.common.timeout.map(|t| t.0);
 
-    let scripts = scripts(c, cx)?;
+    let scripts = scripts(c.into(), cx)?;
     let last = scripts.len().saturating_sub(1);
     for (i, script) in scripts.into_iter().enumerate() {
         // A script before this one dropped the connection on purpose (a
@@ -250,21 +270,30 @@ async fn run(p: &Provisioner, c: &ShellConfig, cx: &Context<'_>) -> Result<After
             }
             continue;
         }
-        if !status.code.is_some_and(|code| valid.contains(&code)) {
-            let expected = if valid == [0] {
-                String::new()
-            } else {
-                format!(" (valid exit codes: {valid:?})")
-            };
-            return Err(ProvisionError::Failed(format!(
-                "{} {status}{expected}",
-                script.origin
-            )));
-        }
+        judge(&script.origin, &status, &valid)?;
     }
     Ok(if c.expect_disconnect {
         After::Disconnected
     } else {
         After::Connected
     })
+}
+
+/// Fails unless the exit code is one of `valid`, naming the script.
+pub(super) fn judge(
+    origin: &str,
+    status: &ExitStatus,
+    valid: &[i32],
+) -> Result<(), ProvisionError> {
+    if status.code.is_some_and(|code| valid.contains(&code)) {
+        return Ok(());
+    }
+    let expected = if valid == [0] {
+        String::new()
+    } else {
+        format!(" (valid exit codes: {valid:?})")
+    };
+    Err(ProvisionError::Failed(format!(
+        "{origin} {status}{expected}"
+    )))
 }

@@ -11,6 +11,7 @@ mod functions;
 mod hints;
 pub mod interpolate;
 mod load;
+pub mod provisioners;
 pub mod schema;
 pub mod source;
 pub mod sources;

@@ -182,6 +182,54 @@ impl Scratch {
     }
 }
 
+/// A scratch folder with a client key (`id_ed25519`) and a real sshd that
+/// admits it: the machine a `type = "ssh"` source provisions.
+pub fn ssh_box() -> (Scratch, Sshd) {
+    let scratch = Scratch::new();
+    let (_, authorized) = scratch.client_key();
+    let sshd = Sshd::start(Admit::KeysFile(authorized));
+    (scratch, sshd)
+}
+
+/// A template's start: image `test` 1.0 and `[source.box]`, which logs in to
+/// `sshd` as root with the scratch key; `extra` holds more source lines.
+pub fn ssh_template(sshd: &Sshd, extra: &str) -> String {
+    format!(
+        "name = \"test\"\nversion = \"1.0\"\n\n[source.box]\ntype = \"ssh\"\nssh_host = \"127.0.0.1\"\nssh_port = {}\nssh_username = \"root\"\nssh_private_key_file = \"id_ed25519\"\nssh_timeout = \"20s\"\n{extra}\n",
+        sshd.port
+    )
+}
+
+/// Writes `template` to `t.toml` in the scratch folder and builds it there
+/// (the manifest goes to `imgbuild-manifest.json` beside it).
+pub fn build_in(scratch: &Scratch, template: &str, limit: Duration) -> Output {
+    scratch.write("t.toml", template);
+    run(
+        imgbuild()
+            .arg("build")
+            .arg("t.toml")
+            .current_dir(scratch.dir.path()),
+        limit,
+    )
+}
+
+/// Starts building `t.toml` in the scratch folder and returns at once, for
+/// tests that signal the build while it runs.
+pub fn start_build(scratch: &Scratch, envs: &[(&str, &Path)]) -> Child {
+    let mut cmd = imgbuild();
+    for (key, value) in envs {
+        cmd.env(key, value);
+    }
+    cmd.arg("build")
+        .arg("t.toml")
+        .current_dir(scratch.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn imgbuild")
+}
+
 pub fn imgbuild() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgbuild"));
     cmd.env("CI", "true")
