@@ -497,7 +497,7 @@ snapshot_users = ["111122223333"]
 ami_groups = ["all"]
 
 [[provisioner]]
-type = "shell-local"
+type = "powershell"
 inline = ["make"]
 
 [[provisioner]]
@@ -551,10 +551,10 @@ error: t.toml:28:1: unknown key `ami_groups` in source `old` (type "amazon-ebs")
     | ^^^^^^^^^^
   help: imgbuild does not make AMIs public; share them with accounts through `ami_users`
 
-error: t.toml:31:8: unknown provisioner type "shell-local"
- 31 | type = "shell-local"
-    |        ^^^^^^^^^^^^^
-  help: the provisioner types are "shell", "file"
+error: t.toml:31:8: unknown provisioner type "powershell"
+ 31 | type = "powershell"
+    |        ^^^^^^^^^^^^
+  help: the provisioner types are "shell", "file", "ansible", "ansible-local", "shell-local"
 
 error: t.toml:36:17: `${lowr(var.size)}` calls `lowr`, which is not a function
  36 | inline = ["echo ${lowr(var.size)}", "echo ${trim()}"]
