@@ -62,8 +62,10 @@ impl Checker<'_> {
         match value::deserialize::<T>(value, self.known) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.diagnostics
-                    .push(self.doc.diagnostic(e.span.clone(), e.message));
+                if !e.quiet {
+                    self.diagnostics
+                        .push(self.doc.diagnostic(e.span.clone(), e.message));
+                }
                 None
             }
         }

@@ -94,8 +94,6 @@ pub fn unknown_key_help<'a>(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
 
     #[test]
@@ -133,12 +131,12 @@ mod tests {
     }
 
     #[test]
-    fn a_huge_unknown_key_is_answered_at_once() {
+    fn names_too_long_to_be_typos_are_not_compared() {
+        // A 1 MiB key is not compared at all (comparing costs its length
+        // squared); the bound is the rule, so it is what is tested.
         let huge = "k".repeat(1 << 20);
-        let keys = ["ssh_username"; 100];
-        let started = Instant::now();
-        assert_eq!(did_you_mean(&huge, keys), None);
-        // Generous: the bound makes this microseconds, unbounded it was seconds.
-        assert!(started.elapsed().as_millis() < 500);
+        assert_eq!(did_you_mean(&huge, ["ssh_username"; 100]), None);
+        let long = format!("ssh_username{}", "x".repeat(LONGEST_TYPO));
+        assert_eq!(did_you_mean(&long, ["ssh_username"]), None);
     }
 }

@@ -5,7 +5,7 @@
 //! Every reference is checked when the template loads, so expansion at build
 //! time only fails for a value that a builder has not provided yet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -175,6 +175,9 @@ pub fn escape(s: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Scope {
     values: BTreeMap<String, Typed>,
+    /// Names whose value is already reported as wrong (a variable that did
+    /// not fit its type): what uses them is not reported again.
+    failed: BTreeSet<String>,
     dir: PathBuf,
     time: OffsetDateTime,
 }
@@ -184,6 +187,7 @@ impl Default for Scope {
         let now = OffsetDateTime::now_utc();
         Scope {
             values: BTreeMap::new(),
+            failed: BTreeSet::new(),
             dir: PathBuf::from("."),
             time: now.replace_nanosecond(0).unwrap_or(now),
         }
@@ -214,6 +218,18 @@ impl Scope {
     /// The build time `timestamp()` formats: when the template was loaded.
     pub fn time(&self) -> OffsetDateTime {
         self.time
+    }
+
+    /// Marks `name` as having no usable value, its error already reported.
+    pub fn fail(&mut self, name: impl Into<String>) {
+        self.failed.insert(name.into());
+    }
+
+    /// Whether `e` uses a name whose error is already reported.
+    pub fn uses_failed(&self, e: &Expr) -> bool {
+        let mut any = false;
+        check_refs(e, &mut |path, _| any |= self.failed.contains(path));
+        any
     }
 
     /// Whether every reference in `e` has a value now.

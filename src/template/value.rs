@@ -29,6 +29,8 @@ pub type Value = Spanned<DeValue<'static>>;
 pub struct ValueError {
     pub span: Option<Range<usize>>,
     pub message: String,
+    /// A consequence of an error already reported: not shown again.
+    pub quiet: bool,
 }
 
 impl fmt::Display for ValueError {
@@ -44,6 +46,7 @@ impl de::Error for ValueError {
         ValueError {
             span: None,
             message: msg.to_string(),
+            quiet: false,
         }
     }
 }
@@ -55,6 +58,8 @@ pub struct Node {
     pub kind: NodeKind,
     /// The `${…}` it came from, for messages.
     pub origin: Option<String>,
+    /// It uses a value whose error is already reported.
+    pub stale: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +108,7 @@ impl Node {
             span: value.span(),
             kind,
             origin: None,
+            stale: false,
         }
     }
 
@@ -112,6 +118,7 @@ impl Node {
             span: span.clone(),
             kind,
             origin: origin.clone(),
+            stale: false,
         };
         leaf(match value {
             Typed::Str(s) => NodeKind::Str(escape(s)),
@@ -139,9 +146,18 @@ impl Node {
         let fail = |span: &Range<usize>, e: InterpolationError| ValueError {
             span: Some(span.clone()),
             message: e.to_string(),
+            quiet: false,
         };
         match &mut self.kind {
             NodeKind::Str(s) => {
+                let uses_failed = references(s).is_ok_and(|refs| {
+                    refs.iter()
+                        .any(|r| super::expr::parse(&r.expr).is_ok_and(|e| scope.uses_failed(&e)))
+                });
+                if uses_failed {
+                    self.stale = true;
+                    return Ok(());
+                }
                 if let Some(e) = Scope::whole(s) {
                     if scope.knows(&e) {
                         let value = scope.eval(&e).map_err(|e| fail(&self.span, e))?;
@@ -217,6 +233,7 @@ impl NodeDe {
         ValueError {
             span: Some(self.node.span.clone()),
             message: format!("{setting} expects {expected}, got {}", self.node.shown()),
+            quiet: self.node.stale,
         }
     }
 
@@ -271,6 +288,7 @@ impl<'de> de::Deserializer<'de> for NodeDe {
                             span: span.clone(),
                             kind: NodeKind::List(Vec::new()),
                             origin: None,
+                            stale: false,
                         },
                         path,
                     },
@@ -481,6 +499,7 @@ impl<'de> MapAccess<'de> for Entries {
                 span: span.clone(),
                 kind: NodeKind::Bool(false),
                 origin: None,
+                stale: false,
             },
             path: self.parent_path.clone(),
         };

@@ -114,7 +114,8 @@ impl<'a> Loader<'a> {
             vars: &variables,
             locals: &locals,
         });
-        if let Some(name) = &name {
+        // The name as it will be: functions and locals may build it.
+        if let Some(name) = expanded_name.as_ref().or(name.as_ref()) {
             self.check_name(name);
         }
 

@@ -89,7 +89,6 @@ impl<'a> Loader<'a> {
     fn source_defaults(&mut self) -> BTreeMap<&'static str, &'a DeTable<'static>> {
         let path = KeyPath::root().key("source_defaults");
         let mut out = BTreeMap::new();
-        let doc = self.doc;
         let Some(table) =
             self.table_at(&path, "one `[source_defaults.TYPE]` table per source type")
         else {
@@ -122,7 +121,6 @@ impl<'a> Loader<'a> {
                 out.insert(kind.name, shared);
             }
         }
-        let _ = doc;
         out
     }
 

@@ -133,12 +133,12 @@ impl Loader<'_> {
             if let (Some(v), Some(allowed)) = (&value, def.get("allowed")) {
                 self.check_allowed(&name, v, allowed, &shown);
             }
-            // A variable in error reads as empty, which every setting takes
-            // as unset: its own error is the one worth reading.
-            scope.set(
-                format!("var.{name}"),
-                value.clone().unwrap_or(Typed::Str(String::new())),
-            );
+            // What uses a variable in error is not reported again: its own
+            // error is the one worth reading.
+            match &value {
+                Some(v) => scope.set(format!("var.{name}"), v.clone()),
+                None => scope.fail(format!("var.{name}")),
+            }
             out.push(Variable {
                 name,
                 kind,
@@ -330,6 +330,8 @@ impl Loader<'_> {
         let node = Node::from_toml(value);
         match typed(&node, scope) {
             Ok(v) => Some(v),
+            // An empty problem: the value uses one already reported.
+            Err((_, problem)) if problem.is_empty() => None,
             Err((span, problem)) => {
                 self.error(Some(span), format!("{what}: {problem}"));
                 None
@@ -345,6 +347,9 @@ fn typed(node: &Node, scope: &Scope) -> Result<Typed, (std::ops::Range<usize>, S
         let refs = references(s).map_err(|e| at(e.to_string()))?;
         for r in &refs {
             let e = expr::parse(&r.expr).map_err(|e| at(e.to_string()))?;
+            if scope.uses_failed(&e) {
+                return Err(at(String::new()));
+            }
             if !scope.knows(&e) {
                 let missing = e
                     .references()
@@ -418,4 +423,84 @@ fn problem_kind(problem: &str) -> &str {
         .strip_prefix("expects ")
         .and_then(|p| p.split(", got").next())
         .unwrap_or(problem)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::template::{Diagnostic, Template, Typed, VarInputs, load};
+
+    fn load_text(text: &str) -> Result<Template, Vec<Diagnostic>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, text).expect("write template");
+        load(&path, &VarInputs::default())
+    }
+
+    const SOURCE: &str = "[source.box]\ntype = \"ssh\"\nssh_host = \"h\"\nssh_username = \"u\"\n";
+
+    #[test]
+    fn locals_are_computed_after_what_they_use_whatever_the_order() {
+        let t = load_text(&format!(
+            "name = \"${{local.c}}\"\nversion = \"1\"\n[variables.team]\ndefault = \"Web\"\n[locals]\nc = \"${{local.b}}-c\"\nb = \"${{local.a}}-b\"\na = \"${{lower(var.team)}}\"\n{SOURCE}"
+        ))
+        .expect("loads");
+        let values: Vec<(&str, &Typed)> = t
+            .locals
+            .iter()
+            .map(|l| (l.name.as_str(), &l.value))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                ("c", &Typed::Str("web-b-c".into())),
+                ("b", &Typed::Str("web-b".into())),
+                ("a", &Typed::Str("web".into())),
+            ]
+        );
+        assert_eq!(t.name, "web-b-c");
+    }
+
+    #[test]
+    fn a_cycle_is_reported_once_with_its_path() {
+        let diags = load_text(&format!(
+            "name = \"x\"\nversion = \"1\"\n[locals]\na = \"${{local.b}}\"\nb = \"${{local.c}}\"\nc = \"${{local.a}}\"\nd = \"fine\"\n{SOURCE}"
+        ))
+        .unwrap_err();
+        let messages: Vec<String> = diags.iter().map(|d| d.message.clone()).collect();
+        assert_eq!(messages, ["local `a` depends on itself: a -> b -> c -> a"]);
+        assert_eq!((diags[0].line, diags[0].column), (4, 1));
+    }
+
+    #[test]
+    fn a_sensitive_variable_makes_its_locals_sensitive() {
+        let t = load_text(&format!(
+            "name = \"x\"\nversion = \"1\"\n[variables.token]\nsensitive = true\ndefault = \"s3cr3t\"\n[locals]\nauth = \"Bearer ${{var.token}}\"\nplain = \"no\"\n{SOURCE}"
+        ))
+        .expect("loads");
+        assert_eq!(t.secrets(), ["s3cr3t", "Bearer s3cr3t"]);
+    }
+
+    #[test]
+    fn defaults_use_earlier_variables_and_take_their_type() {
+        let t = load_text(&format!(
+            "name = \"x\"\nversion = \"1\"\n[variables.size]\ndefault = 20\n[variables.label]\ndefault = \"size-${{var.size}}\"\n[variables.on]\ndefault = false\n{SOURCE}"
+        ))
+        .expect("loads");
+        let vars: Vec<(String, Option<Typed>)> = t
+            .variables
+            .iter()
+            .map(|v| (format!("{}: {}", v.name, v.kind), v.value.clone()))
+            .collect();
+        assert_eq!(
+            vars,
+            [
+                ("size: number".to_string(), Some(Typed::Number(20.0))),
+                (
+                    "label: string".to_string(),
+                    Some(Typed::Str("size-20".into()))
+                ),
+                ("on: bool".to_string(), Some(Typed::Bool(false))),
+            ]
+        );
+    }
 }
