@@ -199,6 +199,41 @@ fn ansible_goes_through_the_bastion_and_accepts_only_the_pinned_host_key() {
 }
 
 #[test]
+fn paths_are_relative_to_a_template_in_another_folder() {
+    // The layout of the shipped examples: templates/ beside provisioners/,
+    // built from the folder above them.
+    let (scratch, sshd) = ssh_box();
+    let out = scratch.path("out");
+    fs::create_dir_all(&out).unwrap();
+    scratch.write(
+        "provisioners/site.yml",
+        &format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: write\n      copy:\n        dest: {}/written\n        content: \"from {{{{ tier }}}}\\n\"\n",
+            out.display()
+        ),
+    );
+    scratch.write(
+        "provisioners/inventory/group_vars/all.yml",
+        "tier: the inventory folder\n",
+    );
+    let template = ssh_template(&sshd, "").replace("\"id_ed25519\"", "\"../id_ed25519\"")
+        + &format!(
+            "\n[[provisioner]]\ntype = \"ansible\"\nplaybook_file = \"../provisioners/site.yml\"\ninventory_directory = \"../provisioners/inventory\"\nextra_vars = {{ ansible_python_interpreter = \"{PYTHON}\" }}\n"
+        );
+    scratch.write("templates/t.toml", &template);
+    // The scratch folder comes back, and lives on for the checks below.
+    let (_, _scratch) = Test::in_scratch(scratch)
+        .args(["build", "templates/t.toml"])
+        .stderr_contains("build finished")
+        .limit(LIMIT)
+        .run();
+    assert_eq!(
+        fs::read(out.join("written")).unwrap(),
+        b"from the inventory folder\n"
+    );
+}
+
+#[test]
 fn ansible_local_runs_a_playbook_with_a_role_on_the_machine() {
     let (scratch, sshd) = ssh_box();
     let out = scratch.path("out");

@@ -68,6 +68,28 @@ scripts = ["local/report.sh"]
 }
 
 #[test]
+fn scripts_run_in_the_template_folder_when_built_from_another() {
+    let (scratch, sshd) = ssh_box();
+    scratch.write("templates/local/where.sh", "#!/bin/sh\npwd > \"$OUT\"\n");
+    let out = scratch.path("pwd");
+    let template = ssh_template(&sshd, "").replace("\"id_ed25519\"", "\"../id_ed25519\"")
+        + &format!(
+            "\n[[provisioner]]\ntype = \"shell-local\"\nscript = \"local/where.sh\"\nenv = {{ OUT = \"{}\" }}\n",
+            out.display()
+        );
+    scratch.write("templates/t.toml", &template);
+    let (_, scratch) = Test::in_scratch(scratch)
+        .args(["build", "templates/t.toml"])
+        .stderr_contains("build finished")
+        .limit(LIMIT)
+        .run();
+    assert_eq!(
+        fs::read_to_string(&out).unwrap(),
+        format!("{}\n", scratch.path("templates").display())
+    );
+}
+
+#[test]
 fn a_non_zero_exit_fails_the_build_unless_it_is_a_valid_code() {
     let (scratch, sshd) = ssh_box();
     let template = source(&sshd)

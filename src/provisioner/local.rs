@@ -3,7 +3,7 @@
 //! timeout or when the build is cancelled (the provisioner's future dropped).
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -30,14 +30,16 @@ pub enum LocalError {
     },
 }
 
-/// The folder to run in: `dir`, or the current one when `dir` is empty (a
-/// template given by bare file name has an empty folder).
-pub fn working_dir(dir: &Path) -> &Path {
-    if dir.as_os_str().is_empty() {
+/// The template's folder as an absolute path: programs run in it, and paths
+/// joined to it stay right there (a relative one would be resolved twice).
+/// A template given by bare file name has an empty folder: the current one.
+pub fn template_folder(dir: &Path) -> PathBuf {
+    let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
         dir
-    }
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 /// How long a stopped group gets between SIGTERM and SIGKILL.

@@ -71,7 +71,7 @@ pub async fn run(
             sh.arg(&path);
             sh
         };
-        cmd.current_dir(local::working_dir(cx.template_dir))
+        cmd.current_dir(local::template_folder(cx.template_dir))
             .envs(env.iter().cloned());
         let events = cx.events;
         let status = local::run(cmd, p.common.timeout.map(|t| t.0), |stream, line| {

@@ -27,6 +27,7 @@ pub async fn run(
     cx: &Context<'_>,
 ) -> Result<After, ProvisionError> {
     let details = cx.comm.connection_details().await?;
+    let folder = local::template_folder(cx.template_dir);
     let local = |context: String| move |source| ProvisionError::Local { context, source };
     let work = tempfile::Builder::new()
         .prefix("imgbuild-ansible-")
@@ -58,7 +59,7 @@ pub async fn run(
         None => details.endpoint.user.clone(),
     };
     let groups = cx.scope.expand_all(&c.groups)?;
-    let inventory = Inventory::place(p, c, cx, work.path())?;
+    let inventory = Inventory::place(p, c, cx, &folder, work.path())?;
     let text = inventory_json(&host, &user, &details, &files, &groups);
     write_private(&inventory.path, text.as_bytes()).map_err(local(format!(
         "{}: cannot write the inventory {}",
@@ -90,9 +91,9 @@ pub async fn run(
     ];
     let timeout = p.common.timeout.map(|t| t.0);
     if let Some(galaxy) = &c.galaxy_file {
-        let galaxy = cx.template_dir.join(cx.scope.expand(galaxy)?);
+        let galaxy = folder.join(cx.scope.expand(galaxy)?);
         let installed = work.path().join("galaxy");
-        install_from_galaxy(p, cx, &galaxy, &installed, timeout).await?;
+        install_from_galaxy(p, cx, &folder, &galaxy, &installed, timeout).await?;
         env.push((
             "ANSIBLE_ROLES_PATH".into(),
             format!(
@@ -124,8 +125,8 @@ pub async fn run(
         cmd.arg("--become");
     }
     cmd.args(cx.scope.expand_all(&c.extra_arguments)?)
-        .arg(cx.template_dir.join(&playbook))
-        .current_dir(local::working_dir(cx.template_dir))
+        .arg(folder.join(&playbook))
+        .current_dir(&folder)
         .envs(env);
     cx.events.info(format!(
         "running ansible-playbook {playbook} against {user}@{}:{}",
@@ -151,6 +152,7 @@ pub async fn run(
 async fn install_from_galaxy(
     p: &Provisioner,
     cx: &Context<'_>,
+    folder: &Path,
     requirements: &Path,
     into: &Path,
     timeout: Option<std::time::Duration>,
@@ -164,13 +166,13 @@ async fn install_from_galaxy(
     if text.lines().any(|l| l.starts_with("collections:")) {
         kinds.push(("collection", "collections"));
     }
-    for (kind, folder) in kinds {
+    for (kind, installed) in kinds {
         let mut cmd = Command::new(GALAXY_PROGRAM);
         cmd.args([kind, "install", "-r"])
             .arg(requirements)
             .arg("-p")
-            .arg(into.join(folder))
-            .current_dir(local::working_dir(cx.template_dir))
+            .arg(into.join(installed))
+            .current_dir(folder)
             .env("ANSIBLE_NOCOLOR", "1");
         let events = cx.events;
         let status = local::run(cmd, timeout, |stream, line| events.output(stream, line))
@@ -184,7 +186,7 @@ async fn install_from_galaxy(
                 p,
                 cx,
                 &format!(
-                    "ansible-galaxy could not install the {folder} of {} ({status})",
+                    "ansible-galaxy could not install the {installed} of {} ({status})",
                     requirements.display()
                 ),
             ));
@@ -204,11 +206,12 @@ impl Inventory {
         p: &Provisioner,
         c: &AnsibleConfig,
         cx: &Context<'_>,
+        folder: &Path,
         work: &Path,
     ) -> Result<Inventory, ProvisionError> {
         let name = format!("imgbuild-inventory-{}-{}.json", cx.build_id, p.number);
         let path = match (&c.inventory_directory, c.keep_inventory_file) {
-            (Some(dir), _) => cx.template_dir.join(cx.scope.expand(dir)?).join(name),
+            (Some(dir), _) => folder.join(cx.scope.expand(dir)?).join(name),
             (None, true) => std::env::temp_dir().join(name),
             (None, false) => work.join("inventory.json"),
         };
