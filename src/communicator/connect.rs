@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ssh2::Session;
 use tokio_util::sync::CancellationToken;
 
-use super::{Credential, Endpoint, SshError, SshTarget};
+use super::{Credential, Endpoint, SshError, SshTarget, readiness};
 
 /// Why one connection attempt failed.
 #[derive(Debug, Clone)]
@@ -21,8 +21,15 @@ pub enum ConnectFailure {
     TimedOut,
     NoRoute,
     Resolve(String),
+    /// The connection was accepted but the server said nothing in time.
+    NoBanner(Duration),
+    /// The connection was accepted, then closed before the server said anything.
+    ClosedBeforeBanner,
     Handshake(String),
-    AuthRejected { user: String, key: String },
+    AuthRejected {
+        user: String,
+        key: String,
+    },
     Bastion(String),
     Other(String),
 }
@@ -40,6 +47,15 @@ impl fmt::Display for ConnectFailure {
             ),
             ConnectFailure::NoRoute => write!(f, "no route to host"),
             ConnectFailure::Resolve(e) => write!(f, "cannot resolve host: {e}"),
+            ConnectFailure::NoBanner(wait) => write!(
+                f,
+                "no SSH banner within {} (the connection was accepted, but no SSH server answered)",
+                humantime::format_duration(*wait)
+            ),
+            ConnectFailure::ClosedBeforeBanner => write!(
+                f,
+                "connection closed before the SSH banner (is sshd running behind the forwarded port?)"
+            ),
             ConnectFailure::Handshake(e) => write!(f, "SSH handshake failed: {e}"),
             ConnectFailure::AuthRejected { user, key } => {
                 write!(f, "authentication rejected for user `{user}` with {key}")
@@ -74,7 +90,7 @@ pub fn connect(target: &SshTarget, cancel: &CancellationToken) -> Result<Connect
     loop {
         attempt += 1;
         let remaining = target.timeout.saturating_sub(started.elapsed());
-        match attempt_once(target, remaining) {
+        match attempt_once(target, remaining, attempt) {
             Ok(conn) => return Ok(conn),
             Err(Attempt::Fatal(e)) => return Err(e),
             Err(Attempt::Retry(failure)) => {
@@ -108,8 +124,13 @@ enum Attempt {
     Fatal(SshError),
 }
 
-fn attempt_once(target: &SshTarget, remaining: Duration) -> Result<Connection, Attempt> {
+fn attempt_once(
+    target: &SshTarget,
+    remaining: Duration,
+    attempt: u32,
+) -> Result<Connection, Attempt> {
     let per_try = remaining.clamp(Duration::from_secs(1), Duration::from_secs(15));
+    let banner_wait = readiness::banner_wait(attempt).min(per_try);
     let socket = match &target.bastion {
         None => Socket::Tcp(tcp_connect(
             &target.endpoint.host,
@@ -126,6 +147,12 @@ fn attempt_once(target: &SshTarget, remaining: Duration) -> Result<Connection, A
             }
         }
     };
+    // Only a server that has spoken gets the full handshake time.
+    let raw_fd = match &socket {
+        Socket::Tcp(s) => s.as_raw_fd(),
+        Socket::Tunnel { stream, .. } => stream.as_raw_fd(),
+    };
+    readiness::wait_for_banner(raw_fd, banner_wait).map_err(Attempt::Retry)?;
     let (session, fd) = match &socket {
         Socket::Tcp(s) => handshake(s.try_clone().map_err(io_retry)?, s.as_raw_fd(), per_try)?,
         Socket::Tunnel { stream: s, .. } => {

@@ -6,6 +6,7 @@
 
 mod connect;
 mod exec;
+mod readiness;
 mod transfer;
 
 use std::path::{Path, PathBuf};
