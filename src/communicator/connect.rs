@@ -70,6 +70,8 @@ impl fmt::Display for ConnectFailure {
 pub struct Connection {
     pub session: Session,
     pub fd: RawFd,
+    /// The keepalive interval set on the session, in seconds.
+    pub keepalive_secs: u32,
     _socket: Socket,
 }
 
@@ -161,11 +163,13 @@ fn attempt_once(
     };
     check_host_key(&session, target)?;
     authenticate(&session, &target.endpoint)?;
-    session.set_keepalive(false, target.keepalive.as_secs().max(1) as u32);
+    let keepalive_secs = target.keepalive.as_secs().max(1) as u32;
+    session.set_keepalive(false, keepalive_secs);
     session.set_timeout(0);
     Ok(Connection {
         session,
         fd,
+        keepalive_secs,
         _socket: socket,
     })
 }
