@@ -185,6 +185,57 @@ destination = "/etc/motd"
     );
 }
 
+#[test]
+fn a_copy_of_a_bootstrapped_image_works_as_a_base_image() {
+    let _one = ONE_GUEST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new();
+    scratch.write(
+        "t.toml",
+        &template(
+            "[[provisioner]]\ntype = \"shell\"\ninline = [\"echo made-in-the-first-build > /etc/first-build\"]\n",
+        ),
+    );
+    let out = run(&mut build_command(&scratch), BUILD_LIMIT);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "first build failed:\n{stderr}");
+
+    // Shared with another machine: only the disk, under another name.
+    fs::create_dir_all(scratch.path("shared")).unwrap();
+    fs::copy(
+        scratch.path("out/probe-0.1.qcow2"),
+        scratch.path("shared/base.qcow2"),
+    )
+    .unwrap();
+    fs::remove_dir_all(scratch.path("out")).unwrap();
+    scratch.write(
+        "t.toml",
+        r#"name = "probe"
+version = "0.2"
+
+[source.local]
+type = "qemu"
+base_image = "shared/base.qcow2"
+ssh_timeout = "8m"
+output_directory = "out"
+
+[[provisioner]]
+type = "shell"
+inline = ["cat /etc/first-build"]
+"#,
+    );
+    let out = run(&mut build_command(&scratch), BUILD_LIMIT);
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "build on the copied base failed:\n{stderr}"
+    );
+    assert!(stderr.contains("| made-in-the-first-build"), "{stderr}");
+    assert_eq!(text(&out.stdout), "out: out/probe-0.2.qcow2\n");
+    assert_no_machine_left(&scratch, &stderr);
+}
+
 /// An output image booted through its own boot loader, reachable by SSH.
 struct BootedImage {
     child: std::process::Child,

@@ -5,9 +5,11 @@
 mod accel;
 mod base;
 mod bootstrap;
+mod console;
 mod machine;
 mod output;
 mod tools;
+mod wait_ssh;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use async_trait::async_trait;
 
 use super::steps::Provision;
 use super::{BuildContext, HasBuild, temporary_key};
-use crate::communicator::{Communicator, Credential};
+use crate::communicator::Credential;
 use crate::events::{Artifact, Leftover, Outcome};
 use crate::pipeline::{self, Ending, OnError, RunOptions, RunReport, Step, StepError};
 use crate::template::sources::QemuConfig;
@@ -25,6 +27,7 @@ use crate::template::sources::QemuConfig;
 use base::{Base, BaseKind};
 use machine::{Boot, Machine, MachineSpec};
 use output::OutputPaths;
+use wait_ssh::WaitForSsh;
 
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -399,15 +402,19 @@ impl Step<QemuContext> for StartMachine {
             .path()
             .to_path_buf();
         let (boot, probe_kernel) = match &base.kind {
-            BaseKind::Bootstrapped { kernel, initrd } => (
+            BaseKind::Bootstrapped {
+                direct_boot: Some((kernel, initrd)),
+            } => (
                 Boot::Kernel {
                     kernel: kernel.clone(),
                     initrd: initrd.clone(),
-                    append: "root=LABEL=rootfs rw console=ttyS0 quiet mitigations=off".into(),
+                    append: bootstrap::BUILD_BOOT_COMMAND_LINE.into(),
                 },
                 Some(kernel.clone()),
             ),
-            BaseKind::CloudImage => (Boot::Firmware, bootstrap::any_cached_kernel()),
+            BaseKind::Bootstrapped { direct_boot: None } | BaseKind::CloudImage => {
+                (Boot::Firmware, bootstrap::any_cached_kernel())
+            }
         };
         let accel = accel::choose(ctx.config.accelerator, probe_kernel.as_deref(), &work)
             .await
@@ -507,66 +514,8 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-/// Waits for SSH, giving up early if QEMU exits; errors name the serial log.
-struct WaitForSsh;
-
-#[async_trait]
-impl Step<QemuContext> for WaitForSsh {
-    fn name(&self) -> &'static str {
-        "wait for SSH"
-    }
-
-    async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
-        let target = ctx
-            .build
-            .ssh_target
-            .clone()
-            .ok_or_else(|| failed("no SSH target"))?;
-        let cancel = ctx.build.cancel.clone();
-        ctx.build.events.info(format!(
-            "waiting for SSH on {} (up to {})",
-            target.endpoint,
-            humantime::format_duration(target.timeout)
-        ));
-        let connect = Communicator::connect(target, cancel);
-        tokio::pin!(connect);
-        let result = loop {
-            tokio::select! {
-                r = &mut connect => break r.map_err(|e| e.to_string()),
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                    if let Some(m) = ctx.machine.as_mut()
-                        && let Some(status) = m.exited()
-                    {
-                        break Err(format!("QEMU exited while booting ({status}) {}", m.stderr_text()));
-                    }
-                }
-            }
-        };
-        save_console_log(ctx);
-        match result {
-            Ok(comm) => {
-                ctx.build.events.info("connected");
-                ctx.build.comm = Some(comm);
-                Ok(())
-            }
-            Err(e) => Err(failed(format!(
-                "{e}; the guest's serial console is in {}",
-                ctx.console_log.display()
-            ))),
-        }
-    }
-
-    async fn cleanup(&mut self, ctx: &mut QemuContext, _: Ending) -> Vec<Leftover> {
-        if let Some(comm) = ctx.build.comm.take() {
-            comm.close().await;
-        }
-        save_console_log(ctx);
-        Vec::new()
-    }
-}
-
 /// Copies the serial log out of the temporary folder, where it survives the build.
-fn save_console_log(ctx: &QemuContext) {
+pub(super) fn save_console_log(ctx: &QemuContext) {
     if let Some(work) = &ctx.work {
         let _ = std::fs::copy(work.path().join("console.log"), &ctx.console_log);
     }

@@ -1,0 +1,144 @@
+//! Waiting for the guest's SSH server. Connection attempts start at once;
+//! when the serial console says sshd has started, a fresh attempt starts
+//! too, so the build connects within moments of sshd being ready instead of
+//! whenever the current attempt (perhaps held by QEMU's forwarder while the
+//! guest was still booting) gives up.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use super::console::ConsoleWatch;
+use super::{QemuContext, failed, save_console_log};
+use crate::communicator::{Communicator, SshError, SshTarget};
+use crate::events::Leftover;
+use crate::pipeline::{Ending, Step, StepError};
+
+/// How often the console and QEMU are looked at while waiting.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// Waits for SSH, giving up early if QEMU exits; errors name the serial log.
+pub struct WaitForSsh;
+
+#[async_trait]
+impl Step<QemuContext> for WaitForSsh {
+    fn name(&self) -> &'static str {
+        "wait for SSH"
+    }
+
+    async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
+        let target = ctx
+            .build
+            .ssh_target
+            .clone()
+            .ok_or_else(|| failed("no SSH target"))?;
+        ctx.build.events.info(format!(
+            "waiting for SSH on {} (up to {})",
+            target.endpoint,
+            humantime::format_duration(target.timeout)
+        ));
+        let result = connect(ctx, target).await;
+        save_console_log(ctx);
+        match result {
+            Ok(comm) => {
+                ctx.build.events.info("connected");
+                ctx.build.comm = Some(comm);
+                Ok(())
+            }
+            Err(e) => Err(failed(format!(
+                "{e}; the guest's serial console is in {}",
+                ctx.console_log.display()
+            ))),
+        }
+    }
+
+    async fn cleanup(&mut self, ctx: &mut QemuContext, _: Ending) -> Vec<Leftover> {
+        if let Some(comm) = ctx.build.comm.take() {
+            comm.close().await;
+        }
+        save_console_log(ctx);
+        Vec::new()
+    }
+}
+
+type Connecting = std::pin::Pin<Box<dyn Future<Output = Result<Communicator, SshError>> + Send>>;
+
+/// One run of the communicator's connect loop, stopped by its own token.
+fn start_connecting(
+    target: &SshTarget,
+    build_cancel: &CancellationToken,
+) -> (Connecting, CancellationToken) {
+    let stop = build_cancel.child_token();
+    (
+        Box::pin(Communicator::connect(target.clone(), stop.clone())),
+        stop,
+    )
+}
+
+/// Which connect loop produced the connection.
+enum Winner {
+    First,
+    Second,
+}
+
+/// The first of the two connect loops to succeed wins; the other is stopped
+/// (the winner's token stays live: the connection's commands answer to it).
+async fn connect(ctx: &mut QemuContext, target: SshTarget) -> Result<Communicator, String> {
+    let cancel = ctx.build.cancel.clone();
+    let (mut first, first_stop) = start_connecting(&target, &cancel);
+    let mut second: Option<(Connecting, CancellationToken)> = None;
+    let mut first_failed: Option<SshError> = None;
+    let mut console = ctx
+        .machine
+        .as_ref()
+        .map(|m| ConsoleWatch::new(m.spec.console_log()));
+    let mut look = tokio::time::interval(LOOK_EVERY);
+    let outcome = loop {
+        let second_done = async {
+            match second.as_mut() {
+                Some((fut, _)) => fut.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = &mut first, if first_failed.is_none() => match r {
+                Ok(comm) => break Ok((comm, Winner::First)),
+                // The fresh attempt may still succeed.
+                Err(e) if second.is_some() && !cancel.is_cancelled() => first_failed = Some(e),
+                Err(e) => break Err(e.to_string()),
+            },
+            r = second_done => match (r, first_failed.take()) {
+                (Ok(comm), _) => break Ok((comm, Winner::Second)),
+                (Err(e), None) => {
+                    // The first loop is still trying; let it finish alone.
+                    tracing::debug!(error = %e, "the attempt started when sshd was seen failed");
+                    second = None;
+                    console = None;
+                }
+                (Err(e), Some(_)) => break Err(e.to_string()),
+            },
+            _ = look.tick() => {
+                if let Some(m) = ctx.machine.as_mut()
+                    && let Some(status) = m.exited()
+                {
+                    break Err(format!("QEMU exited while booting ({status}) {}", m.stderr_text()));
+                }
+                if second.is_none() && console.as_mut().is_some_and(ConsoleWatch::sshd_started) {
+                    tracing::debug!("the guest's console says sshd has started; connecting afresh");
+                    second = Some(start_connecting(&target, &cancel));
+                }
+            }
+        }
+    };
+    let second_stop = second.map(|(_, stop)| stop);
+    match &outcome {
+        Ok((_, Winner::First)) => second_stop.iter().for_each(CancellationToken::cancel),
+        Ok((_, Winner::Second)) => first_stop.cancel(),
+        Err(_) => {
+            first_stop.cancel();
+            second_stop.iter().for_each(CancellationToken::cancel);
+        }
+    }
+    outcome.map(|(comm, _)| comm)
+}
