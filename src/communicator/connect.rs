@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use ssh2::Session;
 use tokio_util::sync::CancellationToken;
 
-use super::{Credential, Endpoint, SshError, SshTarget, readiness};
+use super::readiness::{self, Banner};
+use super::{Credential, Endpoint, SshError, SshTarget};
 
 /// Why one connection attempt failed.
 #[derive(Debug, Clone)]
@@ -92,7 +93,7 @@ pub fn connect(target: &SshTarget, cancel: &CancellationToken) -> Result<Connect
     loop {
         attempt += 1;
         let remaining = target.timeout.saturating_sub(started.elapsed());
-        match attempt_once(target, remaining, attempt) {
+        match attempt_once(target, remaining, attempt, cancel) {
             Ok(conn) => return Ok(conn),
             Err(Attempt::Fatal(e)) => return Err(e),
             Err(Attempt::Retry(failure)) => {
@@ -130,6 +131,7 @@ fn attempt_once(
     target: &SshTarget,
     remaining: Duration,
     attempt: u32,
+    cancel: &CancellationToken,
 ) -> Result<Connection, Attempt> {
     let per_try = remaining.clamp(Duration::from_secs(1), Duration::from_secs(15));
     let banner_wait = readiness::banner_wait(attempt).min(per_try);
@@ -154,7 +156,10 @@ fn attempt_once(
         Socket::Tcp(s) => s.as_raw_fd(),
         Socket::Tunnel { stream, .. } => stream.as_raw_fd(),
     };
-    readiness::wait_for_banner(raw_fd, banner_wait).map_err(Attempt::Retry)?;
+    match readiness::wait_for_banner(raw_fd, banner_wait, cancel).map_err(Attempt::Retry)? {
+        Banner::Arrived => {}
+        Banner::Cancelled => return Err(Attempt::Fatal(SshError::Cancelled)),
+    }
     let (session, fd) = match &socket {
         Socket::Tcp(s) => handshake(s.try_clone().map_err(io_retry)?, s.as_raw_fd(), per_try)?,
         Socket::Tunnel { stream: s, .. } => {

@@ -5,9 +5,23 @@
 //! arriving is a cheap, reliable sign that the handshake can start.
 
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 use super::connect::ConnectFailure;
+
+/// How often a wait for the banner looks at its cancel token.
+const CANCEL_CHECK: Duration = Duration::from_millis(50);
+
+/// How a wait for the banner ended, when it did not fail.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Banner {
+    Arrived,
+    /// Stopped by its token: the connection is abandoned before the
+    /// handshake, so the server does no work for it.
+    Cancelled,
+}
 
 /// The first attempts wait briefly for the banner: a silent connection is
 /// more likely a forwarder still waiting for the guest than a slow server,
@@ -24,10 +38,24 @@ pub fn banner_wait(attempt: u32) -> Duration {
 }
 
 /// Waits up to `limit` for the server on `fd` to send something, without
-/// consuming it (the handshake reads the banner itself).
-pub fn wait_for_banner(fd: RawFd, limit: Duration) -> Result<(), ConnectFailure> {
-    if !super::exec::wait_readable(&[fd], limit) {
-        return Err(ConnectFailure::NoBanner(limit));
+/// consuming it (the handshake reads the banner itself), or until `cancel`.
+pub fn wait_for_banner(
+    fd: RawFd,
+    limit: Duration,
+    cancel: &CancellationToken,
+) -> Result<Banner, ConnectFailure> {
+    let until = Instant::now() + limit;
+    loop {
+        if cancel.is_cancelled() {
+            return Ok(Banner::Cancelled);
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ConnectFailure::NoBanner(limit));
+        }
+        if super::exec::wait_readable(&[fd], left.min(CANCEL_CHECK)) {
+            break;
+        }
     }
     let mut byte = [0u8; 1];
     // SAFETY: recv into a valid one-byte buffer on a socket we own; MSG_PEEK
@@ -41,7 +69,7 @@ pub fn wait_for_banner(fd: RawFd, limit: Duration) -> Result<(), ConnectFailure>
         )
     };
     match got {
-        n if n > 0 => Ok(()),
+        n if n > 0 => Ok(Banner::Arrived),
         // Closed before a word: the forwarder found nothing listening behind it.
         0 => Err(ConnectFailure::ClosedBeforeBanner),
         _ => Err(ConnectFailure::Other(format!(
@@ -71,22 +99,32 @@ mod tests {
     fn a_banner_is_seen_but_left_for_the_handshake() {
         let (mut server, client) = UnixStream::pair().unwrap();
         server.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").unwrap();
-        wait_for_banner(client.as_raw_fd(), Duration::from_secs(5)).unwrap();
+        let got = wait_for_banner(
+            client.as_raw_fd(),
+            Duration::from_secs(5),
+            &CancellationToken::new(),
+        );
+        assert_eq!(got.unwrap(), Banner::Arrived);
         let mut first = [0u8; 4];
         std::io::Read::read_exact(&mut &client, &mut first).unwrap();
         assert_eq!(&first, b"SSH-");
     }
 
     #[test]
-    fn silence_and_a_closed_connection_are_told_apart() {
+    fn silence_a_cancel_and_a_closed_connection_are_told_apart() {
         let (server, client) = UnixStream::pair().unwrap();
-        let silent = wait_for_banner(client.as_raw_fd(), Duration::from_millis(50));
+        let live = CancellationToken::new();
+        let silent = wait_for_banner(client.as_raw_fd(), Duration::from_millis(120), &live);
         assert!(
             matches!(silent, Err(ConnectFailure::NoBanner(_))),
             "{silent:?}"
         );
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        let cancelled = wait_for_banner(client.as_raw_fd(), Duration::from_secs(600), &stopped);
+        assert_eq!(cancelled.unwrap(), Banner::Cancelled);
         drop(server);
-        let closed = wait_for_banner(client.as_raw_fd(), Duration::from_secs(5));
+        let closed = wait_for_banner(client.as_raw_fd(), Duration::from_secs(5), &live);
         assert!(
             matches!(closed, Err(ConnectFailure::ClosedBeforeBanner)),
             "{closed:?}"

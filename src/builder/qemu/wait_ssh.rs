@@ -1,8 +1,8 @@
 //! Waiting for the guest's SSH server. Connection attempts start at once;
-//! when the serial console says sshd has started, a fresh attempt starts
-//! too, so the build connects within moments of sshd being ready instead of
-//! whenever the current attempt (perhaps held by QEMU's forwarder while the
-//! guest was still booting) gives up.
+//! when the serial console says sshd has started, they start afresh, so the
+//! build connects within moments of sshd being ready instead of whenever the
+//! current attempt (perhaps held by QEMU's forwarder while the guest was
+//! still booting) gives up.
 
 use std::time::Duration;
 
@@ -64,7 +64,8 @@ impl Step<QemuContext> for WaitForSsh {
 
 type Connecting = std::pin::Pin<Box<dyn Future<Output = Result<Communicator, SshError>> + Send>>;
 
-/// One run of the communicator's connect loop, stopped by its own token.
+/// One run of the communicator's connect loop, stopped by its own token
+/// (which the connection, once made, keeps for its commands).
 fn start_connecting(
     target: &SshTarget,
     build_cancel: &CancellationToken,
@@ -76,69 +77,35 @@ fn start_connecting(
     )
 }
 
-/// Which connect loop produced the connection.
-enum Winner {
-    First,
-    Second,
-}
-
-/// The first of the two connect loops to succeed wins; the other is stopped
-/// (the winner's token stays live: the connection's commands answer to it).
+/// Connects, starting afresh once when the console says sshd has started:
+/// the attempt under way may be a connection QEMU has held since before sshd
+/// listened, or a wait before the next try. The abandoned loop stops at its
+/// next look at its token, before any handshake it has not begun.
 async fn connect(ctx: &mut QemuContext, target: SshTarget) -> Result<Communicator, String> {
     let cancel = ctx.build.cancel.clone();
-    let (mut first, first_stop) = start_connecting(&target, &cancel);
-    let mut second: Option<(Connecting, CancellationToken)> = None;
-    let mut first_failed: Option<SshError> = None;
+    let (mut connecting, mut stop) = start_connecting(&target, &cancel);
     let mut console = ctx
         .machine
         .as_ref()
         .map(|m| ConsoleWatch::new(m.spec.console_log()));
     let mut look = tokio::time::interval(LOOK_EVERY);
-    let outcome = loop {
-        let second_done = async {
-            match second.as_mut() {
-                Some((fut, _)) => fut.await,
-                None => std::future::pending().await,
-            }
-        };
+    loop {
         tokio::select! {
-            r = &mut first, if first_failed.is_none() => match r {
-                Ok(comm) => break Ok((comm, Winner::First)),
-                // The fresh attempt may still succeed.
-                Err(e) if second.is_some() && !cancel.is_cancelled() => first_failed = Some(e),
-                Err(e) => break Err(e.to_string()),
-            },
-            r = second_done => match (r, first_failed.take()) {
-                (Ok(comm), _) => break Ok((comm, Winner::Second)),
-                (Err(e), None) => {
-                    // The first loop is still trying; let it finish alone.
-                    tracing::debug!(error = %e, "the attempt started when sshd was seen failed");
-                    second = None;
-                    console = None;
-                }
-                (Err(e), Some(_)) => break Err(e.to_string()),
-            },
+            r = &mut connecting => return r.map_err(|e| e.to_string()),
             _ = look.tick() => {
                 if let Some(m) = ctx.machine.as_mut()
                     && let Some(status) = m.exited()
                 {
-                    break Err(format!("QEMU exited while booting ({status}) {}", m.stderr_text()));
+                    stop.cancel();
+                    return Err(format!("QEMU exited while booting ({status}) {}", m.stderr_text()));
                 }
-                if second.is_none() && console.as_mut().is_some_and(ConsoleWatch::sshd_started) {
+                if console.as_mut().is_some_and(ConsoleWatch::sshd_started) {
                     tracing::debug!("the guest's console says sshd has started; connecting afresh");
-                    second = Some(start_connecting(&target, &cancel));
+                    console = None;
+                    stop.cancel();
+                    (connecting, stop) = start_connecting(&target, &cancel);
                 }
             }
         }
-    };
-    let second_stop = second.map(|(_, stop)| stop);
-    match &outcome {
-        Ok((_, Winner::First)) => second_stop.iter().for_each(CancellationToken::cancel),
-        Ok((_, Winner::Second)) => first_stop.cancel(),
-        Err(_) => {
-            first_stop.cancel();
-            second_stop.iter().for_each(CancellationToken::cancel);
-        }
     }
-    outcome.map(|(comm, _)| comm)
 }
