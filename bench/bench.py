@@ -739,9 +739,17 @@ def write_results(bench, path):
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for _, label, values, unit, note in bench.figures.rows:
-        lines.append(f"| {label} | {fmt(statistics.median(values), unit)} | "
-                     f"{fmt(min(values), unit)} | {fmt(max(values), unit)} | {len(values)} | "
-                     f"{note} |")
+        lines.append(table_row(label, values, unit, note))
+    finish_results(bench, lines, path)
+
+
+def table_row(label, values, unit, note):
+    return (f"| {label} | {fmt(statistics.median(values), unit)} | "
+            f"{fmt(min(values), unit)} | {fmt(max(values), unit)} | {len(values)} | {note} |")
+
+
+def finish_results(bench, lines, path):
+    """Adds the run's notes and RESULTS.notes.md, and writes the file."""
     for note in bench.notes:
         lines += ["", note]
     extra = os.path.join(BENCH, "RESULTS.notes.md")
@@ -776,11 +784,8 @@ def update_results(bench, path):
     while i < len(old) and old[i].startswith("|"):
         table.append(old[i])
         i += 1
-    def row(label, values, unit, note):
-        return (f"| {label} | {fmt(statistics.median(values), unit)} | "
-                f"{fmt(min(values), unit)} | {fmt(max(values), unit)} | {len(values)} | {note} |")
-
-    fresh = {label: row(label, values, unit, note) for _, label, values, unit, note in rows}
+    fresh = {label: table_row(label, values, unit, note)
+             for _, label, values, unit, note in rows}
     # A row measured again is replaced where it stands; a new one goes at the
     # end of its section; rows not measured this time stay as they were.
     kept = [fresh.pop(r.split(" | ")[0][2:], r) for r in table]
@@ -788,15 +793,7 @@ def update_results(bench, path):
         last = max((i for i, r in enumerate(kept) if section(r) == section("| " + label)),
                    default=len(kept) - 1)
         kept.insert(last + 1, line)
-    lines = header + ["", old[table_start], old[table_start + 1]] + kept
-    for note in bench.notes:
-        lines += ["", note]
-    extra = os.path.join(BENCH, "RESULTS.notes.md")
-    if os.path.exists(extra):
-        with open(extra) as f:
-            lines += ["", f.read().rstrip()]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    finish_results(bench, header + ["", old[table_start], old[table_start + 1]] + kept, path)
 
 
 def main():

@@ -251,19 +251,19 @@ class Local:
         walls = {"imgbuild": [], "packer": []}
         phases = {"imgbuild": {}, "packer": {}}
         delays = {"imgbuild": [], "packer": []}
-        ratio, sizes = [], set()
+        ratio, sizes = [], {"imgbuild": [], "packer": []}
         for i in range(b.pairs):
             a = self.imgbuild(i, file50)
             p = self.packer(i, base, file50)
             for tool, (took, ph, (delay, _), size) in [("imgbuild", a), ("packer", p)]:
                 walls[tool].append(took)
                 delays[tool].append(delay)
-                sizes.add((tool, size))
+                sizes[tool].append(size)
                 for k, v in ph.items():
                     phases[tool].setdefault(k, []).append(v)
             ratio.append(a[0] / p[0])
-        note = (f"TCG; same base, QEMU arguments and provisioners; image sizes "
-                + ", ".join(f"{t} {s / 2**20:.0f} MiB" for t, s in sorted(sizes)))
+        note = ("TCG; same base, QEMU arguments and provisioners; images " + ", ".join(
+            f"{t} {min(s) / 2**20:.1f}–{max(s) / 2**20:.1f} MiB" for t, s in sizes.items()))
         f.add("qemu.wall", "7. local QEMU build, imgbuild (cached base; shell, 50 MB upload, sync)",
               walls["imgbuild"], "s")
         f.add("qemu.packer.wall", "7. local QEMU build, Packer qemu builder", walls["packer"], "s",
