@@ -633,38 +633,28 @@ class Bench:
             print("7. local QEMU build: skipped (no cached base; --bootstrap builds it)", flush=True)
             return
 
-        def build(i):
-            out = os.path.join(self.scratch, f"qemu-out-{i}")
-            template = os.path.join(self.scratch, f"qemu-{i}.toml")
+        if self.args.bootstrap:
+            out = os.path.join(self.scratch, "qemu-out-uncached")
+            template = os.path.join(self.scratch, "qemu-uncached.toml")
             with open(os.path.join(BENCH, "qemu.toml")) as f:
-                text = f.read().replace("@OUTPUT@", out)
+                text = (f.read().replace("@OUTPUT@", out).replace("@FILE50@", self.file_small)
+                        .replace("@REPORT@", '"true"'))
             with open(template, "w") as f:
                 f.write(text)
             env = t.env()
             env["XDG_CACHE_HOME"] = cache
-            log_path = t.log_path("qemu")
+            log_path = t.log_path("qemu-uncached")
             took, _ = run_timed([t.imgbuild_bin, "build", template, "--manifest",
                                  os.path.join(self.scratch, "manifest.json")], log_path, env=env)
             shutil.rmtree(out, ignore_errors=True)
-            return took, parse_timings(log_path)
-
-        if self.args.bootstrap:
-            took, steps = build("uncached")
+            steps = parse_timings(log_path)
             self.figures.add("qemu.uncached.wall", "7. local QEMU build (uncached base), wall",
                              [took], "s")
             self.figures.add("qemu.uncached.base",
                              "7.   step: prepare base image (bootstrap with mmdebstrap)",
                              [steps.get("prepare base image", 0.0)], "s")
-        runs = 1 if self.quick else self.args.qemu_runs
-        per_step, walls = {}, []
-        for i in range(runs):
-            took, steps = build(i)
-            walls.append(took)
-            for step, secs in steps.items():
-                per_step.setdefault(step, []).append(secs)
-        self.figures.add("qemu.wall", "7. local QEMU build (cached base), wall", walls, "s")
-        for step, values in per_step.items():
-            self.figures.add(f"qemu.{step}", f"7.   step: {step}", values, "s")
+        from local import Local
+        Local(self, cache, parse_timings).run(self.file_small)
 
 
 def parse_duration(text):
@@ -720,7 +710,15 @@ def machine():
     return f"{os.cpu_count()} CPUs ({model}), {mem:.0f} GiB RAM, {platform.platform()}"
 
 
+def section(label):
+    """The figure number a table row belongs to ("7" for "| 7.   step …")."""
+    m = re.match(r"\|\s*(\d+)\.", label)
+    return m.group(1) if m else None
+
+
 def write_results(bench, path):
+    if bench.args.only and os.path.exists(path):
+        return update_results(bench, path)
     lines = [
         "# Benchmark results",
         "",
@@ -741,9 +739,17 @@ def write_results(bench, path):
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for _, label, values, unit, note in bench.figures.rows:
-        lines.append(f"| {label} | {fmt(statistics.median(values), unit)} | "
-                     f"{fmt(min(values), unit)} | {fmt(max(values), unit)} | {len(values)} | "
-                     f"{note} |")
+        lines.append(table_row(label, values, unit, note))
+    finish_results(bench, lines, path)
+
+
+def table_row(label, values, unit, note):
+    return (f"| {label} | {fmt(statistics.median(values), unit)} | "
+            f"{fmt(min(values), unit)} | {fmt(max(values), unit)} | {len(values)} | {note} |")
+
+
+def finish_results(bench, lines, path):
+    """Adds the run's notes and RESULTS.notes.md, and writes the file."""
     for note in bench.notes:
         lines += ["", note]
     extra = os.path.join(BENCH, "RESULTS.notes.md")
@@ -754,12 +760,47 @@ def write_results(bench, path):
         f.write("\n".join(lines) + "\n")
 
 
+def update_results(bench, path):
+    """Replaces only the rows measured, leaving the rest (and the header,
+    which describes the run that measured them) as they were; a line under
+    the header says when and how the new rows were measured."""
+    with open(path) as f:
+        old = f.read().split("\n")
+    rows = [(k, label, values, unit, note) for k, label, values, unit, note in bench.figures.rows]
+    measured = {section("| " + label) for _, label, _, _, _ in rows}
+    table_start = next(i for i, l in enumerate(old) if l.startswith("| figure |"))
+    header = [l for l in old[:table_start] if not l.startswith("- sections ")]
+    while header and header[-1] == "":
+        header.pop()
+    header.append(
+        f"- sections {', '.join(sorted(measured))} measured "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with imgbuild "
+        f"{version(['git', '-C', ROOT, 'describe', '--always', '--dirty'])} "
+        f"({bench.args.profile} build), {version(['packer', 'version'])}; "
+        f"{bench.pairs} pairs after {bench.warmup} warm-up round(s); load average at the end: "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    table = []
+    i = table_start + 2
+    while i < len(old) and old[i].startswith("|"):
+        table.append(old[i])
+        i += 1
+    fresh = {label: table_row(label, values, unit, note)
+             for _, label, values, unit, note in rows}
+    # A row measured again is replaced where it stands; a new one goes at the
+    # end of its section; rows not measured this time stay as they were.
+    kept = [fresh.pop(r.split(" | ")[0][2:], r) for r in table]
+    for label, line in fresh.items():
+        last = max((i for i, r in enumerate(kept) if section(r) == section("| " + label)),
+                   default=len(kept) - 1)
+        kept.insert(last + 1, line)
+    finish_results(bench, header + ["", old[table_start], old[table_start + 1]] + kept, path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="each measurement once, small sizes: proves the harness works")
     parser.add_argument("--pairs", type=int, default=5)
-    parser.add_argument("--qemu-runs", type=int, default=3)
     parser.add_argument("--bootstrap", action="store_true",
                         help="7.: also time an uncached build: bootstrap the QEMU base afresh "
                              "(downloads packages from a Debian mirror)")

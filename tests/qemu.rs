@@ -12,12 +12,18 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::{Scratch, imgbuild, run, text};
 
 static ONE_GUEST_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_guest_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_GUEST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
 
 /// Bootstraps are cached here for the whole test run (and later runs).
 fn cache_home() -> PathBuf {
@@ -54,6 +60,13 @@ fn build_command(scratch: &Scratch) -> Command {
         .env("XDG_CACHE_HOME", cache_home())
         .env("TMPDIR", &tmp);
     cmd
+}
+
+/// Runs the build in `scratch`; its output and stderr as text.
+fn build(scratch: &Scratch) -> (std::process::Output, String) {
+    let out = run(&mut build_command(scratch), BUILD_LIMIT);
+    let stderr = text(&out.stderr);
+    (out, stderr)
 }
 
 /// Nothing temporary of a finished build may remain: no QEMU, no overlay, no port.
@@ -97,9 +110,7 @@ fn forwarded_port(stderr: &str) -> Option<u16> {
 
 #[test]
 fn builds_a_bootable_image_with_provisioned_files_and_packages() {
-    let _one = ONE_GUEST_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one = one_guest_at_a_time();
     let scratch = Scratch::new();
     scratch.write("files/motd", "provisioned by imgbuild\n");
     scratch.write(
@@ -116,8 +127,7 @@ destination = "/etc/motd"
 "#,
         ),
     );
-    let out = run(&mut build_command(&scratch), BUILD_LIMIT);
-    let stderr = text(&out.stderr);
+    let (out, stderr) = build(&scratch);
     assert!(out.status.success(), "build failed:\n{stderr}");
     assert_eq!(text(&out.stdout), "out: out/probe-0.1.qcow2\n");
     assert!(stderr.contains("hello (GNU Hello)"), "{stderr}");
@@ -183,6 +193,53 @@ destination = "/etc/motd"
         !authorized.contains(&format!("imgbuild-{build_id}")),
         "the build's temporary key is gone:\n{authorized}"
     );
+}
+
+#[test]
+fn a_copy_of_a_bootstrapped_image_works_as_a_base_image() {
+    let _one = one_guest_at_a_time();
+    let scratch = Scratch::new();
+    scratch.write(
+        "t.toml",
+        &template(
+            "[[provisioner]]\ntype = \"shell\"\ninline = [\"echo made-in-the-first-build > /etc/first-build\"]\n",
+        ),
+    );
+    let (out, stderr) = build(&scratch);
+    assert!(out.status.success(), "first build failed:\n{stderr}");
+
+    // Shared with another machine: only the disk, under another name.
+    fs::create_dir_all(scratch.path("shared")).unwrap();
+    fs::copy(
+        scratch.path("out/probe-0.1.qcow2"),
+        scratch.path("shared/base.qcow2"),
+    )
+    .unwrap();
+    fs::remove_dir_all(scratch.path("out")).unwrap();
+    scratch.write(
+        "t.toml",
+        r#"name = "probe"
+version = "0.2"
+
+[source.local]
+type = "qemu"
+base_image = "shared/base.qcow2"
+ssh_timeout = "8m"
+output_directory = "out"
+
+[[provisioner]]
+type = "shell"
+inline = ["cat /etc/first-build"]
+"#,
+    );
+    let (out, stderr) = build(&scratch);
+    assert!(
+        out.status.success(),
+        "build on the copied base failed:\n{stderr}"
+    );
+    assert!(stderr.contains("| made-in-the-first-build"), "{stderr}");
+    assert_eq!(text(&out.stdout), "out: out/probe-0.2.qcow2\n");
+    assert_no_machine_left(&scratch, &stderr);
 }
 
 /// An output image booted through its own boot loader, reachable by SSH.
@@ -300,9 +357,7 @@ impl Drop for BootedImage {
 
 #[test]
 fn a_failing_provisioner_leaves_nothing_behind() {
-    let _one = ONE_GUEST_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one = one_guest_at_a_time();
     let scratch = Scratch::new();
     scratch.write(
         "t.toml",
@@ -310,8 +365,7 @@ fn a_failing_provisioner_leaves_nothing_behind() {
             "[[provisioner]]\ntype = \"shell\"\ninline = [\"echo about to fail\", \"exit 9\"]\n",
         ),
     );
-    let out = run(&mut build_command(&scratch), BUILD_LIMIT);
-    let stderr = text(&out.stderr);
+    let (out, stderr) = build(&scratch);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("step \"provision\" failed: provisioner 1 (shell, t.toml:13): inline script exited with code 9"), "{stderr}");
     assert_nothing_left(&scratch, &stderr);
@@ -319,9 +373,7 @@ fn a_failing_provisioner_leaves_nothing_behind() {
 
 #[test]
 fn sigint_during_provisioning_leaves_nothing_behind() {
-    let _one = ONE_GUEST_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one = one_guest_at_a_time();
     let scratch = Scratch::new();
     scratch.write("t.toml", &template("[[provisioner]]\ntype = \"shell\"\ninline = [\"echo provisioning-started\", \"sleep 600\"]\n"));
     let stderr_path = scratch.path("stderr.log");

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use ssh2::Session;
 use tokio_util::sync::CancellationToken;
 
+use super::readiness::{self, Banner};
 use super::{Credential, Endpoint, SshError, SshTarget};
 use crate::wait::WaitParams;
 
@@ -22,8 +23,15 @@ pub enum ConnectFailure {
     TimedOut,
     NoRoute,
     Resolve(String),
+    /// The connection was accepted but the server said nothing in time.
+    NoBanner(Duration),
+    /// The connection was accepted, then closed before the server said anything.
+    ClosedBeforeBanner,
     Handshake(String),
-    AuthRejected { user: String, key: String },
+    AuthRejected {
+        user: String,
+        key: String,
+    },
     Bastion(String),
     Other(String),
 }
@@ -41,6 +49,15 @@ impl fmt::Display for ConnectFailure {
             ),
             ConnectFailure::NoRoute => write!(f, "no route to host"),
             ConnectFailure::Resolve(e) => write!(f, "cannot resolve host: {e}"),
+            ConnectFailure::NoBanner(wait) => write!(
+                f,
+                "no SSH banner within {} (the connection was accepted, but no SSH server answered)",
+                humantime::format_duration(*wait)
+            ),
+            ConnectFailure::ClosedBeforeBanner => write!(
+                f,
+                "connection closed before the SSH banner (is sshd running behind the forwarded port?)"
+            ),
             ConnectFailure::Handshake(e) => write!(f, "SSH handshake failed: {e}"),
             ConnectFailure::AuthRejected { user, key } => {
                 write!(f, "authentication rejected for user `{user}` with {key}")
@@ -55,6 +72,8 @@ impl fmt::Display for ConnectFailure {
 pub struct Connection {
     pub session: Session,
     pub fd: RawFd,
+    /// The keepalive interval set on the session, in seconds.
+    pub keepalive_secs: u32,
     _socket: Socket,
 }
 
@@ -71,7 +90,7 @@ enum Socket {
 pub fn connect(target: &SshTarget, cancel: &CancellationToken) -> Result<Connection, SshError> {
     let mut schedule = connect_retries(target.timeout).start();
     loop {
-        match attempt_once(target, schedule.remaining()) {
+        match attempt_once(target, schedule.remaining(), schedule.tries(), cancel) {
             Ok(conn) => return Ok(conn),
             Err(Attempt::Fatal(e)) => return Err(e),
             Err(Attempt::Retry(failure)) => {
@@ -118,8 +137,14 @@ enum Attempt {
     Fatal(SshError),
 }
 
-fn attempt_once(target: &SshTarget, remaining: Duration) -> Result<Connection, Attempt> {
+fn attempt_once(
+    target: &SshTarget,
+    remaining: Duration,
+    attempt: u32,
+    cancel: &CancellationToken,
+) -> Result<Connection, Attempt> {
     let per_try = remaining.clamp(Duration::from_secs(1), Duration::from_secs(15));
+    let banner_wait = readiness::banner_wait(attempt).min(per_try);
     let socket = match &target.bastion {
         None => Socket::Tcp(tcp_connect(
             &target.endpoint.host,
@@ -136,6 +161,15 @@ fn attempt_once(target: &SshTarget, remaining: Duration) -> Result<Connection, A
             }
         }
     };
+    // Only a server that has spoken gets the full handshake time.
+    let raw_fd = match &socket {
+        Socket::Tcp(s) => s.as_raw_fd(),
+        Socket::Tunnel { stream, .. } => stream.as_raw_fd(),
+    };
+    match readiness::wait_for_banner(raw_fd, banner_wait, cancel).map_err(Attempt::Retry)? {
+        Banner::Arrived => {}
+        Banner::Cancelled => return Err(Attempt::Fatal(SshError::Cancelled)),
+    }
     let (session, fd) = match &socket {
         Socket::Tcp(s) => handshake(s.try_clone().map_err(io_retry)?, s.as_raw_fd(), per_try)?,
         Socket::Tunnel { stream: s, .. } => {
@@ -144,11 +178,13 @@ fn attempt_once(target: &SshTarget, remaining: Duration) -> Result<Connection, A
     };
     check_host_key(&session, target)?;
     authenticate(&session, &target.endpoint)?;
-    session.set_keepalive(false, target.keepalive.as_secs().max(1) as u32);
+    let keepalive_secs = target.keepalive.as_secs().max(1) as u32;
+    session.set_keepalive(false, keepalive_secs);
     session.set_timeout(0);
     Ok(Connection {
         session,
         fd,
+        keepalive_secs,
         _socket: socket,
     })
 }

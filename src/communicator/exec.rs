@@ -81,8 +81,8 @@ impl Lines {
     }
 }
 
-/// Waits until one of `fds` is readable or `timeout` passes.
-pub fn wait_readable(fds: &[RawFd], timeout: Duration) {
+/// Waits up to `timeout` for any of `fds` to become readable; says whether one did.
+pub fn wait_readable(fds: &[RawFd], timeout: Duration) -> bool {
     let mut polls: Vec<libc::pollfd> = fds
         .iter()
         .map(|fd| libc::pollfd {
@@ -92,13 +92,14 @@ pub fn wait_readable(fds: &[RawFd], timeout: Duration) {
         })
         .collect();
     // SAFETY: `polls` is a valid, exclusively borrowed array of pollfd for the call's duration.
-    unsafe {
+    let ready = unsafe {
         libc::poll(
             polls.as_mut_ptr(),
             polls.len() as libc::nfds_t,
-            timeout.as_millis() as libc::c_int,
-        );
-    }
+            timeout.as_millis().min(i32::MAX as u128) as libc::c_int,
+        )
+    };
+    ready > 0
 }
 
 pub fn run(

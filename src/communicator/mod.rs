@@ -7,6 +7,7 @@
 mod connect;
 mod details;
 mod exec;
+mod readiness;
 mod transfer;
 
 use std::path::{Path, PathBuf};

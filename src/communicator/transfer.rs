@@ -30,6 +30,39 @@ fn remote_err(context: String) -> impl FnOnce(ssh2::Error) -> SshError {
     }
 }
 
+/// How long one blocking read or write may make no progress before the
+/// transfer fails (the peer is gone).
+const STALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// The session in blocking mode for a transfer. libssh2 fails a blocking call
+/// with "Timed out waiting on socket" whenever the socket stays quiet until
+/// the next keepalive is due, so a peer that pauses for a few seconds (a guest
+/// under emulation on a busy host) would fail the transfer. A transfer's data
+/// keeps the connection alive, so keepalives are off while it runs, and a
+/// stall limit takes their place; both are restored afterwards.
+struct BlockingTransfer<'a> {
+    conn: &'a Connection,
+}
+
+impl<'a> BlockingTransfer<'a> {
+    fn start(conn: &'a Connection) -> Self {
+        conn.session.set_blocking(true);
+        conn.session.set_keepalive(false, 0);
+        conn.session
+            .set_timeout(STALL_LIMIT.as_millis().min(u32::MAX as u128) as u32);
+        BlockingTransfer { conn }
+    }
+}
+
+impl Drop for BlockingTransfer<'_> {
+    fn drop(&mut self) {
+        self.conn.session.set_timeout(0);
+        self.conn
+            .session
+            .set_keepalive(false, self.conn.keepalive_secs);
+    }
+}
+
 /// Counts bytes, reports progress at most every 100 ms, and stops on cancel.
 struct Meter<'a, T> {
     inner: T,
@@ -229,7 +262,7 @@ fn with_channel(
     context: &str,
     body: impl FnOnce(&mut ssh2::Channel) -> Result<(), SshError>,
 ) -> Result<(), SshError> {
-    conn.session.set_blocking(true);
+    let _blocking = BlockingTransfer::start(conn);
     let mut channel = conn
         .session
         .channel_session()
@@ -290,7 +323,7 @@ pub fn download_file(
     progress: Progress,
 ) -> Result<(), SshError> {
     let context = format!("download {remote} to {}", local.display());
-    conn.session.set_blocking(true);
+    let _blocking = BlockingTransfer::start(conn);
     let (mut channel, stat) = conn
         .session
         .scp_recv(Path::new(remote))

@@ -58,7 +58,7 @@ pub async fn choose(
             let Some(kernel) = probe_kernel.filter(|_| kvm_device_usable()) else {
                 return Ok(Accel::Tcg);
             };
-            Ok(*PROBED.get_or_init(|| probe(kernel, scratch)).await)
+            Ok(*PROBED.get_or_init(|| probe_once_per_host_boot(kernel, scratch)).await)
         }
     }
 }
@@ -69,6 +69,40 @@ fn kvm_device_usable() -> bool {
         .write(true)
         .open("/dev/kvm")
         .is_ok()
+}
+
+/// Where a failed probe is remembered: KVM that makes no progress (nested
+/// virtualisation) stays that way until the host reboots, and each probe
+/// costs its whole time limit.
+fn failed_probe_record() -> std::path::PathBuf {
+    super::base::cache_dir().join("kvm-makes-no-progress")
+}
+
+fn host_boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|id| id.trim().to_string())
+        .filter(|id| !id.is_empty())
+}
+
+async fn probe_once_per_host_boot(kernel: &Path, scratch: &Path) -> Accel {
+    let record = failed_probe_record();
+    let boot_id = host_boot_id();
+    if boot_id.is_some()
+        && std::fs::read_to_string(&record)
+            .ok()
+            .map(|r| r.trim().to_string())
+            == boot_id
+    {
+        tracing::debug!(record = %record.display(), "KVM probe failed earlier in this host boot");
+        return Accel::Tcg;
+    }
+    let result = probe(kernel, scratch).await;
+    if let (Accel::Tcg, Some(id)) = (result, boot_id) {
+        let _ = std::fs::create_dir_all(super::base::cache_dir());
+        let _ = std::fs::write(&record, id + "\n");
+    }
+    result
 }
 
 /// Boots `kernel` under KVM and waits (bounded) for it to print its banner.

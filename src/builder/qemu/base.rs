@@ -11,8 +11,13 @@ use crate::events::EventSink;
 
 #[derive(Debug, Clone)]
 pub enum BaseKind {
-    /// Boots by direct kernel boot; SSH key handed over as a systemd credential.
-    Bootstrapped { kernel: PathBuf, initrd: PathBuf },
+    /// Made by imgbuild's bootstrap (or built from such a base): the SSH key
+    /// is handed over as a systemd credential. `direct_boot` (kernel, initrd)
+    /// when the kernel is known outside the disk, as for the cached base;
+    /// otherwise the disk boots with its own GRUB and kernel.
+    Bootstrapped {
+        direct_boot: Option<(PathBuf, PathBuf)>,
+    },
     /// Boots from its own boot loader; SSH key handed over by cloud-init.
     CloudImage,
 }
@@ -61,11 +66,17 @@ pub async fn detect_format(disk: &Path) -> Result<String, String> {
     Ok(info["format"].as_str().unwrap_or("raw").to_string())
 }
 
-/// A local base image.
+/// A local base image: a bootstrapped disk (or an image built from one) if it
+/// carries the bootstrap's mark, otherwise a cloud image.
 pub async fn local(path: &Path) -> Result<Base, String> {
     let meta =
         std::fs::metadata(path).map_err(|e| format!("base image {}: {e}", path.display()))?;
     let format = detect_format(path).await?;
+    let kind = if super::bootstrap::has_mark(path, &format).await? {
+        BaseKind::Bootstrapped { direct_boot: None }
+    } else {
+        BaseKind::CloudImage
+    };
     // Hashing a multi-gigabyte file on every build is too slow; name it by path, size and time.
     let mut h = Sha256::new();
     h.update(path.display().to_string());
@@ -74,7 +85,7 @@ pub async fn local(path: &Path) -> Result<Base, String> {
     Ok(Base {
         disk: path.to_path_buf(),
         format,
-        kind: BaseKind::CloudImage,
+        kind,
         id: hex::encode(h.finalize()),
     })
 }

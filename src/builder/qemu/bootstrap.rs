@@ -29,7 +29,35 @@ const BASE_PACKAGES: &[&str] = &[
 ];
 
 /// Bumped whenever the way bases are made changes, so old caches are not reused.
-const LAYOUT_VERSION: &str = "1";
+const LAYOUT_VERSION: &str = "2";
+
+/// Written into every bootstrapped disk, in the gap between GRUB's core
+/// image and the root partition (which starts at 1 MiB) where nothing else
+/// goes: copies of the disk, and images built from it, carry it too, so a
+/// `base_image` of one is booted the way a bootstrapped base is.
+const MARK: &[u8] = b"imgbuild bootstrapped disk: SSH keys arrive as systemd credentials\n";
+const MARK_BLOCK: u64 = 4096;
+/// The last 4 KiB before the partition.
+const MARK_OFFSET: u64 = 1024 * 1024 - MARK_BLOCK;
+
+/// The kernel command line of a build's boot. Only direct kernel boot uses
+/// it, so nothing here reaches the image, which boots with GRUB's own line.
+/// Under emulation a boot is CPU-bound, so every unit not started is time
+/// saved; the build skips what it never uses:
+/// - `fsck.mode=skip`: the overlay starts from a base that was shut down
+///   cleanly (or just made by mkfs);
+/// - the serial login prompt (the build logs in over SSH), and loading
+///   kernel modules that load by themselves when used (fuse, loop,
+///   device-mapper, configfs) or have nothing to drive here (drm, EFI
+///   pstore on a BIOS guest).
+///
+/// `systemd.show_status` makes the console say when sshd has started, which
+/// is when the build connects.
+pub const BUILD_BOOT_COMMAND_LINE: &str = "root=LABEL=rootfs rw console=ttyS0 quiet mitigations=off \
+    fsck.mode=skip systemd.show_status=1 systemd.mask=serial-getty@ttyS0.service \
+    systemd.mask=modprobe@drm.service systemd.mask=modprobe@efi_pstore.service \
+    systemd.mask=modprobe@fuse.service systemd.mask=modprobe@loop.service \
+    systemd.mask=modprobe@dm_mod.service systemd.mask=modprobe@configfs.service";
 
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
@@ -111,8 +139,7 @@ pub async fn base(cfg: &BootstrapConfig, events: &EventSink) -> Result<Base, Str
         disk: dir.join("disk.qcow2"),
         format: "qcow2".into(),
         kind: BaseKind::Bootstrapped {
-            kernel: dir.join("vmlinuz"),
-            initrd: dir.join("initrd.img"),
+            direct_boot: Some((dir.join("vmlinuz"), dir.join("initrd.img"))),
         },
         id: id.clone(),
     };
@@ -277,11 +304,15 @@ async fn build(
         &std::fs::read(&boot_img).map_err(|e| format!("{}: {e}", boot_img.display()))?[..440],
         0,
     )?;
-    write_at(
-        &raw,
-        &std::fs::read(&core_img).map_err(|e| format!("{}: {e}", core_img.display()))?,
-        512,
-    )?;
+    let core = std::fs::read(&core_img).map_err(|e| format!("{}: {e}", core_img.display()))?;
+    if 512 + core.len() as u64 > MARK_OFFSET {
+        return Err(format!(
+            "GRUB's core image is {} bytes, too large for the gap before the partition",
+            core.len()
+        ));
+    }
+    write_at(&raw, &core, 512)?;
+    write_at(&raw, MARK, MARK_OFFSET)?;
 
     let staged = dest.join("disk.qcow2.partial");
     super::run_tool(
@@ -365,6 +396,30 @@ impl Drop for FileLock {
             libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
         }
     }
+}
+
+/// Whether `disk` (in `format`) carries the bootstrap's mark.
+pub async fn has_mark(disk: &Path, format: &str) -> Result<bool, String> {
+    let scratch =
+        tempfile::tempdir().map_err(|e| format!("cannot create a temporary folder: {e}"))?;
+    let block = scratch.path().join("mark");
+    let out = Command::new("qemu-img")
+        .args(["dd", "-f", format, "-O", "raw"])
+        .arg(format!("bs={MARK_BLOCK}"))
+        .arg(format!("skip={}", MARK_OFFSET / MARK_BLOCK))
+        // qemu-img dd counts the skipped blocks too: this reads one.
+        .arg(format!("count={}", MARK_OFFSET / MARK_BLOCK + 1))
+        .arg(format!("if={}", disk.display()))
+        .arg(format!("of={}", block.display()))
+        .output()
+        .await
+        .map_err(|e| format!("cannot run qemu-img: {e}"))?;
+    if !out.status.success() {
+        // A disk smaller than 1 MiB has no room for the mark: not ours.
+        return Ok(false);
+    }
+    let bytes = std::fs::read(&block).unwrap_or_default();
+    Ok(bytes.starts_with(MARK))
 }
 
 /// The kernel of any cached bootstrapped base, for the KVM probe.

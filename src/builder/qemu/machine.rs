@@ -55,8 +55,11 @@ impl MachineSpec {
         let mut args: Vec<String> = vec![
             "-name".into(),
             format!("imgbuild-{}", self.name),
+            // No SATA controller, PS/2 or SMBus: the guest's disk and network
+            // are virtio, and each device left out is one less to probe and
+            // for udev to process at boot.
             "-machine".into(),
-            "q35".into(),
+            "q35,sata=off,i8042=off,smbus=off".into(),
             "-nodefaults".into(),
             "-no-user-config".into(),
             "-display".into(),

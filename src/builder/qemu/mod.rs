@@ -5,9 +5,11 @@
 mod accel;
 mod base;
 mod bootstrap;
+mod console;
 mod machine;
 mod output;
 mod tools;
+mod wait_ssh;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use async_trait::async_trait;
 
 use super::steps::Provision;
 use super::{BuildContext, HasBuild, temporary_key};
-use crate::communicator::{Communicator, Credential};
+use crate::communicator::Credential;
 use crate::events::{Artifact, Leftover, Outcome};
 use crate::pipeline::{self, Ending, OnError, RunOptions, RunReport, Step, StepError};
 use crate::template::sources::QemuConfig;
@@ -25,6 +27,7 @@ use crate::template::sources::QemuConfig;
 use base::{Base, BaseKind};
 use machine::{Boot, Machine, MachineSpec};
 use output::OutputPaths;
+use wait_ssh::WaitForSsh;
 
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -399,15 +402,19 @@ impl Step<QemuContext> for StartMachine {
             .path()
             .to_path_buf();
         let (boot, probe_kernel) = match &base.kind {
-            BaseKind::Bootstrapped { kernel, initrd } => (
+            BaseKind::Bootstrapped {
+                direct_boot: Some((kernel, initrd)),
+            } => (
                 Boot::Kernel {
                     kernel: kernel.clone(),
                     initrd: initrd.clone(),
-                    append: "root=LABEL=rootfs rw console=ttyS0 quiet mitigations=off".into(),
+                    append: bootstrap::BUILD_BOOT_COMMAND_LINE.into(),
                 },
                 Some(kernel.clone()),
             ),
-            BaseKind::CloudImage => (Boot::Firmware, bootstrap::any_cached_kernel()),
+            BaseKind::Bootstrapped { direct_boot: None } | BaseKind::CloudImage => {
+                (Boot::Firmware, bootstrap::any_cached_kernel())
+            }
         };
         let accel = accel::choose(ctx.config.accelerator, probe_kernel.as_deref(), &work)
             .await
@@ -507,64 +514,8 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-/// Waits for SSH, giving up early if QEMU exits; errors name the serial log.
-struct WaitForSsh;
-
-#[async_trait]
-impl Step<QemuContext> for WaitForSsh {
-    fn name(&self) -> &'static str {
-        "wait for SSH"
-    }
-
-    async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
-        let target = ctx
-            .build
-            .ssh_target
-            .clone()
-            .ok_or_else(|| failed("no SSH target"))?;
-        let cancel = ctx.build.cancel.clone();
-        ctx.build
-            .events
-            .waiting(&format!("SSH on {}", target.endpoint), target.timeout);
-        let connect = Communicator::connect(target, cancel);
-        tokio::pin!(connect);
-        let result = loop {
-            tokio::select! {
-                r = &mut connect => break r.map_err(|e| e.to_string()),
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                    if let Some(m) = ctx.machine.as_mut()
-                        && let Some(status) = m.exited()
-                    {
-                        break Err(format!("QEMU exited while booting ({status}) {}", m.stderr_text()));
-                    }
-                }
-            }
-        };
-        save_console_log(ctx);
-        match result {
-            Ok(comm) => {
-                ctx.build.events.info("connected");
-                ctx.build.comm = Some(comm);
-                Ok(())
-            }
-            Err(e) => Err(failed(format!(
-                "{e}; the guest's serial console is in {}",
-                ctx.console_log.display()
-            ))),
-        }
-    }
-
-    async fn cleanup(&mut self, ctx: &mut QemuContext, _: Ending) -> Vec<Leftover> {
-        if let Some(comm) = ctx.build.comm.take() {
-            comm.close().await;
-        }
-        save_console_log(ctx);
-        Vec::new()
-    }
-}
-
 /// Copies the serial log out of the temporary folder, where it survives the build.
-fn save_console_log(ctx: &QemuContext) {
+pub(super) fn save_console_log(ctx: &QemuContext) {
     if let Some(work) = &ctx.work {
         let _ = std::fs::copy(work.path().join("console.log"), &ctx.console_log);
     }
@@ -600,30 +551,31 @@ impl Step<QemuContext> for Shutdown {
                 "f=\"$HOME/.ssh/authorized_keys\"; if [ -f \"$f\" ]; then grep -v -F '{key}' \"$f\" > \"$f.new\"; \
                  if [ -s \"$f.new\" ]; then mv \"$f.new\" \"$f\"; else rm -f \"$f\" \"$f.new\"; fi; fi"
             );
-            if let Err(e) = comm.output(&forget_key).await {
-                ctx.build.events.warn(format!(
-                    "could not remove the temporary key from authorized_keys: {e}"
-                ));
-            }
             // Every machine made from a bootstrapped image gets its own SSH
             // host key (a unit in the image makes one) and machine id.
-            if matches!(
+            let reset = matches!(
                 ctx.base.as_ref().map(|b| &b.kind),
                 Some(BaseKind::Bootstrapped { .. })
-            ) {
-                let reset = "rm -f /etc/ssh/ssh_host_* && : > /etc/machine-id";
-                if let Err(e) = comm.output(reset).await {
-                    ctx.build
-                        .events
-                        .warn(format!("could not reset the machine's identity: {e}"));
-                }
-            }
-            let command = "if [ \"$(id -u)\" -eq 0 ]; then systemctl poweroff --no-block || poweroff; \
-                           else sudo -n systemctl poweroff --no-block || sudo -n poweroff; fi";
+            )
+            .then_some("rm -f /etc/ssh/ssh_host_* && : > /etc/machine-id");
+            let poweroff = "if [ \"$(id -u)\" -eq 0 ]; then systemctl poweroff --no-block || poweroff; \
+                            else sudo -n systemctl poweroff --no-block || sudo -n poweroff; fi";
+            // One command for all of it: under emulation each SSH command
+            // costs the guest a new shell, about a second.
+            let script = shutdown_script(&forget_key, reset, poweroff);
+            let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = warnings.clone();
             // The connection may drop as the guest goes down: that is the point.
             let _ = comm
-                .exec(command, Some(Duration::from_secs(30)), |_, _| {})
+                .exec(&script, Some(Duration::from_secs(30)), move |_, line| {
+                    if let Some(warning) = line.strip_prefix(SHUTDOWN_WARNING) {
+                        sink.lock().expect("warnings lock").push(warning.to_string());
+                    }
+                })
                 .await;
+            for warning in warnings.lock().expect("warnings lock").drain(..) {
+                ctx.build.events.warn(warning);
+            }
             comm.close().await;
         }
         let machine = ctx
@@ -648,6 +600,28 @@ impl Step<QemuContext> for Shutdown {
         ctx.machine = None;
         Ok(())
     }
+}
+
+/// Marks a line of the shutdown script that reports a step that failed.
+const SHUTDOWN_WARNING: &str = "imgbuild-shutdown-warning: ";
+
+/// Forgets the temporary key, resets the machine's identity (when asked)
+/// and powers off; a step that fails says so on a `SHUTDOWN_WARNING` line,
+/// with its output, and the next steps still run.
+fn shutdown_script(forget_key: &str, reset: Option<&str>, poweroff: &str) -> String {
+    let step = |command: &str, what: &str| {
+        format!(
+            "if ! out=$( {{ {command}; }} 2>&1 ); then echo \"{SHUTDOWN_WARNING}{what}: $out\"; fi\n"
+        )
+    };
+    let mut script = step(
+        forget_key,
+        "could not remove the temporary key from authorized_keys",
+    );
+    if let Some(reset) = reset {
+        script += &step(reset, "could not reset the machine's identity");
+    }
+    script + poweroff + "\n"
 }
 
 /// Flattens the overlay into the versioned output image, with its checksum
@@ -724,5 +698,35 @@ impl Step<QemuContext> for ExportImage {
             }
         }
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_sh(script: &str) -> String {
+        let out = std::process::Command::new("sh")
+            .args(["-c", script])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn the_shutdown_script_reports_a_failed_step_and_still_powers_off() {
+        let script = shutdown_script("echo no such file >&2; false", Some("true"), "echo off");
+        assert_eq!(
+            run_sh(&script),
+            format!(
+                "{SHUTDOWN_WARNING}could not remove the temporary key from authorized_keys: no such file\noff\n"
+            )
+        );
+        let script = shutdown_script("true", Some("echo read-only; false"), "echo off");
+        assert_eq!(
+            run_sh(&script),
+            format!("{SHUTDOWN_WARNING}could not reset the machine's identity: read-only\noff\n")
+        );
+        assert_eq!(run_sh(&shutdown_script("true", None, "echo off")), "off\n");
     }
 }
