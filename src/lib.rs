@@ -13,6 +13,8 @@ pub mod cli;
 pub mod communicator;
 pub mod error;
 pub mod events;
+pub mod family;
+pub mod fingerprint;
 pub mod pipeline;
 pub mod provisioner;
 pub mod render;

@@ -23,6 +23,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "variables",
     "source",
     "provisioner",
+    "rebuild",
+    "max_age",
 ];
 const PROVISIONER_TYPES: &[&str] = &["shell", "file"];
 
@@ -105,6 +107,7 @@ impl<'a> Loader<'a> {
             scope.set("image.version", v.clone());
         }
 
+        let rebuild = super::rebuild::read(self.doc, &mut self.diags);
         let sources = self.sources(&scope);
         let provisioners = self.provisioners(&sources);
         self.references(&sources, &provisioners, &variables);
@@ -123,6 +126,7 @@ impl<'a> Loader<'a> {
             sources,
             provisioners: provisioners.into_iter().map(|(p, _)| p).collect(),
             scope,
+            rebuild,
         })
     }
 
@@ -662,7 +666,7 @@ impl<'a> Loader<'a> {
                 None,
             )),
             "build" if ["id", "timestamp", "name"].contains(&name) => None,
-            "image" if ["name", "version"].contains(&name) => None,
+            "image" if ["name", "version", "build"].contains(&name) => None,
             "source" if !at_top => {
                 let applicable: Vec<&Source> = match section {
                     "source" => match path.0.get(1) {
@@ -707,7 +711,7 @@ impl<'a> Loader<'a> {
                         "for the shell variable, write `$${{{expr}}}`; for the environment, `${{env.{expr}}}`"
                     )
                 } else {
-                    "references are `${var.NAME}`, `${env.NAME}`, `${build.id|timestamp|name}`, `${image.name|version}`, `${source.…}`; write `$${` for a literal `${`".into()
+                    "references are `${var.NAME}`, `${env.NAME}`, `${build.id|timestamp|name}`, `${image.name|version|build}`, `${source.…}`; write `$${` for a literal `${`".into()
                 };
                 Some((format!("unknown reference `${{{expr}}}`"), Some(help)))
             }

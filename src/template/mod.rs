@@ -7,6 +7,7 @@ pub mod document;
 mod fields;
 pub mod interpolate;
 mod load;
+mod rebuild;
 pub mod schema;
 pub mod source;
 pub mod sources;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 pub use document::Diagnostic;
 pub use interpolate::Scope;
 pub use load::load;
+pub use rebuild::RebuildPolicy;
 pub use schema::{Direction, FileConfig, HumanDuration, ProvisionerCommon, ShellConfig, SshConfig};
 pub use source::SourceConfig;
 pub use variables::VarInputs;
@@ -33,6 +35,8 @@ pub struct Template {
     pub provisioners: Vec<Provisioner>,
     /// `var.*`, `image.*`: the values known before any build starts.
     pub scope: Scope,
+    /// `rebuild` and `max_age`.
+    pub rebuild: RebuildPolicy,
 }
 
 impl Template {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A duration written the human way: "90s", "5m", "1h30m".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,13 @@ impl<'de> Deserialize<'de> for HumanDuration {
                     "invalid duration `{text}` ({e}); write e.g. \"30s\", \"5m\" or \"1h\""
                 ))
             })
+    }
+}
+
+/// Written back as the user would write it, e.g. for fingerprints.
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
     }
 }
 
@@ -87,7 +94,7 @@ pub struct SshConfig {
 }
 
 /// Keys every provisioner accepts, whatever its type.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisionerCommon {
     #[serde(rename = "type")]
@@ -103,7 +110,7 @@ pub struct ProvisionerCommon {
 }
 
 /// `type = "shell"`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShellConfig {
     pub inline: Option<Vec<String>>,
@@ -122,7 +129,7 @@ pub struct ShellConfig {
     pub expect_disconnect: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     #[default]
@@ -131,7 +138,7 @@ pub enum Direction {
 }
 
 /// `type = "file"`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub source: Option<String>,
@@ -143,6 +150,6 @@ pub struct FileConfig {
 }
 
 /// `type = "ssh"`: an existing host, provisioned in place; no image is made.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SshHostConfig {}

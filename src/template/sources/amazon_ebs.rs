@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::template::document::KeyPath;
 use crate::template::interpolate::{Scope, references};
 use crate::template::schema::{HumanDuration, SshConfig};
 use crate::template::source::{Checker, SourceSchema};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmazonEbsConfig {
     /// Falls back to the standard region chain (AWS_REGION, profile).
@@ -53,7 +53,7 @@ pub struct AmazonEbsConfig {
 }
 
 /// `[source.NAME.source_ami_filter]`: pick the base AMI by name and owner.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmiFilter {
     pub name: Option<String>,
@@ -66,7 +66,7 @@ pub struct AmiFilter {
     pub most_recent: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SshInterface {
     PublicIp,
@@ -76,7 +76,7 @@ pub enum SshInterface {
 }
 
 /// `[source.NAME.timeouts]`: how long each wait may take in total.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WaitTimeouts {
     pub instance_running: Option<HumanDuration>,

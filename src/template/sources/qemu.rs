@@ -1,11 +1,11 @@
 //! `type = "qemu"`: boot a local base image in QEMU, provision, write a qcow2.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::template::schema::{HumanDuration, SshConfig};
 use crate::template::source::{Checker, SourceSchema};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QemuConfig {
     /// A local qcow2 or raw base image.
@@ -27,7 +27,7 @@ pub struct QemuConfig {
     pub shutdown_timeout: Option<HumanDuration>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapConfig {
     pub distribution: String,
@@ -37,7 +37,7 @@ pub struct BootstrapConfig {
     pub packages: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accelerator {
     #[default]
@@ -46,7 +46,7 @@ pub enum Accelerator {
     Tcg,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     #[default]
