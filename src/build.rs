@@ -13,13 +13,15 @@ use tokio_util::sync::CancellationToken;
 use crate::builder::{self, BuildContext};
 use crate::events::{Artifact, Event, EventSink, Leftover, Outcome, Render};
 use crate::pipeline::{OnError, RunOptions, StepError};
-use crate::template::{Source, Template};
+use crate::template::{RebuildPolicy, Source, Template};
 
 pub struct BuildOptions {
     pub only: Vec<String>,
     pub except: Vec<String>,
     pub on_error: OnError,
     pub cleanup_deadline: Duration,
+    /// `--if-changed` / `--max-age`, already merged with the template's.
+    pub rebuild: RebuildPolicy,
 }
 
 /// One source's build, as the manifest records it.
@@ -120,6 +122,7 @@ pub async fn run_all(
             comm: None,
             artifacts: Vec::new(),
             manifest: serde_json::Map::new(),
+            rebuild: opts.rebuild,
         };
         let run_opts = RunOptions {
             cancel: cancel.clone(),

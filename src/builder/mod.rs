@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::communicator::{Communicator, Credential, Endpoint, SshTarget};
 use crate::events::{Artifact, EventSink};
 use crate::pipeline::{RunOptions, RunReport};
-use crate::template::{Scope, Source, SourceConfig, Template};
+use crate::template::{RebuildPolicy, Scope, Source, SourceConfig, Template};
 
 /// What every build has, whatever its builder.
 pub struct BuildContext {
@@ -31,6 +31,8 @@ pub struct BuildContext {
     pub artifacts: Vec<Artifact>,
     /// Builder-specific facts for the manifest (AMI name, tags, source AMI…).
     pub manifest: serde_json::Map<String, serde_json::Value>,
+    /// Whether an unchanged build may reuse the family's newest image.
+    pub rebuild: RebuildPolicy,
 }
 
 /// Gives the shared steps access to the shared part of a builder's context.

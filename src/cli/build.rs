@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::events::Outcome;
 use crate::pipeline::OnError;
 use crate::render::{self, Verbosity};
-use crate::template::{self, HumanDuration};
+use crate::template::{self, HumanDuration, RebuildPolicy};
 
 #[derive(Args)]
 pub struct BuildArgs {
@@ -55,6 +55,16 @@ pub struct BuildArgs {
     )]
     manifest: PathBuf,
 
+    /// Build only when the fingerprint differs from the newest image of the
+    /// same name and version (or that image is older than --max-age);
+    /// otherwise point the results at it. Same as `rebuild = "if-changed"`.
+    #[arg(long, env = "IMGBUILD_IF_CHANGED")]
+    if_changed: bool,
+
+    /// With --if-changed: rebuild an unchanged image older than this, e.g. "14d" (wins over `max_age`).
+    #[arg(long, value_name = "DURATION", env = "IMGBUILD_MAX_AGE", value_parser = parse_duration)]
+    max_age: Option<HumanDuration>,
+
     /// Time allowed for cleanup after a build ends, e.g. "10m".
     #[arg(long, value_name = "DURATION", default_value = "15m", env = "IMGBUILD_CLEANUP_TIMEOUT", value_parser = parse_duration)]
     cleanup_timeout: HumanDuration,
@@ -85,6 +95,10 @@ pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
         except: args.except.clone(),
         on_error: args.on_error,
         cleanup_deadline: args.cleanup_timeout.0,
+        rebuild: RebuildPolicy {
+            if_changed: args.if_changed || template.rebuild.if_changed,
+            max_age: args.max_age.map(|d| d.0).or(template.rebuild.max_age),
+        },
     };
     let results = runtime.block_on(async {
         tokio::spawn(watch_signals(cancel.clone()));
@@ -95,7 +109,10 @@ pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
 
     for r in &results {
         for a in &r.artifacts {
-            println!("{}: {}", a.location, a.id);
+            match reused_line(r, a) {
+                Some(line) => println!("{line}"),
+                None => println!("{}: {}", a.location, a.id),
+            }
         }
     }
     if results
@@ -126,6 +143,22 @@ pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
         return Err(Error::BuildFailed(failed.join("\nerror: ")));
     }
     Ok(())
+}
+
+/// `unchanged: REGION: ami-… (built …, fingerprint …)` for an image
+/// `--if-changed` reused rather than built.
+fn reused_line(r: &build::BuildResult, a: &crate::events::Artifact) -> Option<String> {
+    if r.details.get("unchanged") != Some(&serde_json::Value::Bool(true)) {
+        return None;
+    }
+    let built = r.details.get("built_at")?.get(&a.id)?.as_str()?;
+    let fingerprint = r.details.get("fingerprint")?.as_str()?;
+    Some(format!(
+        "unchanged: {}: {} (built {built}, fingerprint {})",
+        a.location,
+        a.id,
+        crate::fingerprint::short(fingerprint)
+    ))
 }
 
 /// First SIGINT/SIGTERM cancels the builds; later ones only say cleanup is under way.

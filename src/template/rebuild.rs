@@ -46,16 +46,14 @@ pub fn read(doc: &Document, diags: &mut Vec<Diagnostic>) -> RebuildPolicy {
     if let Some(value) = doc.value_at(&KeyPath::root().key("max_age")) {
         match HumanDuration::deserialize(ValueDeserializer::from(value.clone())) {
             Ok(d) => policy.max_age = Some(d.0),
-            Err(e) => diags.push(
-                doc.diagnostic(
-                    Some(value.span()),
-                    format!(
+            Err(e) => diags.push(doc.diagnostic(
+                Some(value.span()),
+                format!(
                         "`max_age`: {}",
                         e.message()
                             .replace("\"30s\", \"5m\" or \"1h\"", "\"14d\" or \"36h\"")
                     ),
-                ),
-            ),
+            )),
         }
     }
     policy

@@ -6,6 +6,7 @@
 //! failed or was cancelled. Temporary resources carry the build id as a tag.
 
 mod client;
+mod family;
 mod image;
 mod instance;
 mod key_pair;
@@ -24,6 +25,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::communicator::Credential;
 use crate::events::{Artifact, Leftover, Outcome};
+use crate::family::FamilyImage;
+use crate::fingerprint::Fingerprint;
 use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
 use crate::template::HumanDuration;
 use crate::template::sources::{AmazonEbsConfig, DEFAULT_AMI_NAME, ami_name_problem};
@@ -92,6 +95,12 @@ pub struct EbsContext {
     pub instance_id: Option<String>,
     /// Every image made: the build region's first, then copies as they start.
     pub images: Records,
+    /// Earlier images of this name and version, in every target region.
+    pub family: Vec<FamilyImage>,
+    pub build_number: u32,
+    pub fingerprint: Option<Fingerprint>,
+    /// `--if-changed` found these up to date: no new image is made.
+    pub reuse: Option<Vec<FamilyImage>>,
 }
 
 impl HasBuild for EbsContext {
@@ -119,6 +128,20 @@ impl EbsContext {
     /// The template's `ssh_host` override, if it sets one.
     fn ssh_host_override(&self) -> Result<Option<String>, String> {
         self.setting(self.build.source.ssh.ssh_host.as_deref())
+    }
+
+    /// The build region, then the regions the image is copied to.
+    fn target_regions(&self) -> Vec<String> {
+        std::iter::once(self.region.clone())
+            .chain(self.copy_regions.iter().cloned())
+            .collect()
+    }
+
+    /// Sets `${image.build}` and the manifest's `build`.
+    fn set_build_number(&mut self, build: u32) {
+        self.build_number = build;
+        self.build.scope.set("image.build", build.to_string());
+        self.build.manifest.insert("build".into(), build.into());
     }
 
     fn imds_v2(&self) -> bool {
@@ -227,9 +250,27 @@ pub async fn run(
         security_group_ids: Vec::new(),
         instance_id: None,
         images: Arc::new(Mutex::new(Vec::new())),
+        family: Vec::new(),
+        build_number: 0,
+        fingerprint: None,
+        reuse: None,
     };
-    let mut steps: Vec<Box<dyn Step<EbsContext>>> = vec![
+    // Nothing is made until the fingerprint says a build is needed.
+    let decide: Vec<Box<dyn Step<EbsContext>>> = vec![
+        Box::new(family::FindFamily),
         Box::new(FindSourceAmi),
+        Box::new(family::CheckChanged),
+    ];
+    let decided = pipeline::run(decide, &mut ebs, opts).await;
+    if decided.outcome != Outcome::Succeeded {
+        return (decided, ebs.build);
+    }
+    if let Some(reused) = ebs.reuse.clone() {
+        record_reuse(&mut ebs, &reused);
+        return (decided, ebs.build);
+    }
+    let mut steps: Vec<Box<dyn Step<EbsContext>>> = vec![
+        Box::new(NameImage),
         Box::new(key_pair::KeyPair::default()),
         Box::new(security_group::SecurityGroup::default()),
         Box::new(instance::Launch::default()),
@@ -244,7 +285,7 @@ pub async fn run(
     if !ebs.config.ami_users.is_empty() {
         steps.push(Box::new(image::ShareImage));
     }
-    let report = pipeline::run(steps, &mut ebs, opts).await;
+    let report = decided.followed_by(pipeline::run(steps, &mut ebs, opts).await);
     let images = ebs.images.lock().expect("image records").clone();
     if report.outcome == Outcome::Succeeded {
         for image in &images {
@@ -277,8 +318,37 @@ pub async fn run(
     (report, ebs.build)
 }
 
-/// Resolves the base AMI and everything that depends on it: the AMI name
-/// (checked free unless `force_deregister`) and the image's tags.
+/// Points the build's results at the images `--if-changed` found up to date.
+fn record_reuse(ebs: &mut EbsContext, reused: &[FamilyImage]) {
+    for image in reused {
+        ebs.build.artifacts.push(Artifact {
+            builder: "amazon-ebs".into(),
+            location: image.location.clone(),
+            id: image.id.clone(),
+        });
+    }
+    let m = &mut ebs.build.manifest;
+    m.insert("region".into(), ebs.region.clone().into());
+    if let Some(source) = &ebs.source_ami {
+        m.insert("source_ami".into(), source.id.clone().into());
+    }
+    if let Some(newest) = reused.first() {
+        m.insert("build".into(), newest.build.into());
+    }
+    m.insert("unchanged".into(), true.into());
+    let amis: serde_json::Map<String, serde_json::Value> = reused
+        .iter()
+        .map(|i| (i.location.clone(), i.id.clone().into()))
+        .collect();
+    m.insert("amis".into(), amis.into());
+    let built: serde_json::Map<String, serde_json::Value> = reused
+        .iter()
+        .map(|i| (i.id.clone(), i.built_at_text().into()))
+        .collect();
+    m.insert("built_at".into(), built.into());
+}
+
+/// Resolves the base AMI.
 struct FindSourceAmi;
 
 #[async_trait]
@@ -304,48 +374,110 @@ impl Step<EbsContext> for FindSourceAmi {
             found.id, found.name, found.owner
         ));
         ctx.build.scope.set("source.ami", found.id.clone());
+        ctx.source_ami = Some(found);
+        Ok(())
+    }
+}
 
-        let written = ctx.config.ami_name.as_deref().unwrap_or(DEFAULT_AMI_NAME);
-        let name = ctx
+/// Names the image (checked free unless `force_deregister`; a name with
+/// `${image.build}` moves on to the next number when taken) and tags it.
+struct NameImage;
+
+#[async_trait]
+impl Step<EbsContext> for NameImage {
+    fn name(&self) -> &'static str {
+        "name image"
+    }
+
+    async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
+        let found = ctx
+            .source_ami
+            .clone()
+            .ok_or_else(|| StepError::failed("no source AMI"))?;
+        let mut attempt = 1;
+        let name = loop {
+            let name = ctx.expand_ami_name().map_err(StepError::failed)?;
+            if ctx.config.force_deregister {
+                break name;
+            }
+            let Some((region, existing)) =
+                ctx.name_taken(&name).await.map_err(StepError::failed)?
+            else {
+                break name;
+            };
+            if attempt < family::NUMBER_ATTEMPTS && ctx.renumber() {
+                ctx.build.events.info(format!(
+                    "an AMI named `{name}` already exists in {region} ({existing}); taking build {}",
+                    ctx.build_number
+                ));
+                attempt += 1;
+                continue;
+            }
+            return Err(StepError::failed(format!(
+                "an AMI named `{name}` already exists in {region} ({existing}); change `ami_name` or set `force_deregister = true` to replace it"
+            )));
+        };
+        ctx.name_image(name, &found.id).map_err(StepError::failed)
+    }
+}
+
+impl EbsContext {
+    fn expand_ami_name(&self) -> Result<String, String> {
+        let written = self.config.ami_name.as_deref().unwrap_or(DEFAULT_AMI_NAME);
+        let name = self
             .build
             .scope
             .expand(written)
-            .map_err(|e| StepError::failed(format!("ami_name: {e}")))?;
-        if let Some(problem) = ami_name_problem(&name) {
-            return Err(StepError::failed(format!("AMI name `{name}` {problem}")));
+            .map_err(|e| format!("ami_name: {e}"))?;
+        match ami_name_problem(&name) {
+            Some(problem) => Err(format!("AMI name `{name}` {problem}")),
+            None => Ok(name),
         }
-        if !ctx.config.force_deregister {
-            let mut regions = vec![ctx.region.clone()];
-            regions.extend(ctx.copy_regions.clone());
-            for region in regions {
-                let client = if region == ctx.region {
-                    ctx.client.clone()
-                } else {
-                    client::ec2(&ctx.shared, &region)
-                };
-                let taken = image::same_name(&client, &name)
-                    .await
-                    .map_err(|e| StepError::failed(format!("{region}: {e}")))?;
-                if let Some(existing) = taken.first() {
-                    return Err(StepError::failed(format!(
-                        "an AMI named `{name}` already exists in {region} ({}); change `ami_name` or set `force_deregister = true` to replace it",
-                        existing.id
-                    )));
-                }
+    }
+
+    /// The first target region with an AMI of this account named `name`.
+    async fn name_taken(&self, name: &str) -> Result<Option<(String, String)>, String> {
+        for region in self.target_regions() {
+            let client = if region == self.region {
+                self.client.clone()
+            } else {
+                client::ec2(&self.shared, &region)
+            };
+            let taken = image::same_name(&client, name)
+                .await
+                .map_err(|e| format!("{region}: {e}"))?;
+            if let Some(existing) = taken.first() {
+                return Ok(Some((region, existing.id.clone())));
             }
         }
+        Ok(None)
+    }
+
+    /// Moves to the next build number when the AMI name carries it (so the
+    /// name changes too); false when another number would not help.
+    fn renumber(&mut self) -> bool {
+        let written = self.config.ami_name.as_deref().unwrap_or(DEFAULT_AMI_NAME);
+        let numbered = crate::template::interpolate::references(written)
+            .is_ok_and(|refs| refs.iter().any(|r| r.expr == "image.build"));
+        if numbered {
+            self.set_build_number(self.build_number + 1);
+        }
+        numbered
+    }
+
+    /// Sets the AMI name and the image's and snapshots' tags for it.
+    fn name_image(&mut self, name: String, source_ami: &str) -> Result<(), String> {
         let built_at = OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .unwrap_or(OffsetDateTime::now_utc())
             .format(&Rfc3339)
             .unwrap_or_default();
-        let image_tags = tags::image(&ctx.build, &name, &found.id, &built_at, &ctx.config.tags)
-            .map_err(StepError::failed)?;
-        ctx.snapshot_tags = tags::snapshot(&ctx.build, &image_tags, &ctx.config.snapshot_tags)
-            .map_err(StepError::failed)?;
-        ctx.image_tags = image_tags;
-        ctx.ami_name = name;
-        ctx.source_ami = Some(found);
+        let mut image_tags =
+            tags::image(&self.build, &name, source_ami, &built_at, &self.config.tags)?;
+        image_tags.extend(family::tags(self.build_number, self.fingerprint.as_ref()));
+        self.snapshot_tags = tags::snapshot(&self.build, &image_tags, &self.config.snapshot_tags)?;
+        self.image_tags = image_tags;
+        self.ami_name = name;
         Ok(())
     }
 }

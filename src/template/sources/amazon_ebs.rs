@@ -87,7 +87,7 @@ pub struct WaitTimeouts {
 }
 
 /// The AMI name used when the template sets none.
-pub const DEFAULT_AMI_NAME: &str = "${image.name}-${image.version}-${build.timestamp}";
+pub const DEFAULT_AMI_NAME: &str = "${image.name}-${image.version}-${image.build}";
 
 /// Root volume types EC2 accepts.
 const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
