@@ -55,6 +55,20 @@ pub async fn run(ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildConte
     }
 }
 
+/// The fingerprint of building `source` now: its base resolved the way a
+/// build would resolve it (an EC2 lookup, a checksum, the package archive).
+pub async fn fingerprint(
+    template: &Template,
+    source: &Source,
+) -> Result<crate::fingerprint::Fingerprint, String> {
+    let base = match &source.config {
+        SourceConfig::Ssh(_) => Vec::new(),
+        SourceConfig::AmazonEbs(c) => vec![amazon_ebs::fingerprint_base(c, &template.scope).await?],
+        SourceConfig::Qemu(c) => vec![qemu::fingerprint_base(c, template, &template.scope).await?],
+    };
+    crate::fingerprint::compute(template, source, base)
+}
+
 pub const DEFAULT_SSH_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The SSH target for a source: the builder's address and credential, with

@@ -2,6 +2,7 @@
 //! an exit code. Every flag has an `IMGBUILD_*` environment twin.
 
 mod build;
+mod fingerprint;
 mod inspect;
 mod validate;
 
@@ -47,6 +48,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Build images from a template.
     Build(build::BuildArgs),
+    /// Print each source's build fingerprint and the inputs it covers (-v: their hashes).
+    Fingerprint(fingerprint::FingerprintArgs),
 }
 
 /// Variable inputs, shared by every subcommand that reads a template.
@@ -98,6 +101,7 @@ pub fn main() -> u8 {
         Command::Validate(args) => validate::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Build(args) => build::run(args, verbosity),
+        Command::Fingerprint(args) => fingerprint::run(args, cli.verbose),
     };
     match result {
         Ok(()) => exit::SUCCESS,

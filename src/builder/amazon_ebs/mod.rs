@@ -27,9 +27,10 @@ use crate::communicator::Credential;
 use crate::events::{Artifact, Leftover, Outcome};
 use crate::family::FamilyImage;
 use crate::fingerprint::Fingerprint;
+use crate::fingerprint::Part;
 use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
-use crate::template::HumanDuration;
 use crate::template::sources::{AmazonEbsConfig, DEFAULT_AMI_NAME, ami_name_problem};
+use crate::template::{HumanDuration, Scope};
 
 use super::steps::{Connect, Provision};
 use super::{BuildContext, HasBuild};
@@ -189,27 +190,9 @@ pub async fn run(
     config: AmazonEbsConfig,
     opts: &RunOptions,
 ) -> (RunReport, BuildContext) {
-    let written_region = match config
-        .region
-        .as_deref()
-        .map(|r| ctx.scope.expand(r))
-        .transpose()
-    {
-        // Empty (e.g. an unset variable) means "the standard chain decides".
-        Ok(r) => r.filter(|r| !r.is_empty()),
-        Err(e) => {
-            return (
-                pipeline::failed_before_start("prepare", format!("region: {e}")),
-                ctx,
-            );
-        }
-    };
-    let shared = client::load(written_region.as_deref()).await;
-    let Some(region) = written_region.or_else(|| shared.region().map(|r| r.to_string())) else {
-        let message =
-            "no AWS region: set `region` in the source, AWS_REGION, or a region in the AWS profile"
-                .to_string();
-        return (pipeline::failed_before_start("prepare", message), ctx);
+    let (shared, region) = match region(&config, &ctx.scope).await {
+        Ok(found) => found,
+        Err(e) => return (pipeline::failed_before_start("prepare", e), ctx),
     };
     ctx.scope.set("source.region", region.clone());
     let copy_regions = match ctx.scope.expand_all(&config.ami_regions) {
@@ -318,6 +301,53 @@ pub async fn run(
     (report, ebs.build)
 }
 
+/// The AWS configuration and the build region: the template's `region`,
+/// else the standard chain's.
+async fn region(config: &AmazonEbsConfig, scope: &Scope) -> Result<(SdkConfig, String), String> {
+    let written = match config
+        .region
+        .as_deref()
+        .map(|r| scope.expand(r))
+        .transpose()
+    {
+        // Empty (e.g. an unset variable) means "the standard chain decides".
+        Ok(r) => r.filter(|r| !r.is_empty()),
+        Err(e) => return Err(format!("region: {e}")),
+    };
+    let shared = client::load(written.as_deref()).await;
+    match written.or_else(|| shared.region().map(|r| r.to_string())) {
+        Some(region) => Ok((shared, region)),
+        None => Err(
+            "no AWS region: set `region` in the source, AWS_REGION, or a region in the AWS profile"
+                .into(),
+        ),
+    }
+}
+
+/// The fingerprint part for the base AMI the source resolves to today.
+pub async fn fingerprint_base(config: &AmazonEbsConfig, scope: &Scope) -> Result<Part, String> {
+    let (shared, region) = region(config, scope).await?;
+    let client = client::ec2(&shared, &region);
+    let found = find_source_ami(&client, &region, config, scope).await?;
+    Ok(family::base_part(&found))
+}
+
+async fn find_source_ami(
+    client: &aws_sdk_ec2::Client,
+    region: &str,
+    config: &AmazonEbsConfig,
+    scope: &Scope,
+) -> Result<SourceAmi, String> {
+    match (&config.source_ami, &config.source_ami_filter) {
+        (Some(id), _) => {
+            let id = scope.expand(id).map_err(|e| e.to_string())?;
+            source_ami::by_id(client, region, &id).await
+        }
+        (None, Some(filter)) => source_ami::by_filter(client, region, filter, scope).await,
+        (None, None) => Err("no `source_ami` or `source_ami_filter`".into()),
+    }
+}
+
 /// Points the build's results at the images `--if-changed` found up to date.
 fn record_reuse(ebs: &mut EbsContext, reused: &[FamilyImage]) {
     for image in reused {
@@ -358,17 +388,9 @@ impl Step<EbsContext> for FindSourceAmi {
     }
 
     async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
-        let found = match (&ctx.config.source_ami, &ctx.config.source_ami_filter) {
-            (Some(id), _) => {
-                let id = ctx.build.scope.expand(id).map_err(StepError::failed)?;
-                source_ami::by_id(&ctx.client, &ctx.region, &id).await
-            }
-            (None, Some(filter)) => {
-                source_ami::by_filter(&ctx.client, &ctx.region, filter, &ctx.build.scope).await
-            }
-            (None, None) => Err("no `source_ami` or `source_ami_filter`".into()),
-        }
-        .map_err(StepError::failed)?;
+        let found = find_source_ami(&ctx.client, &ctx.region, &ctx.config, &ctx.build.scope)
+            .await
+            .map_err(StepError::failed)?;
         ctx.build.events.info(format!(
             "source AMI: {} ({}, owner {})",
             found.id, found.name, found.owner
