@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod family;
 pub mod fingerprint;
+pub mod inventory;
 pub mod pipeline;
 pub mod provisioner;
 pub mod render;

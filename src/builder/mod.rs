@@ -2,6 +2,7 @@
 //! connect and provision steps. A builder knows its own platform only.
 
 pub mod amazon_ebs;
+pub mod packages;
 pub mod qemu;
 mod ssh_host;
 pub mod steps;
@@ -33,6 +34,10 @@ pub struct BuildContext {
     pub manifest: serde_json::Map<String, serde_json::Value>,
     /// Whether an unchanged build may reuse the family's newest image.
     pub rebuild: RebuildPolicy,
+    /// The machine's packages, once the provisioners are done.
+    pub packages: Option<crate::inventory::Inventory>,
+    /// The previous build's, to say what changed.
+    pub previous_packages: Option<packages::PreviousPackages>,
 }
 
 /// Gives the shared steps access to the shared part of a builder's context.

@@ -95,12 +95,15 @@ pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
         except: args.except.clone(),
         on_error: args.on_error,
         cleanup_deadline: args.cleanup_timeout.0,
+        previous_manifest: std::fs::read_to_string(&args.manifest)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok()),
         rebuild: RebuildPolicy {
             if_changed: args.if_changed || template.rebuild.if_changed,
             max_age: args.max_age.map(|d| d.0).or(template.rebuild.max_age),
         },
     };
-    let results = runtime.block_on(async {
+    let mut results = runtime.block_on(async {
         tokio::spawn(watch_signals(cancel.clone()));
         build::run_all(template.clone(), sources, opts, renderer, cancel.clone()).await
     });
@@ -114,6 +117,9 @@ pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
                 None => println!("{}: {}", a.location, a.id),
             }
         }
+    }
+    for r in results.iter_mut() {
+        report_packages(r, &args.manifest);
     }
     if results
         .iter()
@@ -143,6 +149,57 @@ pub fn run(args: BuildArgs, verbosity: Verbosity) -> Result<(), Error> {
         return Err(Error::BuildFailed(failed.join("\nerror: ")));
     }
     Ok(())
+}
+
+/// A build's last lines: the packages that changed since the previous build;
+/// and its inventory as a CycloneDX SBOM beside the manifest.
+fn report_packages(r: &mut build::BuildResult, manifest: &std::path::Path) {
+    if r.outcome != Outcome::Succeeded {
+        return;
+    }
+    if let Some(changes) = r.details.get("package_changes") {
+        let since = changes["compared_with"]
+            .as_str()
+            .unwrap_or("the previous build");
+        match serde_json::from_value::<crate::inventory::diff::Changes>(changes.clone()) {
+            Ok(c) if c.is_empty() => {
+                eprintln!("{}: packages since {since}: no package changes", r.name)
+            }
+            Ok(c) => {
+                eprintln!("{}: packages since {since}: {}", r.name, c.summary());
+                for line in c.lines() {
+                    eprintln!("  {line}");
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let Some(packages) = r.details.get("packages").cloned() else {
+        return;
+    };
+    let inventory = crate::inventory::Inventory {
+        manager: r.details["package_manager"]
+            .as_str()
+            .unwrap_or_default()
+            .into(),
+        os: r.details["os"].as_str().unwrap_or_default().into(),
+        packages: serde_json::from_value(packages).unwrap_or_default(),
+    };
+    let build = r.details.get("build").and_then(|b| b.as_u64()).unwrap_or(0);
+    let version = format!("{}-{build}", r.version);
+    let path = manifest.with_file_name(format!("{}-{version}.{}.cdx.json", r.image_name, r.name));
+    let bom =
+        crate::inventory::sbom::cyclonedx(&inventory, &r.image_name, &version, &r.finished_at);
+    let written = serde_json::to_string_pretty(&bom)
+        .map_err(std::io::Error::other)
+        .and_then(|json| std::fs::write(&path, json + "\n"));
+    match written {
+        Ok(()) => {
+            r.details
+                .insert("sbom".into(), path.display().to_string().into());
+        }
+        Err(e) => eprintln!("warning: cannot write SBOM {}: {e}", path.display()),
+    }
 }
 
 /// `unchanged: REGION: ami-… (built …, fingerprint …)` for an image

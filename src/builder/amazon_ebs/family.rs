@@ -25,6 +25,8 @@ pub const FINGERPRINT: &str = "imgbuild:fingerprint";
 /// and so on, as EC2 tag values hold at most 256 characters.
 pub const PARTS: &str = "imgbuild:fingerprint-parts";
 const TAG_VALUE_MAX: usize = 256;
+/// sha256 of the package inventory (the list itself is in the manifest).
+pub const PACKAGES: &str = "imgbuild:packages-sha256";
 /// How many names in a row a build may find taken before it gives up.
 pub const NUMBER_ATTEMPTS: u32 = 20;
 

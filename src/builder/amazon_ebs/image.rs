@@ -68,6 +68,7 @@ impl Step<EbsContext> for CreateImage {
             .instance_id
             .clone()
             .ok_or_else(|| StepError::failed("no instance to image"))?;
+        ctx.tag_packages();
         let mut attempt = 1;
         let (out, name) = loop {
             let name = ctx.ami_name.clone();

@@ -32,6 +32,7 @@ use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
 use crate::template::sources::{AmazonEbsConfig, DEFAULT_AMI_NAME, ami_name_problem};
 use crate::template::{HumanDuration, Scope};
 
+use super::packages::CollectPackages;
 use super::steps::{Connect, Provision};
 use super::{BuildContext, HasBuild};
 use image::Records;
@@ -259,6 +260,7 @@ pub async fn run(
         Box::new(instance::Launch::default()),
         Box::new(Connect),
         Box::new(Provision),
+        Box::new(CollectPackages),
         Box::new(instance::Stop),
         Box::new(image::CreateImage::default()),
     ];
@@ -500,6 +502,17 @@ impl EbsContext {
         self.snapshot_tags = tags::snapshot(&self.build, &image_tags, &self.config.snapshot_tags)?;
         self.image_tags = image_tags;
         self.ami_name = name;
+        self.tag_packages();
         Ok(())
+    }
+
+    /// Once the inventory is known: its hash on the image and snapshots.
+    fn tag_packages(&mut self) {
+        if let Some(inventory) = &self.build.packages {
+            let hash = inventory.sha256();
+            for tags in [&mut self.image_tags, &mut self.snapshot_tags] {
+                tags.insert(family::PACKAGES.into(), hash.clone());
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@ use super::QemuContext;
 use super::bootstrap;
 use super::output::OutputPaths;
 use crate::builder::BuildContext;
+use crate::builder::packages::PreviousPackages;
 use crate::events::Artifact;
 use crate::family::{self, Decision, FamilyImage};
 use crate::fingerprint::{self, Fingerprint, Input, Part};
@@ -183,6 +184,17 @@ pub fn reserve(ctx: &mut QemuContext, layout: &Layout) -> Result<Vec<PathBuf>, S
     ))
 }
 
+/// The inventory written beside an earlier image, if it has one.
+fn previous_packages(image: &FamilyImage) -> Option<PreviousPackages> {
+    let path = Path::new(&image.id).with_extension("packages.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(PreviousPackages {
+        label: format!("build {} ({})", image.build, image.id),
+        image: image.id.clone(),
+        inventory: serde_json::from_str(&text).ok()?,
+    })
+}
+
 /// The fingerprint part for the base: the local image's checksum, the
 /// download's, or for a bootstrap its recipe and the archive's state.
 pub async fn base_part(
@@ -252,6 +264,9 @@ impl Step<QemuContext> for CheckChanged {
             .paths(&mut ctx.build, 1)
             .map_err(StepError::failed)?;
         ctx.family = self.layout.images(&first);
+        if let Some(newest) = family::newest_in(&ctx.family, LOCATION) {
+            ctx.build.previous_packages = previous_packages(newest);
+        }
         let b = &ctx.build;
         let fp = match base_part(&ctx.config, &b.template, &b.scope)
             .await

@@ -122,6 +122,7 @@ pub async fn run(
         Box::new(StartMachine),
         Box::new(WaitForSsh),
         Box::new(Provision),
+        Box::new(super::packages::CollectPackages),
         Box::new(Shutdown),
         Box::new(ExportImage { written: false }),
     ];
@@ -732,6 +733,10 @@ impl Step<QemuContext> for ExportImage {
         };
         let json = serde_json::to_string_pretty(&metadata).map_err(failed)?;
         std::fs::write(&out.metadata, json + "\n").map_err(failed)?;
+        if let Some(inventory) = &ctx.build.packages {
+            let json = serde_json::to_string_pretty(inventory).map_err(failed)?;
+            std::fs::write(&out.packages, json + "\n").map_err(failed)?;
+        }
         ctx.build.events.info(format!(
             "wrote {} ({:.0} MiB, sha256 {sha})",
             out.image.display(),

@@ -13,6 +13,8 @@ pub struct OutputPaths {
     pub image: PathBuf,
     pub checksum: PathBuf,
     pub metadata: PathBuf,
+    /// The package inventory, `{stem}.packages.json`.
+    pub packages: PathBuf,
 }
 
 impl OutputPaths {
@@ -23,12 +25,13 @@ impl OutputPaths {
             image: dir.join(format!("{stem}.qcow2")),
             checksum: dir.join(format!("{stem}.qcow2.sha256")),
             metadata: dir.join(format!("{stem}.json")),
+            packages: dir.join(format!("{stem}.packages.json")),
             dir,
         }
     }
 
-    pub fn files(&self) -> [&Path; 3] {
-        [&self.image, &self.checksum, &self.metadata]
+    pub fn files(&self) -> [&Path; 4] {
+        [&self.image, &self.checksum, &self.metadata, &self.packages]
     }
 
     /// The image while it is written; created first to reserve the name.
