@@ -264,8 +264,9 @@ impl Step<QemuContext> for CheckChanged {
             .paths(&mut ctx.build, 1)
             .map_err(StepError::failed)?;
         ctx.family = self.layout.images(&first);
-        if let Some(newest) = family::newest_in(&ctx.family, LOCATION) {
-            ctx.build.previous_packages = previous_packages(newest);
+        if let Some(previous) = family::newest_in(&ctx.family, LOCATION).and_then(previous_packages)
+        {
+            ctx.build.previous_packages = Some(previous);
         }
         let b = &ctx.build;
         let fp = match base_part(&ctx.config, &b.template, &b.scope)
