@@ -330,7 +330,13 @@ fn builds_number_themselves_skip_taken_names_and_rebuild_past_max_age() {
 
     // Unchanged, but older than max_age.
     std::thread::sleep(Duration::from_secs(2));
-    let (_, stderr) = w.build(&["--if-changed", "--max-age", "1s"]);
+    // Set in the template this time, as a scheduled job would.
+    let template = std::fs::read_to_string(w.path("template.toml")).unwrap();
+    w.write(
+        "template.toml",
+        &format!("rebuild = \"if-changed\"\nmax_age = \"1s\"\n{template}"),
+    );
+    let (_, stderr) = w.build(&[]);
     assert!(
         stderr.contains(&format!(
             "building: build 4 ({fourth}) in us-east-1 is unchanged but too old: built "
