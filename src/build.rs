@@ -170,11 +170,7 @@ fn previous_packages(
     Some(PreviousPackages {
         label: format!("build {} ({id})", build["build"].as_u64().unwrap_or(0)),
         image: id.to_string(),
-        inventory: Inventory {
-            manager: build["package_manager"].as_str().unwrap_or_default().into(),
-            os: build["os"].as_str().unwrap_or_default().into(),
-            packages: serde_json::from_value(build["packages"].clone()).ok()?,
-        },
+        inventory: Inventory::from_manifest(build)?,
     })
 }
 

@@ -11,6 +11,8 @@ use super::VarArgs;
 use crate::build::{self, BuildOptions};
 use crate::error::Error;
 use crate::events::Outcome;
+use crate::inventory::Inventory;
+use crate::inventory::diff::Changes;
 use crate::pipeline::OnError;
 use crate::render::{self, Verbosity};
 use crate::template::{self, HumanDuration, RebuildPolicy};
@@ -161,29 +163,16 @@ fn report_packages(r: &mut build::BuildResult, manifest: &std::path::Path) {
         let since = changes["compared_with"]
             .as_str()
             .unwrap_or("the previous build");
-        match serde_json::from_value::<crate::inventory::diff::Changes>(changes.clone()) {
-            Ok(c) if c.is_empty() => {
-                eprintln!("{}: packages since {since}: no package changes", r.name)
-            }
-            Ok(c) => {
-                eprintln!("{}: packages since {since}: {}", r.name, c.summary());
-                for line in c.lines() {
-                    eprintln!("  {line}");
-                }
-            }
-            Err(_) => {}
+        if let Ok(c) = serde_json::from_value::<Changes>(changes.clone()) {
+            eprint!(
+                "{}",
+                c.report(&format!("{}: packages since {since}", r.name))
+            );
         }
     }
-    let Some(packages) = r.details.get("packages").cloned() else {
+    let entry = serde_json::Value::Object(r.details.clone());
+    let Some(inventory) = Inventory::from_manifest(&entry) else {
         return;
-    };
-    let inventory = crate::inventory::Inventory {
-        manager: r.details["package_manager"]
-            .as_str()
-            .unwrap_or_default()
-            .into(),
-        os: r.details["os"].as_str().unwrap_or_default().into(),
-        packages: serde_json::from_value(packages).unwrap_or_default(),
     };
     let build = r.details.get("build").and_then(|b| b.as_u64()).unwrap_or(0);
     let version = format!("{}-{build}", r.version);

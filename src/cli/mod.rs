@@ -2,6 +2,7 @@
 //! an exit code. Every flag has an `IMGBUILD_*` environment twin.
 
 mod build;
+mod diff;
 mod fingerprint;
 mod inspect;
 mod validate;
@@ -50,6 +51,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Print each source's build fingerprint and the inputs it covers (-v: their hashes).
     Fingerprint(fingerprint::FingerprintArgs),
+    /// Show which packages changed: as recorded in a manifest, or between two images.
+    Diff(diff::DiffArgs),
 }
 
 /// Variable inputs, shared by every subcommand that reads a template.
@@ -102,6 +105,7 @@ pub fn main() -> u8 {
         Command::Inspect(args) => inspect::run(args),
         Command::Build(args) => build::run(args, verbosity),
         Command::Fingerprint(args) => fingerprint::run(args, cli.verbose),
+        Command::Diff(args) => diff::run(args),
     };
     match result {
         Ok(()) => exit::SUCCESS,

@@ -71,6 +71,19 @@ impl Changes {
         out
     }
 
+    /// `HEADING: no package changes`, or `HEADING: 1 changed, …` and one
+    /// indented line per change.
+    pub fn report(&self, heading: &str) -> String {
+        if self.is_empty() {
+            return format!("{heading}: no package changes\n");
+        }
+        let mut out = format!("{heading}: {}\n", self.summary());
+        for line in self.lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+        out
+    }
+
     /// `2 changed, 1 added, 0 removed`
     pub fn summary(&self) -> String {
         format!(

@@ -68,6 +68,16 @@ impl Inventory {
         })
     }
 
+    /// The inventory a manifest's build entry records (`packages`,
+    /// `package_manager`, `os`), if it has one.
+    pub fn from_manifest(build: &serde_json::Value) -> Option<Inventory> {
+        Some(Inventory {
+            manager: build["package_manager"].as_str().unwrap_or_default().into(),
+            os: build["os"].as_str().unwrap_or_default().into(),
+            packages: serde_json::from_value(build.get("packages")?.clone()).ok()?,
+        })
+    }
+
     /// sha256 of the package list (name, version, architecture per line):
     /// the `imgbuild:packages-sha256` tag.
     pub fn sha256(&self) -> String {

@@ -2,6 +2,7 @@
 //! 127.0.0.1, the real `imgbuild` binary, and a scratch folder per test.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod moto;
 pub mod test;
 

@@ -183,6 +183,45 @@ impl Step<EbsContext> for FindFamily {
     }
 }
 
+/// After CreateImage: warns when another image of the family has this
+/// build's number. A name with `${image.build}` rules that out (EC2 names are
+/// unique per region); a name without it can let two concurrent builds of
+/// the family take the same number, and that must not pass unnoticed.
+pub async fn check_number_unique(ctx: &EbsContext, own: &str) {
+    let b = &ctx.build;
+    match images(
+        &ctx.client,
+        &ctx.region,
+        &b.template.name,
+        &b.template.version,
+    )
+    .await
+    {
+        Ok(found) => {
+            let others = same_number(&found, ctx.build_number, own);
+            if !others.is_empty() {
+                b.events.warn(format!(
+                    "build number {} of {} {} is also on {} in {} (a build at the same time); put `${{image.build}}` in `ami_name` to keep numbers unique",
+                    ctx.build_number,
+                    b.template.name,
+                    b.template.version,
+                    others.join(", "),
+                    ctx.region
+                ));
+            }
+        }
+        Err(e) => tracing::warn!("checking build number {}: {e}", ctx.build_number),
+    }
+}
+
+fn same_number(found: &[FamilyImage], build: u32, own: &str) -> Vec<String> {
+    found
+        .iter()
+        .filter(|i| i.build == build && i.id != own)
+        .map(|i| i.id.clone())
+        .collect()
+}
+
 /// Computes the fingerprint and, with `--if-changed`, decides whether to build.
 pub struct CheckChanged;
 
@@ -242,6 +281,40 @@ impl Step<EbsContext> for CheckChanged {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn image(id: &str, build: u32) -> FamilyImage {
+        FamilyImage {
+            location: "us-east-1".into(),
+            id: id.into(),
+            version: "1.2".into(),
+            build,
+            built_at: None,
+            fingerprint: None,
+            parts: None,
+        }
+    }
+
+    #[test]
+    fn another_image_with_the_same_number_is_found() {
+        let found = [image("ami-1", 3), image("ami-2", 3), image("ami-3", 2)];
+        assert_eq!(same_number(&found, 3, "ami-2"), ["ami-1"]);
+        assert!(same_number(&found, 4, "ami-4").is_empty());
+    }
+
+    #[test]
+    fn a_taken_name_is_recognised_from_the_create_image_error() {
+        let clash = client::ApiError {
+            operation: "CreateImage",
+            code: Some("InvalidAMIName.Duplicate".into()),
+            message: "AMI name web-1.2-3 is already in use by AMI ami-0123".into(),
+        };
+        assert!(super::super::image::is_name_clash(&clash));
+        let other = client::ApiError {
+            code: Some("InvalidParameterValue".into()),
+            ..clash
+        };
+        assert!(!super::super::image::is_name_clash(&other));
+    }
 
     #[test]
     fn long_part_lists_spread_over_numbered_tags() {

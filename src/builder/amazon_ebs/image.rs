@@ -129,6 +129,7 @@ impl Step<EbsContext> for CreateImage {
             "created image {id} ({name}) in {}; waiting for it to become available",
             ctx.region
         ));
+        super::family::check_number_unique(ctx, &id).await;
 
         let snapshots = finish_image(
             &ctx.client,
