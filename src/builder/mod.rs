@@ -4,6 +4,7 @@
 pub mod amazon_ebs;
 pub mod packages;
 pub mod qemu;
+mod rebuild;
 mod ssh_host;
 pub mod steps;
 

@@ -10,10 +10,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::EbsContext;
-use super::client::{self, Api, ApiError};
+use super::client::{Api, ApiError};
 use super::source_ami::SourceAmi;
 use super::tags::Tags;
-use crate::family::{self, Decision, FamilyImage};
+use crate::builder::rebuild;
+use crate::family::{self, FamilyImage};
 use crate::fingerprint::{self, Fingerprint, Input, Part};
 use crate::pipeline::{Step, StepError};
 
@@ -152,11 +153,7 @@ impl Step<EbsContext> for FindFamily {
         );
         let mut lookups = tokio::task::JoinSet::new();
         for region in ctx.target_regions() {
-            let client = if region == ctx.region {
-                ctx.client.clone()
-            } else {
-                client::ec2(&ctx.shared, &region)
-            };
+            let client = ctx.client_in(&region);
             let (name, version) = (name.clone(), version.clone());
             lookups.spawn(async move {
                 let found = images(&client, &region, &name, &version).await;
@@ -242,37 +239,8 @@ impl Step<EbsContext> for CheckChanged {
             vec![base_part(base)],
         )
         .map_err(StepError::failed)?;
-        ctx.build.events.info(format!("fingerprint {}", fp.digest));
-        ctx.build
-            .manifest
-            .insert("fingerprint".into(), fp.digest.clone().into());
-        if ctx.build.rebuild.if_changed {
-            match family::decide(
-                &fp,
-                &ctx.family,
-                &ctx.target_regions(),
-                ctx.build.rebuild.max_age,
-                OffsetDateTime::now_utc(),
-            ) {
-                Decision::Unchanged(images) => {
-                    for i in &images {
-                        ctx.build.events.info(format!(
-                            "unchanged: {}: {} is build {}, built {}, with this fingerprint",
-                            i.location,
-                            i.id,
-                            i.build,
-                            i.built_at_text()
-                        ));
-                    }
-                    ctx.reuse = Some(images);
-                }
-                Decision::Build(reasons) => {
-                    for reason in reasons {
-                        ctx.build.events.info(format!("building: {reason}"));
-                    }
-                }
-            }
-        }
+        let regions = ctx.target_regions();
+        ctx.reuse = rebuild::decide(&mut ctx.build, &fp, &ctx.family, &regions);
         ctx.fingerprint = Some(fp);
         Ok(())
     }
@@ -303,13 +271,13 @@ mod tests {
 
     #[test]
     fn a_taken_name_is_recognised_from_the_create_image_error() {
-        let clash = client::ApiError {
+        let clash = ApiError {
             operation: "CreateImage",
             code: Some("InvalidAMIName.Duplicate".into()),
             message: "AMI name web-1.2-3 is already in use by AMI ami-0123".into(),
         };
         assert!(super::super::image::is_name_clash(&clash));
-        let other = client::ApiError {
+        let other = ApiError {
             code: Some("InvalidParameterValue".into()),
             ..clash
         };

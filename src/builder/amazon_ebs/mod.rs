@@ -139,6 +139,15 @@ impl EbsContext {
             .collect()
     }
 
+    /// An EC2 client for one of the target regions.
+    fn client_in(&self, region: &str) -> aws_sdk_ec2::Client {
+        if region == self.region {
+            self.client.clone()
+        } else {
+            client::ec2(&self.shared, region)
+        }
+    }
+
     /// Sets `${image.build}` and the manifest's `build`.
     fn set_build_number(&mut self, build: u32) {
         self.build_number = build;
@@ -462,11 +471,7 @@ impl EbsContext {
     /// The first target region with an AMI of this account named `name`.
     async fn name_taken(&self, name: &str) -> Result<Option<(String, String)>, String> {
         for region in self.target_regions() {
-            let client = if region == self.region {
-                self.client.clone()
-            } else {
-                client::ec2(&self.shared, &region)
-            };
+            let client = self.client_in(&region);
             let taken = image::same_name(&client, name)
                 .await
                 .map_err(|e| format!("{region}: {e}"))?;

@@ -14,15 +14,16 @@ use super::bootstrap;
 use super::output::OutputPaths;
 use crate::builder::BuildContext;
 use crate::builder::packages::PreviousPackages;
+use crate::builder::rebuild;
 use crate::events::Artifact;
-use crate::family::{self, Decision, FamilyImage};
+use crate::family::{self, FamilyImage};
 use crate::fingerprint::{self, Fingerprint, Input, Part};
 use crate::pipeline::{Step, StepError};
 use crate::template::sources::QemuConfig;
 use crate::template::{Scope, Template};
 
-/// Local images all live in one place for the decision.
-const LOCATION: &str = "local";
+/// Local images all live in one place for the decision, named so in messages.
+const LOCATION: &str = "the output folders";
 /// How many taken output names in a row a build skips before it gives up.
 const NUMBER_ATTEMPTS: u32 = 100;
 
@@ -288,28 +289,8 @@ impl Step<QemuContext> for CheckChanged {
                 return Ok(());
             }
         };
-        ctx.build.events.info(format!("fingerprint {}", fp.digest));
-        ctx.build
-            .manifest
-            .insert("fingerprint".into(), fp.digest.clone().into());
-        if ctx.build.rebuild.if_changed {
-            match family::decide(
-                &fp,
-                &ctx.family,
-                &[LOCATION.to_string()],
-                ctx.build.rebuild.max_age,
-                OffsetDateTime::now_utc(),
-            ) {
-                Decision::Unchanged(images) => ctx.reuse = images.into_iter().next(),
-                Decision::Build(reasons) => {
-                    for reason in reasons {
-                        ctx.build
-                            .events
-                            .info(format!("building: {}", reason.replace(" in local", "")));
-                    }
-                }
-            }
-        }
+        let reuse = rebuild::decide(&mut ctx.build, &fp, &ctx.family, &[LOCATION.to_string()]);
+        ctx.reuse = reuse.and_then(|found| found.into_iter().next());
         ctx.fingerprint = Some(fp);
         Ok(())
     }
@@ -321,12 +302,6 @@ pub fn record_reuse(build: &mut BuildContext, image: &FamilyImage, fp: &Fingerpr
         .parent()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
-    build.events.info(format!(
-        "unchanged: {} is build {}, built {}, with this fingerprint",
-        image.id,
-        image.build,
-        image.built_at_text()
-    ));
     build.artifacts.push(Artifact {
         builder: "qemu".into(),
         location: dir,
