@@ -14,6 +14,7 @@ use super::client::{Api, ApiError};
 use super::source_ami::SourceAmi;
 use super::tags::Tags;
 use crate::builder::rebuild;
+use crate::events::Artifact;
 use crate::family::{self, FamilyImage};
 use crate::fingerprint::{self, Fingerprint, Input, Part};
 use crate::pipeline::{Step, StepError};
@@ -244,6 +245,36 @@ impl Step<EbsContext> for CheckChanged {
         ctx.fingerprint = Some(fp);
         Ok(())
     }
+}
+
+/// Points the build's results at the images `--if-changed` found up to date.
+pub fn record_reuse(ebs: &mut EbsContext, reused: &[FamilyImage]) {
+    for image in reused {
+        ebs.build.artifacts.push(Artifact {
+            builder: "amazon-ebs".into(),
+            location: image.location.clone(),
+            id: image.id.clone(),
+        });
+    }
+    let m = &mut ebs.build.manifest;
+    m.insert("region".into(), ebs.region.clone().into());
+    if let Some(source) = &ebs.source_ami {
+        m.insert("source_ami".into(), source.id.clone().into());
+    }
+    if let Some(newest) = reused.first() {
+        m.insert("build".into(), newest.build.into());
+    }
+    m.insert("unchanged".into(), true.into());
+    let amis: serde_json::Map<String, serde_json::Value> = reused
+        .iter()
+        .map(|i| (i.location.clone(), i.id.clone().into()))
+        .collect();
+    m.insert("amis".into(), amis.into());
+    let built: serde_json::Map<String, serde_json::Value> = reused
+        .iter()
+        .map(|i| (i.id.clone(), i.built_at_text().into()))
+        .collect();
+    m.insert("built_at".into(), built.into());
 }
 
 #[cfg(test)]

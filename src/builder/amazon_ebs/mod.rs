@@ -10,6 +10,7 @@ mod family;
 mod image;
 mod instance;
 mod key_pair;
+mod naming;
 mod security_group;
 mod source_ami;
 mod tags;
@@ -20,8 +21,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::communicator::Credential;
 use crate::events::{Artifact, Leftover, Outcome};
@@ -29,7 +28,7 @@ use crate::family::FamilyImage;
 use crate::fingerprint::Fingerprint;
 use crate::fingerprint::Part;
 use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
-use crate::template::sources::{AmazonEbsConfig, DEFAULT_AMI_NAME, ami_name_problem};
+use crate::template::sources::AmazonEbsConfig;
 use crate::template::{HumanDuration, Scope};
 
 use super::packages::CollectPackages;
@@ -259,11 +258,11 @@ pub async fn run(
         return (decided, ebs.build);
     }
     if let Some(reused) = ebs.reuse.clone() {
-        record_reuse(&mut ebs, &reused);
+        family::record_reuse(&mut ebs, &reused);
         return (decided, ebs.build);
     }
     let mut steps: Vec<Box<dyn Step<EbsContext>>> = vec![
-        Box::new(NameImage),
+        Box::new(naming::NameImage),
         Box::new(key_pair::KeyPair::default()),
         Box::new(security_group::SecurityGroup::default()),
         Box::new(instance::Launch::default()),
@@ -359,36 +358,6 @@ async fn find_source_ami(
     }
 }
 
-/// Points the build's results at the images `--if-changed` found up to date.
-fn record_reuse(ebs: &mut EbsContext, reused: &[FamilyImage]) {
-    for image in reused {
-        ebs.build.artifacts.push(Artifact {
-            builder: "amazon-ebs".into(),
-            location: image.location.clone(),
-            id: image.id.clone(),
-        });
-    }
-    let m = &mut ebs.build.manifest;
-    m.insert("region".into(), ebs.region.clone().into());
-    if let Some(source) = &ebs.source_ami {
-        m.insert("source_ami".into(), source.id.clone().into());
-    }
-    if let Some(newest) = reused.first() {
-        m.insert("build".into(), newest.build.into());
-    }
-    m.insert("unchanged".into(), true.into());
-    let amis: serde_json::Map<String, serde_json::Value> = reused
-        .iter()
-        .map(|i| (i.location.clone(), i.id.clone().into()))
-        .collect();
-    m.insert("amis".into(), amis.into());
-    let built: serde_json::Map<String, serde_json::Value> = reused
-        .iter()
-        .map(|i| (i.id.clone(), i.built_at_text().into()))
-        .collect();
-    m.insert("built_at".into(), built.into());
-}
-
 /// Resolves the base AMI.
 struct FindSourceAmi;
 
@@ -409,115 +378,5 @@ impl Step<EbsContext> for FindSourceAmi {
         ctx.build.scope.set("source.ami", found.id.clone());
         ctx.source_ami = Some(found);
         Ok(())
-    }
-}
-
-/// Names the image (checked free unless `force_deregister`; a name with
-/// `${image.build}` moves on to the next number when taken) and tags it.
-struct NameImage;
-
-#[async_trait]
-impl Step<EbsContext> for NameImage {
-    fn name(&self) -> &'static str {
-        "name image"
-    }
-
-    async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
-        let found = ctx
-            .source_ami
-            .clone()
-            .ok_or_else(|| StepError::failed("no source AMI"))?;
-        let mut attempt = 1;
-        let name = loop {
-            let name = ctx.expand_ami_name().map_err(StepError::failed)?;
-            if ctx.config.force_deregister {
-                break name;
-            }
-            let Some((region, existing)) =
-                ctx.name_taken(&name).await.map_err(StepError::failed)?
-            else {
-                break name;
-            };
-            if attempt < family::NUMBER_ATTEMPTS && ctx.renumber() {
-                ctx.build.events.info(format!(
-                    "an AMI named `{name}` already exists in {region} ({existing}); taking build {}",
-                    ctx.build_number
-                ));
-                attempt += 1;
-                continue;
-            }
-            return Err(StepError::failed(format!(
-                "an AMI named `{name}` already exists in {region} ({existing}); change `ami_name` or set `force_deregister = true` to replace it"
-            )));
-        };
-        ctx.name_image(name, &found.id).map_err(StepError::failed)
-    }
-}
-
-impl EbsContext {
-    fn expand_ami_name(&self) -> Result<String, String> {
-        let written = self.config.ami_name.as_deref().unwrap_or(DEFAULT_AMI_NAME);
-        let name = self
-            .build
-            .scope
-            .expand(written)
-            .map_err(|e| format!("ami_name: {e}"))?;
-        match ami_name_problem(&name) {
-            Some(problem) => Err(format!("AMI name `{name}` {problem}")),
-            None => Ok(name),
-        }
-    }
-
-    /// The first target region with an AMI of this account named `name`.
-    async fn name_taken(&self, name: &str) -> Result<Option<(String, String)>, String> {
-        for region in self.target_regions() {
-            let client = self.client_in(&region);
-            let taken = image::same_name(&client, name)
-                .await
-                .map_err(|e| format!("{region}: {e}"))?;
-            if let Some(existing) = taken.first() {
-                return Ok(Some((region, existing.id.clone())));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Moves to the next build number when the AMI name carries it (so the
-    /// name changes too); false when another number would not help.
-    fn renumber(&mut self) -> bool {
-        let written = self.config.ami_name.as_deref().unwrap_or(DEFAULT_AMI_NAME);
-        let numbered = crate::template::interpolate::references(written)
-            .is_ok_and(|refs| refs.iter().any(|r| r.expr == "image.build"));
-        if numbered {
-            self.set_build_number(self.build_number + 1);
-        }
-        numbered
-    }
-
-    /// Sets the AMI name and the image's and snapshots' tags for it.
-    fn name_image(&mut self, name: String, source_ami: &str) -> Result<(), String> {
-        let built_at = OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .unwrap_or(OffsetDateTime::now_utc())
-            .format(&Rfc3339)
-            .unwrap_or_default();
-        let mut image_tags =
-            tags::image(&self.build, &name, source_ami, &built_at, &self.config.tags)?;
-        image_tags.extend(family::tags(self.build_number, self.fingerprint.as_ref()));
-        self.snapshot_tags = tags::snapshot(&self.build, &image_tags, &self.config.snapshot_tags)?;
-        self.image_tags = image_tags;
-        self.ami_name = name;
-        self.tag_packages();
-        Ok(())
-    }
-
-    /// Once the inventory is known: its hash on the image and snapshots.
-    fn tag_packages(&mut self) {
-        if let Some(inventory) = &self.build.packages {
-            let hash = inventory.sha256();
-            for tags in [&mut self.image_tags, &mut self.snapshot_tags] {
-                tags.insert(family::PACKAGES.into(), hash.clone());
-            }
-        }
     }
 }
