@@ -10,17 +10,23 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
+use crate::builder::packages::PreviousPackages;
 use crate::builder::{self, BuildContext};
 use crate::events::{Artifact, Event, EventSink, Leftover, Outcome, Render};
+use crate::inventory::Inventory;
 use crate::mask::Mask;
 use crate::pipeline::{self, Cleanup, OnError, RunOptions, StepError};
-use crate::template::{Source, Template};
+use crate::template::{RebuildPolicy, Source, Template};
 
 pub struct BuildOptions {
     pub only: Vec<String>,
     pub except: Vec<String>,
     pub on_error: OnError,
     pub cleanup_deadline: Duration,
+    /// `--if-changed` / `--max-age`, already merged with the template's.
+    pub rebuild: RebuildPolicy,
+    /// The manifest an earlier run left, for its package inventories.
+    pub previous_manifest: Option<serde_json::Value>,
 }
 
 /// One source's build, as the manifest records it.
@@ -122,7 +128,7 @@ pub async fn run_all(
         scope.set("source.type", source.config.type_name());
         let ctx = BuildContext {
             template: template.clone(),
-            source,
+            source: source.clone(),
             build_id,
             scope,
             events: events.clone(),
@@ -131,6 +137,13 @@ pub async fn run_all(
             comm: None,
             artifacts: Vec::new(),
             manifest: serde_json::Map::new(),
+            rebuild: opts.rebuild,
+            packages: None,
+            previous_packages: previous_packages(
+                opts.previous_manifest.as_ref(),
+                &template,
+                &source.name,
+            ),
         };
         let run_opts = RunOptions {
             cancel: cancel.clone(),
@@ -151,6 +164,28 @@ pub async fn run_all(
     results
 }
 
+/// The inventory of the same source's last successful build of this name
+/// and version in an earlier manifest.
+fn previous_packages(
+    manifest: Option<&serde_json::Value>,
+    template: &Template,
+    source: &str,
+) -> Option<PreviousPackages> {
+    let build = manifest?["builds"].as_array()?.iter().rev().find(|b| {
+        b["name"] == source
+            && b["image_name"] == template.name.as_str()
+            && b["version"] == template.version.as_str()
+            && b["outcome"] == "succeeded"
+            && b["packages"].is_array()
+    })?;
+    let id = build["artifacts"][0]["id"].as_str().unwrap_or("?");
+    Some(PreviousPackages {
+        label: format!("build {} ({id})", build["build"].as_u64().unwrap_or(0)),
+        image: id.to_string(),
+        inventory: Inventory::from_manifest(build)?,
+    })
+}
+
 async fn run_one(ctx: BuildContext, opts: RunOptions) -> BuildResult {
     let started_at = now_rfc3339();
     let began = Instant::now();
@@ -167,6 +202,17 @@ async fn run_one(ctx: BuildContext, opts: RunOptions) -> BuildResult {
     });
     // The manifest and the final error line show it too, not only the events.
     let error = error.map(|e| opts.events.mask().text(&e));
+    let mut ctx = ctx;
+    if ctx.manifest.get("unchanged") == Some(&serde_json::Value::Bool(true)) {
+        // The reused image's inventory, so the manifest stays complete.
+        let reused = ctx
+            .previous_packages
+            .as_ref()
+            .filter(|p| ctx.artifacts.iter().any(|a| a.id == p.image));
+        if let Some(previous) = reused {
+            builder::packages::record(&mut ctx.manifest, &previous.inventory);
+        }
+    }
     let artifacts = if report.outcome == Outcome::Succeeded {
         ctx.artifacts.clone()
     } else {

@@ -135,6 +135,26 @@ pub enum Cleanup {
     Skipped,
 }
 
+impl RunReport {
+    /// One report for a build run as two pipelines (a decision, then the build).
+    pub fn followed_by(mut self, next: RunReport) -> RunReport {
+        self.timings.extend(next.timings);
+        self.leftovers.extend(next.leftovers);
+        let cleanup = if self.cleanup == Cleanup::Skipped {
+            Cleanup::Skipped
+        } else {
+            next.cleanup
+        };
+        RunReport {
+            outcome: next.outcome,
+            error: next.error,
+            leftovers: self.leftovers,
+            cleanup,
+            timings: self.timings,
+        }
+    }
+}
+
 /// A report for a build that could not start (its preparation failed).
 pub fn failed_before_start(step: &str, message: String) -> RunReport {
     RunReport {

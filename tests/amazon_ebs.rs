@@ -10,8 +10,8 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::ebs::{AL2023_6_18, BUILD_LIMIT, COPY_REGION, REGION, World, aws_env, describe};
-use common::moto::{Moto, tag};
+use common::ebs::{AL2023_6_18, BUILD_LIMIT, COPY_REGION, REGION, World, describe};
+use common::moto::{Moto, aws_env, tag};
 use common::{Scratch, imgbuild, run, send_signal, text, wait_output};
 
 #[test]

@@ -91,7 +91,7 @@ fn assert_no_machine_left(scratch: &Scratch, stderr: &str) {
 fn assert_nothing_left(scratch: &Scratch, stderr: &str) {
     assert_no_machine_left(scratch, stderr);
     assert!(
-        !scratch.path("out/probe-0.1.qcow2").exists(),
+        !scratch.path("out/probe-0.1-1.qcow2").exists(),
         "no image from a failed build"
     );
     assert!(
@@ -129,17 +129,17 @@ destination = "/etc/motd"
     );
     let (out, stderr) = build(&scratch);
     assert!(out.status.success(), "build failed:\n{stderr}");
-    assert_eq!(text(&out.stdout), "out: out/probe-0.1.qcow2\n");
+    assert_eq!(text(&out.stdout), "out: out/probe-0.1-1.qcow2\n");
     assert!(stderr.contains("hello (GNU Hello)"), "{stderr}");
     assert!(
         stderr.contains("build finished in"),
         "a summary of where the time went:\n{stderr}"
     );
 
-    let image = scratch.path("out/probe-0.1.qcow2");
+    let image = scratch.path("out/probe-0.1-1.qcow2");
     let sums = Command::new("sha256sum")
         .arg("-c")
-        .arg("probe-0.1.qcow2.sha256")
+        .arg("probe-0.1-1.qcow2.sha256")
         .current_dir(scratch.path("out"))
         .output()
         .unwrap();
@@ -149,9 +149,10 @@ destination = "/etc/motd"
         text(&sums.stdout)
     );
     let metadata: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(scratch.path("out/probe-0.1.json")).unwrap())
+        serde_json::from_str(&fs::read_to_string(scratch.path("out/probe-0.1-1.json")).unwrap())
             .unwrap();
     assert_eq!(metadata["version"], "0.1");
+    assert_eq!(metadata["build"], 1);
     assert_eq!(metadata["format"], "qcow2");
     let manifest: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(scratch.path("imgbuild-manifest.json")).unwrap())
@@ -159,7 +160,7 @@ destination = "/etc/motd"
     assert_eq!(manifest["builds"][0]["builder_type"], "qemu");
     assert_eq!(
         manifest["builds"][0]["artifacts"][0]["id"],
-        "out/probe-0.1.qcow2"
+        "out/probe-0.1-1.qcow2"
     );
     assert_no_machine_left(&scratch, &stderr);
 
@@ -460,21 +461,81 @@ fn a_base_image_with_the_wrong_checksum_is_rejected_and_not_cached() {
     assert!(!scratch.path("out").exists());
 }
 
+/// An existing image is never overwritten: the build takes the next
+/// number. Then `--if-changed` with nothing changed boots nothing and points
+/// the results at that image.
 #[test]
-fn an_existing_image_is_never_overwritten() {
+fn an_unchanged_rebuild_boots_nothing_and_no_image_is_overwritten() {
+    let _one = ONE_GUEST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let scratch = Scratch::new();
-    scratch.write("out/probe-0.1.qcow2", "precious");
+    scratch.write("out/probe-0.1-1.qcow2", "precious");
     scratch.write("t.toml", &template(""));
-    let out = run(&mut build_command(&scratch), Duration::from_secs(60));
+    let out = run(build_command(&scratch).arg("--if-changed"), BUILD_LIMIT);
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.status.success(), "build failed:\n{stderr}");
+    assert_eq!(text(&out.stdout), "out: out/probe-0.1-2.qcow2\n");
     assert!(
-        stderr.contains("out/probe-0.1.qcow2 already exists; bump `version`"),
+        stderr.contains("out/probe-0.1-1.qcow2 already exists (imgbuild never overwrites an image); taking build 2"),
         "{stderr}"
     );
+    assert!(stderr.contains("building: no earlier image"), "{stderr}");
     assert_eq!(
-        fs::read_to_string(scratch.path("out/probe-0.1.qcow2")).unwrap(),
+        fs::read_to_string(scratch.path("out/probe-0.1-1.qcow2")).unwrap(),
         "precious"
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(scratch.path("out/probe-0.1-2.json")).unwrap())
+            .unwrap();
+    assert_eq!(metadata["build"], 2);
+    let fingerprint = metadata["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_string();
+    let packages: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(scratch.path("out/probe-0.1-2.packages.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(packages["manager"], "dpkg");
+    assert!(
+        packages["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "openssh-server"),
+        "{packages}"
+    );
+    assert!(scratch.path("probe-0.1-2.local.cdx.json").exists());
+
+    let out = run(
+        build_command(&scratch).arg("--if-changed"),
+        Duration::from_secs(120),
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "unchanged: out: out/probe-0.1-2.qcow2 (built {}, fingerprint {})\n",
+            metadata["built_at"].as_str().unwrap(),
+            &fingerprint[..12]
+        )
+    );
+    assert!(
+        !stderr.contains("QEMU started"),
+        "no VM was booted:\n{stderr}"
+    );
+    assert!(!scratch.path("out/probe-0.1-3.qcow2").exists());
+    assert!(stderr.contains("build finished in"), "{stderr}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(scratch.path("imgbuild-manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["builds"][0]["unchanged"], true);
+    assert_eq!(manifest["builds"][0]["build"], 2);
+    assert_eq!(
+        manifest["builds"][0]["artifacts"][0]["id"],
+        "out/probe-0.1-2.qcow2"
     );
 }
 

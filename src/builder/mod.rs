@@ -2,7 +2,9 @@
 //! connect and provision steps. A builder knows its own platform only.
 
 pub mod amazon_ebs;
+pub mod packages;
 pub mod qemu;
+mod rebuild;
 pub(crate) mod ssh_host;
 pub mod steps;
 
@@ -14,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::communicator::{Communicator, Credential, Endpoint, SshTarget};
 use crate::events::{Artifact, EventSink};
 use crate::pipeline::{RunOptions, RunReport};
-use crate::template::{Scope, Source, Template};
+use crate::template::{RebuildPolicy, Scope, Source, Template};
 
 /// What every build has, whatever its builder.
 pub struct BuildContext {
@@ -31,6 +33,12 @@ pub struct BuildContext {
     pub artifacts: Vec<Artifact>,
     /// Builder-specific facts for the manifest (AMI name, tags, source AMI…).
     pub manifest: serde_json::Map<String, serde_json::Value>,
+    /// Whether an unchanged build may reuse the family's newest image.
+    pub rebuild: RebuildPolicy,
+    /// The machine's packages, once the provisioners are done.
+    pub packages: Option<crate::inventory::Inventory>,
+    /// The previous build's, to say what changed.
+    pub previous_packages: Option<packages::PreviousPackages>,
 }
 
 /// Gives the shared steps access to the shared part of a builder's context.
@@ -48,6 +56,16 @@ impl HasBuild for BuildContext {
 pub async fn run(ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext) {
     let config = ctx.source.config.clone();
     config.build(ctx, opts).await
+}
+
+/// The fingerprint of building `source` now: its base resolved the way a
+/// build would resolve it (an EC2 lookup, a checksum, the package archive).
+pub async fn fingerprint(
+    template: &Template,
+    source: &Source,
+) -> Result<crate::fingerprint::Fingerprint, String> {
+    let base = source.config.fingerprint_base(template).await?;
+    crate::fingerprint::compute(template, source, base)
 }
 
 pub const DEFAULT_SSH_TIMEOUT: Duration = Duration::from_secs(300);

@@ -22,6 +22,9 @@ pub async fn run(mut ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildC
         }
         Err(e) => return (pipeline::failed_before_start("prepare", e), ctx),
     }
+    // No image, so no family to number from: provisioners shared with image
+    // sources still expand `${image.build}`.
+    ctx.scope.set("image.build", "0");
     let steps: Vec<Box<dyn Step<BuildContext>>> = vec![Box::new(Connect), Box::new(Provision)];
     let report = pipeline::run(steps, &mut ctx, opts).await;
     (report, ctx)

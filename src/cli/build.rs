@@ -11,11 +11,13 @@ use super::{OutputArgs, OutputFormat, VarArgs};
 use crate::build::{self, BuildOptions};
 use crate::error::Error;
 use crate::events::Outcome;
+use crate::inventory::Inventory;
+use crate::inventory::diff::Changes;
 use crate::mask::{self, Mask};
 use crate::pipeline::OnError;
 use crate::render::{self, ColorChoice, Verbosity};
 use crate::report;
-use crate::template::{self, HumanDuration};
+use crate::template::{self, HumanDuration, RebuildPolicy};
 
 #[derive(Args)]
 pub struct BuildArgs {
@@ -56,6 +58,16 @@ pub struct BuildArgs {
         env = "IMGBUILD_MANIFEST"
     )]
     manifest: PathBuf,
+
+    /// Build only when the fingerprint differs from the newest image of the
+    /// same name and version (or that image is older than --max-age);
+    /// otherwise point the results at it. Same as `rebuild = "if-changed"`.
+    #[arg(long, env = "IMGBUILD_IF_CHANGED")]
+    if_changed: bool,
+
+    /// With --if-changed: rebuild an unchanged image older than this, e.g. "14d" (wins over `max_age`).
+    #[arg(long, value_name = "DURATION", env = "IMGBUILD_MAX_AGE", value_parser = parse_duration)]
+    max_age: Option<HumanDuration>,
 
     /// Also write what was built as KEY=value lines (for GitLab's dotenv report).
     #[arg(long, value_name = "FILE", env = "IMGBUILD_DOTENV")]
@@ -105,8 +117,15 @@ pub fn run(args: BuildArgs, verbosity: Verbosity, color: ColorChoice) -> Result<
         except: args.except.clone(),
         on_error: args.on_error,
         cleanup_deadline: args.cleanup_timeout.0,
+        previous_manifest: std::fs::read_to_string(&args.manifest)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok()),
+        rebuild: RebuildPolicy {
+            if_changed: args.if_changed || template.rebuild.if_changed,
+            max_age: args.max_age.map(|d| d.0).or(template.rebuild.max_age),
+        },
     };
-    let results = runtime.block_on(async {
+    let mut results = runtime.block_on(async {
         tokio::spawn(watch_signals(cancel.clone()));
         build::run_all(template.clone(), sources, opts, renderer, cancel.clone()).await
     });
@@ -117,9 +136,15 @@ pub fn run(args: BuildArgs, verbosity: Verbosity, color: ColorChoice) -> Result<
     if !json {
         for r in &results {
             for a in &r.artifacts {
-                println!("{}: {}", a.location, a.id);
+                match reused_line(r, a) {
+                    Some(line) => println!("{line}"),
+                    None => println!("{}: {}", a.location, a.id),
+                }
             }
         }
+    }
+    for r in results.iter_mut() {
+        report_packages(r, &args.manifest);
     }
     if let Some(path) = &args.dotenv {
         let text = mask.text(&report::dotenv::render(
@@ -159,6 +184,60 @@ pub fn run(args: BuildArgs, verbosity: Verbosity, color: ColorChoice) -> Result<
         return Err(Error::BuildFailed(failed.join("\nerror: ")));
     }
     Ok(())
+}
+
+/// A build's last lines: the packages that changed since the previous build;
+/// and its inventory as a CycloneDX SBOM beside the manifest.
+fn report_packages(r: &mut build::BuildResult, manifest: &std::path::Path) {
+    if r.outcome != Outcome::Succeeded {
+        return;
+    }
+    if let Some(changes) = r.details.get("package_changes") {
+        let since = changes["compared_with"]
+            .as_str()
+            .unwrap_or("the previous build");
+        if let Ok(c) = serde_json::from_value::<Changes>(changes.clone()) {
+            eprint!(
+                "{}",
+                c.report(&format!("{}: packages since {since}", r.name))
+            );
+        }
+    }
+    let entry = serde_json::Value::Object(r.details.clone());
+    let Some(inventory) = Inventory::from_manifest(&entry) else {
+        return;
+    };
+    let build = r.details.get("build").and_then(|b| b.as_u64()).unwrap_or(0);
+    let version = format!("{}-{build}", r.version);
+    let path = manifest.with_file_name(format!("{}-{version}.{}.cdx.json", r.image_name, r.name));
+    let bom =
+        crate::inventory::sbom::cyclonedx(&inventory, &r.image_name, &version, &r.finished_at);
+    let written = serde_json::to_string_pretty(&bom)
+        .map_err(std::io::Error::other)
+        .and_then(|json| std::fs::write(&path, json + "\n"));
+    match written {
+        Ok(()) => {
+            r.details
+                .insert("sbom".into(), path.display().to_string().into());
+        }
+        Err(e) => eprintln!("warning: cannot write SBOM {}: {e}", path.display()),
+    }
+}
+
+/// `unchanged: REGION: ami-… (built …, fingerprint …)` for an image
+/// `--if-changed` reused rather than built.
+fn reused_line(r: &build::BuildResult, a: &crate::events::Artifact) -> Option<String> {
+    if r.details.get("unchanged") != Some(&serde_json::Value::Bool(true)) {
+        return None;
+    }
+    let built = r.details.get("built_at")?.get(&a.id)?.as_str()?;
+    let fingerprint = r.details.get("fingerprint")?.as_str()?;
+    Some(format!(
+        "unchanged: {}: {} (built {built}, fingerprint {})",
+        a.location,
+        a.id,
+        crate::fingerprint::short(fingerprint)
+    ))
 }
 
 /// First SIGINT/SIGTERM cancels the builds; later ones only say cleanup is under way.

@@ -2,6 +2,8 @@
 //! an exit code. Every flag has an `IMGBUILD_*` environment twin.
 
 mod build;
+mod diff;
+mod fingerprint;
 mod inspect;
 mod validate;
 
@@ -51,6 +53,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Build images from a template.
     Build(build::BuildArgs),
+    /// Print each source's build fingerprint and the inputs it covers (-v: their hashes).
+    Fingerprint(fingerprint::FingerprintArgs),
+    /// Show which packages changed: as recorded in a manifest, or between two images.
+    Diff(diff::DiffArgs),
 }
 
 /// Variable inputs, shared by every subcommand that reads a template.
@@ -117,6 +123,8 @@ pub fn main() -> u8 {
         Command::Validate(args) => validate::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Build(args) => build::run(args, verbosity, cli.color),
+        Command::Fingerprint(args) => fingerprint::run(args, cli.verbose),
+        Command::Diff(args) => diff::run(args),
     };
     match result {
         Ok(()) => exit::SUCCESS,

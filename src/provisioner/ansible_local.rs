@@ -160,6 +160,14 @@ impl crate::provisioner::ProvisionerConfig for AnsibleLocalConfig {
         AnsibleLocalConfig::summary(self)
     }
 
+    fn local_inputs(&self) -> Vec<&str> {
+        std::iter::once(&self.playbook_file)
+            .chain(&self.playbook_dir)
+            .chain(&self.role_paths)
+            .map(String::as_str)
+            .collect()
+    }
+
     async fn run(
         &self,
         p: &crate::template::Provisioner,

@@ -38,6 +38,18 @@ impl ProvisionerConfig for FileConfig {
         Self::TYPE
     }
 
+    fn local_inputs(&self) -> Vec<&str> {
+        match self.direction {
+            Direction::Upload => self
+                .source
+                .iter()
+                .chain(self.sources.iter().flatten())
+                .map(String::as_str)
+                .collect(),
+            Direction::Download => Vec::new(),
+        }
+    }
+
     fn summary(&self) -> String {
         let from = match (&self.source, &self.sources) {
             (Some(s), _) => s.clone(),

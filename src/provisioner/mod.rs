@@ -46,6 +46,11 @@ pub const KINDS: &[Kind] = &[
 #[async_trait]
 pub trait ProvisionerConfig: Debug + Send + Sync {
     fn type_name(&self) -> &'static str;
+    /// Paths on this machine, as written, whose content goes into the image
+    /// (scripts, uploads, playbooks): the build's fingerprint covers them.
+    fn local_inputs(&self) -> Vec<&str> {
+        Vec::new()
+    }
     /// What it does, in a few words, for `inspect`.
     fn summary(&self) -> String;
     /// Does it once. Retries and `pause_before` are the caller's; `timeout`

@@ -40,6 +40,14 @@ impl ProvisionerConfig for ShellConfig {
         Self::TYPE
     }
 
+    fn local_inputs(&self) -> Vec<&str> {
+        self.script
+            .iter()
+            .chain(self.scripts.iter().flatten())
+            .map(String::as_str)
+            .collect()
+    }
+
     fn summary(&self) -> String {
         let mut what = match (&self.inline, &self.script, &self.scripts) {
             (Some(lines), _, _) => format!(

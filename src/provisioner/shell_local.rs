@@ -116,6 +116,14 @@ impl crate::provisioner::ProvisionerConfig for ShellLocalConfig {
         ShellLocalConfig::summary(self)
     }
 
+    fn local_inputs(&self) -> Vec<&str> {
+        self.script
+            .iter()
+            .chain(self.scripts.iter().flatten())
+            .map(String::as_str)
+            .collect()
+    }
+
     async fn run(
         &self,
         p: &crate::template::Provisioner,

@@ -211,6 +211,11 @@ impl Scope {
         self.values.get(name)
     }
 
+    /// The value of `name` as text, if it is set and has one.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.typed(name).and_then(Typed::as_text)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -12,6 +12,7 @@ mod hints;
 pub mod interpolate;
 mod load;
 pub mod provisioners;
+mod rebuild;
 pub mod schema;
 pub mod source;
 pub mod sources;
@@ -26,6 +27,7 @@ pub(crate) use fields::fields_of;
 pub use interpolate::Scope;
 pub use interpolate::Typed;
 pub use load::load;
+pub use rebuild::RebuildPolicy;
 pub use schema::{HumanDuration, ProvisionerCommon, SshConfig};
 pub use source::SourceConfig;
 pub use variables::{VarInputs, VarType};
@@ -45,6 +47,8 @@ pub struct Template {
     pub provisioners: Vec<Provisioner>,
     /// `var.*`, `image.*`: the values known before any build starts.
     pub scope: Scope,
+    /// `rebuild` and `max_age`.
+    pub rebuild: RebuildPolicy,
 }
 
 impl Template {
@@ -107,6 +111,9 @@ pub struct Source {
     pub config: Arc<dyn SourceConfig>,
     /// Settings taken from `[source_defaults.TYPE]`, in the order written there.
     pub defaulted: Vec<String>,
+    /// The type's settings as written (shared ones included, references
+    /// unexpanded), for the build's fingerprint.
+    pub written: serde_json::Value,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +123,8 @@ pub struct Provisioner {
     /// Where it is written, for messages: `templates/httpd.toml:14`.
     pub location: String,
     pub common: ProvisionerCommon,
+    /// Its table as written (references unexpanded), for the build's fingerprint.
+    pub written: serde_json::Value,
     /// The type's own settings, and what it does.
     pub kind: Arc<dyn ProvisionerConfig>,
 }

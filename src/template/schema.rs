@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A duration written the human way: "90s", "5m", "1h30m".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,13 @@ impl<'de> Deserialize<'de> for HumanDuration {
                     "invalid duration `{text}` ({e}); write e.g. \"30s\", \"5m\" or \"1h\""
                 ))
             })
+    }
+}
+
+/// Written back as the user would write it, e.g. for fingerprints.
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
     }
 }
 
@@ -76,7 +83,7 @@ pub struct SshConfig {
 }
 
 /// Keys every provisioner accepts, whatever its type.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisionerCommon {
     #[serde(rename = "type")]
@@ -92,6 +99,6 @@ pub struct ProvisionerCommon {
 }
 
 /// `type = "ssh"`: an existing host, provisioned in place; no image is made.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SshHostConfig {}

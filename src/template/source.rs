@@ -10,12 +10,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 
+use super::Template;
 use super::check::Checker;
 use super::fields::fields_of;
 use super::schema::{SshConfig, SshHostConfig};
 use super::sources::{AmazonEbsConfig, QemuConfig};
 use super::value::Value;
 use crate::builder::BuildContext;
+use crate::fingerprint::Part;
 use crate::pipeline::{RunOptions, RunReport};
 
 /// A source's settings once loaded: what the rest of imgbuild asks of them.
@@ -26,6 +28,11 @@ pub trait SourceConfig: Debug + Send + Sync {
     fn provides(&self) -> &'static [&'static str];
     /// Runs the build with this type's builder.
     async fn build(&self, ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext);
+    /// The fingerprint parts of the base this source would start from today
+    /// (an AMI lookup, a checksum, the state of a package archive).
+    async fn fingerprint_base(&self, _template: &Template) -> Result<Vec<Part>, String> {
+        Ok(Vec::new())
+    }
 }
 
 /// What each source type declares about its configuration.

@@ -24,6 +24,29 @@ use super::interpolate::{InterpolationError, Scope, Typed, escape, references};
 /// A value as written, with the byte range it was written at.
 pub type Value = Spanned<DeValue<'static>>;
 
+/// `value` as data, exactly as written (references unexpanded), with the
+/// keys of each table sorted, so that their order in the file does not count.
+pub fn as_written(value: &DeValue<'_>) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        DeValue::String(s) => Json::String(s.to_string()),
+        DeValue::Integer(i) => Json::String(i.to_string()),
+        DeValue::Float(f) => Json::String(f.to_string()),
+        DeValue::Boolean(b) => Json::Bool(*b),
+        DeValue::Datetime(d) => Json::String(d.to_string()),
+        DeValue::Array(items) => {
+            Json::Array(items.iter().map(|v| as_written(v.get_ref())).collect())
+        }
+        DeValue::Table(table) => {
+            let sorted: std::collections::BTreeMap<String, Json> = table
+                .iter()
+                .map(|(k, v)| (k.get_ref().to_string(), as_written(v.get_ref())))
+                .collect();
+            Json::Object(sorted.into_iter().collect())
+        }
+    }
+}
+
 /// Why a value could not be read as its setting's type, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueError {

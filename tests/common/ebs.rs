@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::moto::{Ec2, Moto};
+use super::moto::{Ec2, Moto, aws_env};
 use super::{Admit, Scratch, Sshd, imgbuild, text, wait_for_file};
 
 pub const REGION: &str = "us-east-1";
@@ -208,35 +208,6 @@ inline = ["touch {}", "sleep 60"]
             std::fs::read_to_string(self.scratch.path("manifest.json")).expect("manifest written");
         serde_json::from_str(&text).expect("manifest is JSON")
     }
-}
-
-/// Dummy credentials and moto's endpoint; HOME is the test's folder, so
-/// nothing comes from the developer's own AWS setup.
-pub fn aws_env(cmd: &mut Command, endpoint: &str, home: &Path) {
-    for var in [
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL_EC2",
-        "AWS_ROLE_ARN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CONFIG_FILE",
-        "AWS_SHARED_CREDENTIALS_FILE",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("HOME", home)
-        .env("CI_COMMIT_SHA", "0123456789abcdef0123456789abcdef01234567")
-        .env(
-            "CI_PIPELINE_URL",
-            "https://gitlab.example.com/web/-/pipelines/42",
-        );
 }
 
 pub fn describe(out: &std::process::Output) -> String {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ebs;
+pub mod http;
 pub mod links;
 pub mod moto;
 pub mod test;

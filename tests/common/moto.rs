@@ -1,6 +1,6 @@
 //! moto's EC2 server on 127.0.0.1, one per test, stopped when dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -98,9 +98,8 @@ impl Moto {
 }
 
 impl Moto {
-    /// The parameters of every `action` call imgbuild made (`RunInstances`),
-    /// decoded from the recording, in order.
-    pub fn calls(&self, action: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    /// The parameters of each recorded EC2 request, decoded, in order.
+    pub fn all_calls(&self) -> Vec<std::collections::BTreeMap<String, String>> {
         use base64::Engine as _;
         self.api_requests()
             .iter()
@@ -115,12 +114,28 @@ impl Moto {
                 } else {
                     body
                 };
-                let params: std::collections::BTreeMap<String, String> =
+                Some(
                     form_urlencoded::parse(body.as_bytes())
                         .into_owned()
-                        .collect();
-                (params.get("Action").map(String::as_str) == Some(action)).then_some(params)
+                        .collect(),
+                )
             })
+            .collect()
+    }
+
+    /// The parameters of every `action` call imgbuild made (`RunInstances`), in order.
+    pub fn calls(&self, action: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+        self.all_calls()
+            .into_iter()
+            .filter(|params| params.get("Action").map(String::as_str) == Some(action))
+            .collect()
+    }
+
+    /// The `Action` of each recorded EC2 request (`DescribeImages`), in order.
+    pub fn api_actions(&self) -> Vec<String> {
+        self.all_calls()
+            .into_iter()
+            .filter_map(|mut params| params.remove("Action"))
             .collect()
     }
 }
@@ -285,5 +300,51 @@ impl Ec2 {
             .filter_map(|g| g.group_id())
             .map(str::to_string)
             .collect()
+    }
+}
+
+/// Dummy credentials and moto's endpoint; HOME is the test's folder, so
+/// nothing comes from the developer's own AWS setup. `None` removes a variable.
+pub fn aws_vars(endpoint: &str, home: &Path) -> Vec<(&'static str, Option<String>)> {
+    let mut vars: Vec<(&'static str, Option<String>)> = [
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL_EC2",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ]
+    .into_iter()
+    .map(|var| (var, None))
+    .collect();
+    vars.extend([
+        ("AWS_ENDPOINT_URL", Some(endpoint.to_string())),
+        ("AWS_ACCESS_KEY_ID", Some("test".into())),
+        ("AWS_SECRET_ACCESS_KEY", Some("test".into())),
+        ("AWS_EC2_METADATA_DISABLED", Some("true".into())),
+        ("HOME", Some(home.display().to_string())),
+        (
+            "CI_COMMIT_SHA",
+            Some("0123456789abcdef0123456789abcdef01234567".into()),
+        ),
+        (
+            "CI_PIPELINE_URL",
+            Some("https://gitlab.example.com/web/-/pipelines/42".into()),
+        ),
+    ]);
+    vars
+}
+
+/// Sets `aws_vars` on a command.
+pub fn aws_env(cmd: &mut Command, endpoint: &str, home: &Path) {
+    for (key, value) in aws_vars(endpoint, home) {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
     }
 }

@@ -91,6 +91,17 @@ impl Test {
         self
     }
 
+    /// Sets (`Some`) or removes (`None`) each variable, e.g. `moto::aws_vars`.
+    pub fn envs<K: Into<OsString>, V: Into<OsString>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, Option<V>)>,
+    ) -> Test {
+        for (key, value) in vars {
+            self.env.push((key.into(), value.map(Into::into)));
+        }
+        self
+    }
+
     pub fn env_remove(mut self, key: impl Into<OsString>) -> Test {
         self.env.push((key.into(), None));
         self

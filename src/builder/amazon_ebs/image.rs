@@ -12,6 +12,7 @@ use aws_sdk_ec2::types::{
 };
 
 use super::client::{self, Api};
+use super::family::NUMBER_ATTEMPTS;
 use super::tags::{self, Tags};
 use super::{EbsContext, Made, Waits};
 use crate::events::{EventSink, Leftover};
@@ -67,47 +68,68 @@ impl Step<EbsContext> for CreateImage {
             .instance_id
             .clone()
             .ok_or_else(|| StepError::failed("no instance to image"))?;
-        let name = ctx.ami_name.clone();
-        if ctx.config.force_deregister {
-            replace_same_name(
-                &ctx.client,
-                &ctx.region,
-                &name,
-                &ctx.build.events,
-                ctx.waits.api,
-            )
-            .await
-            .map_err(StepError::failed)?;
-        }
-        let description = match &ctx.config.ami_description {
-            Some(d) => ctx.build.scope.expand(d).map_err(StepError::failed)?,
-            None => format!(
-                "{} {} built by imgbuild from {}",
-                ctx.build.template.name,
-                ctx.build.template.version,
-                ctx.source_ami_id()
-            ),
+        ctx.tag_packages();
+        let mut attempt = 1;
+        let (out, name) = loop {
+            let name = ctx.ami_name.clone();
+            if ctx.config.force_deregister {
+                replace_same_name(
+                    &ctx.client,
+                    &ctx.region,
+                    &name,
+                    &ctx.build.events,
+                    ctx.waits.api,
+                )
+                .await
+                .map_err(StepError::failed)?;
+            }
+            let description = match &ctx.config.ami_description {
+                Some(d) => ctx.build.scope.expand(d).map_err(StepError::failed)?,
+                None => format!(
+                    "{} {} built by imgbuild from {}",
+                    ctx.build.template.name,
+                    ctx.build.template.version,
+                    ctx.source_ami_id()
+                ),
+            };
+            self.requested = true;
+            let result = ctx
+                .client
+                .create_image()
+                .instance_id(&instance)
+                .name(&name)
+                .description(&description)
+                .tag_specifications(tags::at_creation(ResourceType::Image, &ctx.image_tags))
+                .send()
+                .await
+                .api("CreateImage");
+            match result {
+                // Another build of the family took this number a moment ago.
+                Err(e) if is_name_clash(&e) && attempt < NUMBER_ATTEMPTS && ctx.renumber() => {
+                    let next = ctx.expand_ami_name().map_err(StepError::failed)?;
+                    ctx.build.events.info(format!(
+                        "`{name}` was taken meanwhile; taking build {} (`{next}`)",
+                        ctx.build_number
+                    ));
+                    let source = ctx.source_ami_id().to_string();
+                    ctx.name_image(next, &source).map_err(StepError::failed)?;
+                    attempt += 1;
+                }
+                other => {
+                    let out = other.map_err(|e| {
+                        StepError::failed(format!("image `{name}` from instance {instance}: {e}"))
+                    })?;
+                    break (out, name);
+                }
+            }
         };
-        self.requested = true;
-        let out = ctx
-            .client
-            .create_image()
-            .instance_id(&instance)
-            .name(&name)
-            .description(&description)
-            .tag_specifications(tags::at_creation(ResourceType::Image, &ctx.image_tags))
-            .send()
-            .await
-            .api("CreateImage")
-            .map_err(|e| {
-                StepError::failed(format!("image `{name}` from instance {instance}: {e}"))
-            })?;
         let id = out.image_id().unwrap_or_default().to_string();
         record(&ctx.images, &ctx.region, &id);
         ctx.build.events.info(format!(
             "created image {id} ({name}) in {}; waiting for it to become available",
             ctx.region
         ));
+        super::family::check_number_unique(ctx, &id).await;
 
         let snapshots = finish_image(
             &ctx.client,
@@ -174,6 +196,11 @@ fn recorded(ctx: &EbsContext, pick: impl Fn(&str) -> bool) -> Vec<Leftover> {
         }
     }
     made
+}
+
+/// EC2's answer when an AMI name is already taken in the region.
+pub fn is_name_clash(e: &client::ApiError) -> bool {
+    e.code_is("InvalidAMIName.Duplicate")
 }
 
 /// Waits for the image, tags its snapshots, waits for them; returns their ids.

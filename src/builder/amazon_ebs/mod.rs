@@ -6,9 +6,11 @@
 //! failed or was cancelled. Temporary resources carry the build id as a tag.
 
 mod client;
+mod family;
 mod image;
 mod instance;
 mod key_pair;
+mod naming;
 mod security_group;
 mod source_ami;
 mod tags;
@@ -18,16 +20,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::communicator::Credential;
 use crate::events::{Artifact, Leftover, Outcome};
+use crate::family::FamilyImage;
+use crate::fingerprint::Fingerprint;
+use crate::fingerprint::Part;
 use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
-use crate::template::HumanDuration;
-use crate::template::sources::{AmazonEbsConfig, DEFAULT_AMI_NAME, ami_name_problem};
+use crate::template::sources::AmazonEbsConfig;
+use crate::template::{HumanDuration, Scope};
 use crate::wait::WaitParams;
 
+use super::packages::CollectPackages;
 use super::steps::{Connect, Provision};
 use super::{BuildContext, HasBuild};
 use image::Records;
@@ -91,6 +95,12 @@ pub struct EbsContext {
     pub instance_id: Option<String>,
     /// Every image made: the build region's first, then copies as they start.
     pub images: Records,
+    /// Earlier images of this name and version, in every target region.
+    pub family: Vec<FamilyImage>,
+    pub build_number: u32,
+    pub fingerprint: Option<Fingerprint>,
+    /// `--if-changed` found these up to date: no new image is made.
+    pub reuse: Option<Vec<FamilyImage>>,
 }
 
 impl HasBuild for EbsContext {
@@ -118,6 +128,29 @@ impl EbsContext {
     /// The template's `ssh_host` override, if it sets one.
     fn ssh_host_override(&self) -> Result<Option<String>, String> {
         self.setting(self.build.source.ssh.ssh_host.as_deref())
+    }
+
+    /// The build region, then the regions the image is copied to.
+    fn target_regions(&self) -> Vec<String> {
+        std::iter::once(self.region.clone())
+            .chain(self.copy_regions.iter().cloned())
+            .collect()
+    }
+
+    /// An EC2 client for one of the target regions.
+    fn client_in(&self, region: &str) -> aws_sdk_ec2::Client {
+        if region == self.region {
+            self.client.clone()
+        } else {
+            client::ec2(&self.shared, region)
+        }
+    }
+
+    /// Sets `${image.build}` and the manifest's `build`.
+    fn set_build_number(&mut self, build: u32) {
+        self.build_number = build;
+        self.build.scope.set("image.build", build.to_string());
+        self.build.manifest.insert("build".into(), build.into());
     }
 
     fn imds_v2(&self) -> bool {
@@ -165,27 +198,9 @@ pub async fn run(
     config: AmazonEbsConfig,
     opts: &RunOptions,
 ) -> (RunReport, BuildContext) {
-    let written_region = match config
-        .region
-        .as_deref()
-        .map(|r| ctx.scope.expand(r))
-        .transpose()
-    {
-        // Empty (e.g. an unset variable) means "the standard chain decides".
-        Ok(r) => r.filter(|r| !r.is_empty()),
-        Err(e) => {
-            return (
-                pipeline::failed_before_start("prepare", format!("region: {e}")),
-                ctx,
-            );
-        }
-    };
-    let shared = client::load(written_region.as_deref()).await;
-    let Some(region) = written_region.or_else(|| shared.region().map(|r| r.to_string())) else {
-        let message =
-            "no AWS region: set `region` in the source, AWS_REGION, or a region in the AWS profile"
-                .to_string();
-        return (pipeline::failed_before_start("prepare", message), ctx);
+    let (shared, region) = match region(&config, &ctx.scope).await {
+        Ok(found) => found,
+        Err(e) => return (pipeline::failed_before_start("prepare", e), ctx),
     };
     ctx.scope.set("source.region", region.clone());
     let copy_regions = match ctx.scope.expand_all(&config.ami_regions) {
@@ -226,14 +241,33 @@ pub async fn run(
         security_group_ids: Vec::new(),
         instance_id: None,
         images: Arc::new(Mutex::new(Vec::new())),
+        family: Vec::new(),
+        build_number: 0,
+        fingerprint: None,
+        reuse: None,
     };
-    let mut steps: Vec<Box<dyn Step<EbsContext>>> = vec![
+    // Nothing is made until the fingerprint says a build is needed.
+    let decide: Vec<Box<dyn Step<EbsContext>>> = vec![
+        Box::new(family::FindFamily),
         Box::new(FindSourceAmi),
+        Box::new(family::CheckChanged),
+    ];
+    let decided = pipeline::run(decide, &mut ebs, opts).await;
+    if decided.outcome != Outcome::Succeeded {
+        return (decided, ebs.build);
+    }
+    if let Some(reused) = ebs.reuse.clone() {
+        family::record_reuse(&mut ebs, &reused);
+        return (decided, ebs.build);
+    }
+    let mut steps: Vec<Box<dyn Step<EbsContext>>> = vec![
+        Box::new(naming::NameImage),
         Box::new(key_pair::KeyPair::default()),
         Box::new(security_group::SecurityGroup::default()),
         Box::new(instance::Launch::default()),
         Box::new(Connect),
         Box::new(Provision),
+        Box::new(CollectPackages),
         Box::new(instance::Stop),
         Box::new(image::CreateImage::default()),
     ];
@@ -243,7 +277,7 @@ pub async fn run(
     if !ebs.config.ami_users.is_empty() {
         steps.push(Box::new(image::ShareImage));
     }
-    let report = pipeline::run(steps, &mut ebs, opts).await;
+    let report = decided.followed_by(pipeline::run(steps, &mut ebs, opts).await);
     let images = ebs.images.lock().expect("image records").clone();
     if report.outcome == Outcome::Succeeded {
         for image in &images {
@@ -276,8 +310,54 @@ pub async fn run(
     (report, ebs.build)
 }
 
-/// Resolves the base AMI and everything that depends on it: the AMI name
-/// (checked free unless `force_deregister`) and the image's tags.
+/// The AWS configuration and the build region: the template's `region`,
+/// else the standard chain's.
+async fn region(config: &AmazonEbsConfig, scope: &Scope) -> Result<(SdkConfig, String), String> {
+    let written = match config
+        .region
+        .as_deref()
+        .map(|r| scope.expand(r))
+        .transpose()
+    {
+        // Empty (e.g. an unset variable) means "the standard chain decides".
+        Ok(r) => r.filter(|r| !r.is_empty()),
+        Err(e) => return Err(format!("region: {e}")),
+    };
+    let shared = client::load(written.as_deref()).await;
+    match written.or_else(|| shared.region().map(|r| r.to_string())) {
+        Some(region) => Ok((shared, region)),
+        None => Err(
+            "no AWS region: set `region` in the source, AWS_REGION, or a region in the AWS profile"
+                .into(),
+        ),
+    }
+}
+
+/// The fingerprint part for the base AMI the source resolves to today.
+pub async fn fingerprint_base(config: &AmazonEbsConfig, scope: &Scope) -> Result<Part, String> {
+    let (shared, region) = region(config, scope).await?;
+    let client = client::ec2(&shared, &region);
+    let found = find_source_ami(&client, &region, config, scope).await?;
+    Ok(family::base_part(&found))
+}
+
+async fn find_source_ami(
+    client: &aws_sdk_ec2::Client,
+    region: &str,
+    config: &AmazonEbsConfig,
+    scope: &Scope,
+) -> Result<SourceAmi, String> {
+    match (&config.source_ami, &config.source_ami_filter) {
+        (Some(id), _) => {
+            let id = scope.expand(id).map_err(|e| e.to_string())?;
+            source_ami::by_id(client, region, &id).await
+        }
+        (None, Some(filter)) => source_ami::by_filter(client, region, filter, scope).await,
+        (None, None) => Err("no `source_ami` or `source_ami_filter`".into()),
+    }
+}
+
+/// Resolves the base AMI.
 struct FindSourceAmi;
 
 #[async_trait]
@@ -287,63 +367,14 @@ impl Step<EbsContext> for FindSourceAmi {
     }
 
     async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
-        let found = match (&ctx.config.source_ami, &ctx.config.source_ami_filter) {
-            (Some(id), _) => {
-                let id = ctx.build.scope.expand(id).map_err(StepError::failed)?;
-                source_ami::by_id(&ctx.client, &ctx.region, &id).await
-            }
-            (None, Some(filter)) => {
-                source_ami::by_filter(&ctx.client, &ctx.region, filter, &ctx.build.scope).await
-            }
-            (None, None) => Err("no `source_ami` or `source_ami_filter`".into()),
-        }
-        .map_err(StepError::failed)?;
+        let found = find_source_ami(&ctx.client, &ctx.region, &ctx.config, &ctx.build.scope)
+            .await
+            .map_err(StepError::failed)?;
         ctx.build.events.info(format!(
             "source AMI: {} ({}, owner {})",
             found.id, found.name, found.owner
         ));
         ctx.build.scope.set("source.ami", found.id.clone());
-
-        let written = ctx.config.ami_name.as_deref().unwrap_or(DEFAULT_AMI_NAME);
-        let name = ctx
-            .build
-            .scope
-            .expand(written)
-            .map_err(|e| StepError::failed(format!("ami_name: {e}")))?;
-        if let Some(problem) = ami_name_problem(&name) {
-            return Err(StepError::failed(format!("AMI name `{name}` {problem}")));
-        }
-        if !ctx.config.force_deregister {
-            let mut regions = vec![ctx.region.clone()];
-            regions.extend(ctx.copy_regions.clone());
-            for region in regions {
-                let client = if region == ctx.region {
-                    ctx.client.clone()
-                } else {
-                    client::ec2(&ctx.shared, &region)
-                };
-                let taken = image::same_name(&client, &name)
-                    .await
-                    .map_err(|e| StepError::failed(format!("{region}: {e}")))?;
-                if let Some(existing) = taken.first() {
-                    return Err(StepError::failed(format!(
-                        "an AMI named `{name}` already exists in {region} ({}); change `ami_name` or set `force_deregister = true` to replace it",
-                        existing.id
-                    )));
-                }
-            }
-        }
-        let built_at = OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .unwrap_or(OffsetDateTime::now_utc())
-            .format(&Rfc3339)
-            .unwrap_or_default();
-        let image_tags = tags::image(&ctx.build, &name, &found.id, &built_at, &ctx.config.tags)
-            .map_err(StepError::failed)?;
-        ctx.snapshot_tags = tags::snapshot(&ctx.build, &image_tags, &ctx.config.snapshot_tags)
-            .map_err(StepError::failed)?;
-        ctx.image_tags = image_tags;
-        ctx.ami_name = name;
         ctx.source_ami = Some(found);
         Ok(())
     }

@@ -6,6 +6,7 @@ mod accel;
 mod base;
 mod bootstrap;
 mod console;
+mod family;
 mod machine;
 mod output;
 mod tools;
@@ -21,6 +22,8 @@ use super::steps::Provision;
 use super::{BuildContext, HasBuild, temporary_key};
 use crate::communicator::Credential;
 use crate::events::{Artifact, Leftover, Outcome};
+use crate::family::FamilyImage;
+use crate::fingerprint::Fingerprint;
 use crate::pipeline::{self, Ending, OnError, RunOptions, RunReport, Step, StepError};
 use crate::template::sources::QemuConfig;
 
@@ -44,6 +47,11 @@ pub struct QemuContext {
     console_log: PathBuf,
     key: (Arc<str>, String),
     output: OutputPaths,
+    /// Earlier images of this name and version in the output folders.
+    family: Vec<FamilyImage>,
+    fingerprint: Option<Fingerprint>,
+    /// `--if-changed` found this image up to date: no new one is made.
+    reuse: Option<FamilyImage>,
 }
 
 impl HasBuild for QemuContext {
@@ -52,29 +60,28 @@ impl HasBuild for QemuContext {
     }
 }
 
+/// The fingerprint part for the base this source resolves to today.
+pub async fn fingerprint_base(
+    config: &QemuConfig,
+    template: &crate::template::Template,
+    scope: &crate::template::Scope,
+) -> Result<crate::fingerprint::Part, String> {
+    family::base_part(config, template, scope).await
+}
+
 pub async fn run(
     build: BuildContext,
     config: QemuConfig,
     opts: &RunOptions,
 ) -> (RunReport, BuildContext) {
     let (private, public) = temporary_key(&format!("imgbuild-{}", build.build_id));
-    let out_dir = match &config.output_directory {
-        Some(dir) => build.scope.expand(dir).map(PathBuf::from),
-        None => Ok(PathBuf::from(format!(
-            "output/{}-{}",
-            build.template.name, build.template.version
-        ))),
+    let layout = family::Layout::new(&build, &config);
+    // Build 1's paths until the output step reserves this build's number.
+    let mut build = build;
+    let output = match layout.paths(&mut build, 1) {
+        Ok(paths) => paths,
+        Err(e) => return (pipeline::failed_before_start("prepare", e), build),
     };
-    let out_dir = match out_dir {
-        Ok(d) => d,
-        Err(e) => {
-            return (
-                pipeline::failed_before_start("prepare", e.to_string()),
-                build,
-            );
-        }
-    };
-    let output = OutputPaths::new(out_dir, &build.template.name, &build.template.version);
     let console_log = base::cache_dir().join("logs").join(format!(
         "{}-{}.console.log",
         build.source.name, build.build_id
@@ -90,21 +97,39 @@ pub async fn run(
         console_log,
         key: (private.into(), public),
         output,
+        family: Vec::new(),
+        fingerprint: None,
+        reuse: None,
     };
+    // Nothing is started until the fingerprint says a build is needed.
+    let check: Vec<Box<dyn Step<QemuContext>>> = vec![Box::new(family::CheckChanged {
+        layout: family::Layout::new(&ctx.build, &ctx.config),
+    })];
+    let decided = pipeline::run(check, &mut ctx, opts).await;
+    if decided.outcome != Outcome::Succeeded {
+        return (decided, ctx.build);
+    }
+    if let (Some(image), Some(fp)) = (&ctx.reuse, &ctx.fingerprint) {
+        family::record_reuse(&mut ctx.build, image, fp);
+        return (decided, ctx.build);
+    }
     let steps: Vec<Box<dyn Step<QemuContext>>> = vec![
         Box::new(CheckTools),
         Box::new(ReserveOutput {
+            layout,
             created: Vec::new(),
+            reserved: None,
         }),
         Box::new(PrepareBase),
         Box::new(CreateOverlay),
         Box::new(StartMachine),
         Box::new(WaitForSsh),
         Box::new(Provision),
+        Box::new(super::packages::CollectPackages),
         Box::new(Shutdown),
         Box::new(ExportImage { written: false }),
     ];
-    let report = pipeline::run(steps, &mut ctx, opts).await;
+    let report = decided.followed_by(pipeline::run(steps, &mut ctx, opts).await);
     if report.outcome != Outcome::Succeeded && opts.on_error == OnError::Abort {
         // Listed as kept (the overlay holds the failed machine's disk): keep it.
         if let Some(work) = ctx.work.take() {
@@ -137,9 +162,12 @@ impl Step<QemuContext> for CheckTools {
     }
 }
 
-/// Refuses to overwrite an existing image, and creates the output folder.
+/// Takes the next build number and reserves its output name (never an
+/// existing image's), creating the output folder.
 struct ReserveOutput {
+    layout: family::Layout,
     created: Vec<PathBuf>,
+    reserved: Option<PathBuf>,
 }
 
 #[async_trait]
@@ -149,27 +177,28 @@ impl Step<QemuContext> for ReserveOutput {
     }
 
     async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
-        if let Some(existing) = ctx.output.files().into_iter().find(|f| f.exists()) {
-            return Err(failed(format!(
-                "{} already exists; bump `version` or move the old image away (imgbuild never overwrites an image)",
-                existing.display()
-            )));
-        }
         // Remember which folders this build made, to remove only those on failure.
-        let mut missing = Vec::new();
-        let mut dir = Some(ctx.output.dir.as_path());
-        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-            missing.push(d.to_path_buf());
-            dir = d.parent();
-        }
-        std::fs::create_dir_all(&ctx.output.dir)
-            .map_err(|e| failed(format!("cannot create {}: {e}", ctx.output.dir.display())))?;
-        self.created = missing;
+        self.created = family::reserve(ctx, &self.layout).map_err(failed)?;
+        self.reserved = Some(ctx.output.partial());
+        ctx.build.events.info(format!(
+            "this is build {} of {} {}: {}",
+            ctx.build
+                .scope
+                .text("image.build")
+                .as_deref()
+                .unwrap_or("?"),
+            ctx.build.template.name,
+            ctx.build.template.version,
+            ctx.output.image.display()
+        ));
         Ok(())
     }
 
     async fn cleanup(&mut self, ctx: &mut QemuContext, ending: Ending) -> Vec<Leftover> {
         if !ending.keep_outputs() {
+            if let Some(partial) = &self.reserved {
+                let _ = std::fs::remove_file(partial);
+            }
             for dir in &self.created {
                 let _ = std::fs::remove_dir(dir);
             }
@@ -569,7 +598,9 @@ impl Step<QemuContext> for Shutdown {
             let _ = comm
                 .exec(&script, Some(Duration::from_secs(30)), move |_, line| {
                     if let Some(warning) = line.strip_prefix(SHUTDOWN_WARNING) {
-                        sink.lock().expect("warnings lock").push(warning.to_string());
+                        sink.lock()
+                            .expect("warnings lock")
+                            .push(warning.to_string());
                     }
                 })
                 .await;
@@ -639,7 +670,7 @@ impl Step<QemuContext> for ExportImage {
     async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
         let overlay = ctx.overlay.clone().ok_or_else(|| failed("no overlay"))?;
         let out = ctx.output.clone();
-        let partial = out.image.with_extension("qcow2.partial");
+        let partial = out.partial();
         self.written = true;
         run_tool(
             "qemu-img",
@@ -659,6 +690,11 @@ impl Step<QemuContext> for ExportImage {
         let metadata = output::Metadata {
             name: b.template.name.clone(),
             version: b.template.version.clone(),
+            build: b
+                .scope
+                .text("image.build")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
             build_id: b.build_id.clone(),
             built_at: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
@@ -668,11 +704,17 @@ impl Step<QemuContext> for ExportImage {
             sha256: sha.clone(),
             size_bytes: size,
             base_id: ctx.base.as_ref().map(|b| b.id.clone()).unwrap_or_default(),
+            fingerprint: ctx.fingerprint.as_ref().map(|f| f.digest.clone()),
+            fingerprint_parts: ctx.fingerprint.as_ref().map(|f| f.stored_parts()),
             git_commit: std::env::var("CI_COMMIT_SHA").ok(),
             pipeline_url: std::env::var("CI_PIPELINE_URL").ok(),
         };
         let json = serde_json::to_string_pretty(&metadata).map_err(failed)?;
         std::fs::write(&out.metadata, json + "\n").map_err(failed)?;
+        if let Some(inventory) = &ctx.build.packages {
+            let json = serde_json::to_string_pretty(inventory).map_err(failed)?;
+            std::fs::write(&out.packages, json + "\n").map_err(failed)?;
+        }
         ctx.build.events.info(format!(
             "wrote {} ({:.0} MiB, sha256 {sha})",
             out.image.display(),
@@ -692,7 +734,7 @@ impl Step<QemuContext> for ExportImage {
 
     async fn cleanup(&mut self, ctx: &mut QemuContext, ending: Ending) -> Vec<Leftover> {
         if self.written && !ending.keep_outputs() {
-            let partial = ctx.output.image.with_extension("qcow2.partial");
+            let partial = ctx.output.partial();
             for file in ctx.output.files().into_iter().chain([partial.as_path()]) {
                 let _ = std::fs::remove_file(file);
             }

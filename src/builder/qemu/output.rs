@@ -13,22 +13,30 @@ pub struct OutputPaths {
     pub image: PathBuf,
     pub checksum: PathBuf,
     pub metadata: PathBuf,
+    /// The package inventory, `{stem}.packages.json`.
+    pub packages: PathBuf,
 }
 
 impl OutputPaths {
-    /// `DIR/{name}-{version}.qcow2` and its companions.
-    pub fn new(dir: PathBuf, name: &str, version: &str) -> OutputPaths {
-        let stem = format!("{name}-{version}");
+    /// `DIR/{name}-{version}-{build}.qcow2` and its companions.
+    pub fn new(dir: PathBuf, name: &str, version: &str, build: u32) -> OutputPaths {
+        let stem = format!("{name}-{version}-{build}");
         OutputPaths {
             image: dir.join(format!("{stem}.qcow2")),
             checksum: dir.join(format!("{stem}.qcow2.sha256")),
             metadata: dir.join(format!("{stem}.json")),
+            packages: dir.join(format!("{stem}.packages.json")),
             dir,
         }
     }
 
-    pub fn files(&self) -> [&Path; 3] {
-        [&self.image, &self.checksum, &self.metadata]
+    pub fn files(&self) -> [&Path; 4] {
+        [&self.image, &self.checksum, &self.metadata, &self.packages]
+    }
+
+    /// The image while it is written; created first to reserve the name.
+    pub fn partial(&self) -> PathBuf {
+        self.image.with_extension("qcow2.partial")
     }
 }
 
@@ -36,6 +44,7 @@ impl OutputPaths {
 pub struct Metadata {
     pub name: String,
     pub version: String,
+    pub build: u32,
     pub build_id: String,
     pub built_at: String,
     pub format: &'static str,
@@ -43,6 +52,11 @@ pub struct Metadata {
     pub sha256: String,
     pub size_bytes: u64,
     pub base_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Per-part hashes, to name what changed next time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint_parts: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git_commit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,13 +101,17 @@ mod tests {
 
     #[test]
     fn names_follow_name_and_version() {
-        let p = OutputPaths::new("output/httpd-1.2".into(), "httpd", "1.2");
-        assert_eq!(p.image, Path::new("output/httpd-1.2/httpd-1.2.qcow2"));
+        let p = OutputPaths::new("output/httpd-1.2-3".into(), "httpd", "1.2", 3);
+        assert_eq!(p.image, Path::new("output/httpd-1.2-3/httpd-1.2-3.qcow2"));
         assert_eq!(
             p.checksum,
-            Path::new("output/httpd-1.2/httpd-1.2.qcow2.sha256")
+            Path::new("output/httpd-1.2-3/httpd-1.2-3.qcow2.sha256")
         );
-        assert_eq!(checksum_line("abc", &p.image), "abc  httpd-1.2.qcow2\n");
+        assert_eq!(
+            p.partial(),
+            Path::new("output/httpd-1.2-3/httpd-1.2-3.qcow2.partial")
+        );
+        assert_eq!(checksum_line("abc", &p.image), "abc  httpd-1.2-3.qcow2\n");
     }
 
     #[test]

@@ -240,6 +240,14 @@ impl crate::provisioner::ProvisionerConfig for AnsibleConfig {
         AnsibleConfig::summary(self)
     }
 
+    fn local_inputs(&self) -> Vec<&str> {
+        std::iter::once(&self.playbook_file)
+            .chain(&self.galaxy_file)
+            .chain(&self.inventory_directory)
+            .map(String::as_str)
+            .collect()
+    }
+
     async fn run(
         &self,
         p: &crate::template::Provisioner,

@@ -31,6 +31,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "source_defaults",
     "source",
     "provisioner",
+    "rebuild",
+    "max_age",
 ];
 
 /// Loads and checks `path`. Either every check passed, or every problem found
@@ -106,6 +108,7 @@ impl<'a> Loader<'a> {
             scope.set("image.version", v.clone());
         }
 
+        let rebuild = super::rebuild::read(self.doc, &mut self.diags);
         let sources = self.sources(&scope);
         let provisioners = self.provisioners(&sources, &scope);
         self.references(&references::Declared {
@@ -131,6 +134,7 @@ impl<'a> Loader<'a> {
             sources,
             provisioners: provisioners.into_iter().map(|(p, _)| p).collect(),
             scope,
+            rebuild,
         })
     }
 

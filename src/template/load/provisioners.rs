@@ -10,6 +10,7 @@ use crate::template::fields::fields_of;
 use crate::template::hints::did_you_mean;
 use crate::template::interpolate::Scope;
 use crate::template::schema::ProvisionerCommon;
+use crate::template::value::as_written;
 use crate::template::{Provisioner, Source};
 
 impl Loader<'_> {
@@ -106,6 +107,7 @@ impl Loader<'_> {
                     location,
                     common,
                     kind,
+                    written: as_written(item.get_ref()),
                 },
                 p_path,
             ));

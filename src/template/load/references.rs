@@ -169,7 +169,7 @@ impl Loader<'_> {
                 None,
             )),
             "build" if ["id", "timestamp", "name"].contains(&name) => None,
-            "image" if ["name", "version"].contains(&name) => None,
+            "image" if ["name", "version", "build"].contains(&name) => None,
             "source" if !at_top => {
                 let applicable: Vec<&Source> = match section {
                     "source" => match path.0.get(1) {
@@ -221,7 +221,7 @@ impl Loader<'_> {
                         "for the shell variable, write `$${{{expr}}}`; for the environment, `${{env.{expr}}}`"
                     )
                 } else {
-                    "references are `${var.NAME}`, `${local.NAME}`, `${env.NAME}`, `${build.id|timestamp|name}`, `${image.name|version}`, `${source.…}`; write `$${` for a literal `${`".into()
+                    "references are `${var.NAME}`, `${local.NAME}`, `${env.NAME}`, `${build.id|timestamp|name}`, `${image.name|version|build}`, `${source.…}`; write `$${` for a literal `${`".into()
                 };
                 Some((format!("unknown reference `${{{expr}}}`"), Some(help)))
             }

@@ -14,6 +14,7 @@ use crate::template::hints::did_you_mean;
 use crate::template::interpolate::Scope;
 use crate::template::schema::SshConfig;
 use crate::template::source::{self, KINDS, Kind};
+use crate::template::value::as_written;
 use crate::template::{Source, is_identifier};
 
 impl<'a> Loader<'a> {
@@ -69,7 +70,9 @@ impl<'a> Loader<'a> {
             else {
                 continue;
             };
-            let config = (kind.load)(subtable(value, src_table, builder_keys), &ssh, &mut checker);
+            let settings = subtable(value, src_table, builder_keys);
+            let written = as_written(settings.get_ref());
+            let config = (kind.load)(settings, &ssh, &mut checker);
             if let Some(private_key) = &ssh.ssh_private_key_file {
                 checker.local_file(&src_path.key("ssh_private_key_file"), private_key);
             }
@@ -79,6 +82,7 @@ impl<'a> Loader<'a> {
                     ssh,
                     config,
                     defaulted,
+                    written,
                 });
             }
         }

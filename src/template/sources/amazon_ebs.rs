@@ -4,15 +4,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::builder::BuildContext;
+use crate::fingerprint::Part;
 use crate::pipeline::{RunOptions, RunReport};
+use crate::template::Template;
 use crate::template::check::Checker;
 use crate::template::schema::{HumanDuration, SshConfig};
 use crate::template::source::{SourceConfig, SourceSchema};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmazonEbsConfig {
     /// Falls back to the standard region chain (AWS_REGION, profile).
@@ -55,7 +57,7 @@ pub struct AmazonEbsConfig {
 }
 
 /// `[source.NAME.source_ami_filter]`: pick the base AMI by name and owner.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmiFilter {
     pub name: Option<String>,
@@ -68,7 +70,7 @@ pub struct AmiFilter {
     pub most_recent: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SshInterface {
     PublicIp,
@@ -78,7 +80,7 @@ pub enum SshInterface {
 }
 
 /// `[source.NAME.timeouts]`: how long each wait may take in total.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WaitTimeouts {
     pub instance_running: Option<HumanDuration>,
@@ -89,7 +91,7 @@ pub struct WaitTimeouts {
 }
 
 /// The AMI name used when the template sets none.
-pub const DEFAULT_AMI_NAME: &str = "${image.name}-${image.version}-${build.timestamp}";
+pub const DEFAULT_AMI_NAME: &str = "${image.name}-${image.version}-${image.build}";
 
 /// Root volume types EC2 accepts.
 const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
@@ -106,6 +108,12 @@ impl SourceConfig for AmazonEbsConfig {
 
     async fn build(&self, ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext) {
         crate::builder::amazon_ebs::run(ctx, self.clone(), opts).await
+    }
+
+    async fn fingerprint_base(&self, template: &Template) -> Result<Vec<Part>, String> {
+        Ok(vec![
+            crate::builder::amazon_ebs::fingerprint_base(self, &template.scope).await?,
+        ])
     }
 }
 

@@ -1,15 +1,17 @@
 //! `type = "qemu"`: boot a local base image in QEMU, provision, write a qcow2.
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::builder::BuildContext;
+use crate::fingerprint::Part;
 use crate::pipeline::{RunOptions, RunReport};
+use crate::template::Template;
 use crate::template::check::Checker;
 use crate::template::schema::{HumanDuration, SshConfig};
 use crate::template::source::{SourceConfig, SourceSchema};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QemuConfig {
     /// A local qcow2 or raw base image.
@@ -31,7 +33,7 @@ pub struct QemuConfig {
     pub shutdown_timeout: Option<HumanDuration>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapConfig {
     pub distribution: String,
@@ -41,7 +43,7 @@ pub struct BootstrapConfig {
     pub packages: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accelerator {
     #[default]
@@ -50,7 +52,7 @@ pub enum Accelerator {
     Tcg,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     #[default]
@@ -71,6 +73,12 @@ impl SourceConfig for QemuConfig {
 
     async fn build(&self, ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext) {
         crate::builder::qemu::run(ctx, self.clone(), opts).await
+    }
+
+    async fn fingerprint_base(&self, template: &Template) -> Result<Vec<Part>, String> {
+        Ok(vec![
+            crate::builder::qemu::fingerprint_base(self, template, &template.scope).await?,
+        ])
     }
 }
 
