@@ -681,6 +681,9 @@ NAAAAAtzc2gtZWQyNTUxOQAAACCLd2nNCrQ6qGAjYvdGyX0ZhoG5bOqyCEFLhCIb5Bp1Jw
 fn a_multi_line_sensitive_value_never_shows_in_output_errors_or_the_manifest() {
     let (scratch, sshd) = setup();
     scratch.write("secrets.toml", &format!("deploy_key = '''\n{PEM}'''\n"));
+    // The second provisioner downloads a remote path made from the key: a
+    // remote path is only looked at during the build, so the value reaches
+    // the build's error, not validation's.
     let template = format!(
         r#"{}
 [variables.deploy_key]
@@ -693,8 +696,9 @@ env = {{ KEY = "${{var.deploy_key}}" }}
 
 [[provisioner]]
 type = "file"
-source = "${{var.deploy_key}}"
-destination = "/tmp/never"
+direction = "download"
+source = "/nonexistent/${{var.deploy_key}}"
+destination = "never"
 "#,
         source(&sshd, "")
     );
@@ -711,7 +715,7 @@ destination = "/tmp/never"
     let last = stderr.lines().last().unwrap_or_default();
     assert_eq!(
         last,
-        "error: build `box`: step \"provision\" failed: provisioner 2 (file, t.toml:21): cannot read <sensitive>: File name too long (os error 36)",
+        "error: build `box`: step \"provision\" failed: provisioner 2 (file, t.toml:21): download /nonexistent/<sensitive> to never: Failed to recv file",
         "{stderr}"
     );
     let manifest = fs::read_to_string(scratch.path("imgbuild-manifest.json")).unwrap();
