@@ -569,7 +569,9 @@ impl Step<QemuContext> for Shutdown {
             let _ = comm
                 .exec(&script, Some(Duration::from_secs(30)), move |_, line| {
                     if let Some(warning) = line.strip_prefix(SHUTDOWN_WARNING) {
-                        sink.lock().expect("warnings lock").push(warning.to_string());
+                        sink.lock()
+                            .expect("warnings lock")
+                            .push(warning.to_string());
                     }
                 })
                 .await;
