@@ -612,7 +612,6 @@ error: t.toml:16:11: `1st` is not a valid Ansible group name (letters, digits an
 error: t.toml:20:1: unknown key `playbook` in provisioner 2 (type "ansible-local")
  20 | playbook = "play.yml"
     | ^^^^^^^^
-  help: did you mean `playbook_dir`?
 
 6 errors found
 "#,
@@ -659,7 +658,7 @@ env = {{ TOKEN = "${{var.token}}" }}
         )
         .args(["inspect", "t.toml"])
         .stdout(
-            "template: t.toml\nimage: demo 1\n\nvariables:\n  token = <sensitive>\n\nsources:\n  box  (ssh)\n\nprovisioners:\n\
+            "template: t.toml\nimage: demo 1\n\nvariables:\n  token: string = <sensitive>\n\nsources:\n  box  (ssh)\n\nprovisioners:\n\
              \x20 1. ansible: playbook site.yml (become); extra_vars token, who\n\
              \x20 2. ansible-local: playbook site.yml\n\
              \x20 3. shell-local: inline, 2 lines; env TOKEN\n",
