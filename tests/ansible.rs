@@ -388,6 +388,27 @@ fn roles_from_the_galaxy_file_are_installed_into_a_temporary_folder_first() {
 }
 
 #[test]
+fn an_unreadable_galaxy_file_names_the_provisioner_once() {
+    let (scratch, sshd) = ssh_box();
+    // It exists, so validation passes; reading it fails during the build.
+    fs::create_dir_all(scratch.path("requirements.yml")).unwrap();
+    scratch.write("site.yml", "- hosts: all\n  gather_facts: false\n");
+    let template = source(&sshd, "")
+        + "\n[[provisioner]]\ntype = \"ansible\"\nplaybook_file = \"site.yml\"\ngalaxy_file = \"requirements.yml\"\n";
+    let result = build(&scratch, &template);
+    let stderr = text(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.lines().last().unwrap_or_default(),
+        format!(
+            "error: build `box`: step \"provision\" failed: provisioner 1 (ansible, t.toml:17): cannot read {}: Is a directory (os error 21)",
+            scratch.path("requirements.yml").display()
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_timeout_stops_ansible_and_removes_its_files() {
     let (scratch, sshd) = ssh_box();
     let out = scratch.path("out");
@@ -612,7 +633,6 @@ error: t.toml:16:11: `1st` is not a valid Ansible group name (letters, digits an
 error: t.toml:20:1: unknown key `playbook` in provisioner 2 (type "ansible-local")
  20 | playbook = "play.yml"
     | ^^^^^^^^
-  help: did you mean `playbook_dir`?
 
 6 errors found
 "#,
@@ -659,7 +679,7 @@ env = {{ TOKEN = "${{var.token}}" }}
         )
         .args(["inspect", "t.toml"])
         .stdout(
-            "template: t.toml\nimage: demo 1\n\nvariables:\n  token = <sensitive>\n\nsources:\n  box  (ssh)\n\nprovisioners:\n\
+            "template: t.toml\nimage: demo 1\n\nvariables:\n  token: string = <sensitive>\n\nsources:\n  box  (ssh)\n\nprovisioners:\n\
              \x20 1. ansible: playbook site.yml (become); extra_vars token, who\n\
              \x20 2. ansible-local: playbook site.yml\n\
              \x20 3. shell-local: inline, 2 lines; env TOKEN\n",

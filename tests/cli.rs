@@ -279,6 +279,50 @@ fn a_missing_file_is_a_validation_error() {
         .run();
 }
 
+#[test]
+fn a_sensitive_value_never_shows_in_validate_errors() {
+    // The key's path is the secret, and the check that the file exists
+    // names it; the value comes from the command line, so only a message
+    // could show it.
+    Test::new()
+        .file(
+            "t.toml",
+            r#"name = "demo"
+version = "1"
+
+[variables.deploy_key]
+sensitive = true
+
+[source.box]
+type = "ssh"
+ssh_host = "h"
+ssh_username = "u"
+
+[[provisioner]]
+type = "file"
+source = "${var.deploy_key}"
+destination = "/home/u/.ssh/deploy"
+"#,
+        )
+        .args([
+            "validate",
+            "--var",
+            "deploy_key=keys/prod-7f3a9c.pem",
+            "t.toml",
+        ])
+        .stdout("")
+        .stderr(
+            r#"error: t.toml:14:10: `<sensitive>` does not exist (looked for <sensitive>)
+ 14 | source = "${var.deploy_key}"
+    |          ^^^^^^^^^^^^^^^^^^^
+
+1 error found
+"#,
+        )
+        .status(2)
+        .run();
+}
+
 /// A template as a team writes it: variables of every type, locals made
 /// with functions, settings shared by two AMIs, and a local image.
 const FLEET: &str = r#"name = "${local.family}"

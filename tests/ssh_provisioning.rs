@@ -6,43 +6,21 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::test::Test;
-use common::{Admit, Scratch, Sshd, imgbuild, run, text, wait_for_file};
+use common::{Scratch, Sshd, build_in, ssh_box, ssh_template, start_build, text, wait_for_file};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// A scratch folder with an admitted client key and a running sshd.
-fn setup() -> (Scratch, Sshd) {
-    let scratch = Scratch::new();
-    let (_, authorized) = scratch.client_key();
-    let sshd = Sshd::start(Admit::KeysFile(authorized));
-    (scratch, sshd)
-}
-
-fn source(sshd: &Sshd, extra: &str) -> String {
-    format!(
-        "name = \"test\"\nversion = \"1.0\"\n\n[source.box]\ntype = \"ssh\"\nssh_host = \"127.0.0.1\"\nssh_port = {}\nssh_username = \"root\"\nssh_private_key_file = \"id_ed25519\"\nssh_timeout = \"20s\"\n{extra}\n",
-        sshd.port
-    )
-}
-
 fn build(scratch: &Scratch, template: &str) -> std::process::Output {
-    scratch.write("t.toml", template);
-    run(
-        imgbuild()
-            .arg("build")
-            .arg("t.toml")
-            .current_dir(scratch.dir.path()),
-        LIMIT,
-    )
+    build_in(scratch, template, LIMIT)
 }
 
 #[test]
 fn shell_inline_and_script_with_env_and_sudo() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let work = scratch.path("work");
     let uploads = scratch.path("uploads");
     fs::create_dir_all(&uploads).unwrap();
@@ -61,7 +39,7 @@ env = {{ SERVER_NAME = "www.example.com", OUT = "{work}" }}
 sudo = true
 remote_folder = "{uploads}"
 "#,
-        source(&sshd, ""),
+        ssh_template(&sshd, ""),
         work = work.display(),
         uploads = uploads.display()
     );
@@ -98,11 +76,11 @@ remote_folder = "{uploads}"
 
 #[test]
 fn inline_stops_at_the_first_failing_line_and_names_the_provisioner() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let marker = scratch.path("after-failure");
     let template = format!(
         "{}\n[[provisioner]]\ntype = \"shell\"\ninline = [\"echo ok\"]\n\n[[provisioner]]\ntype = \"shell\"\ninline = [\"sh -c 'exit 7'\", \"touch {}\"]\n",
-        source(&sshd, ""),
+        ssh_template(&sshd, ""),
         marker.display()
     );
     let out = build(&scratch, &template);
@@ -127,10 +105,10 @@ fn inline_stops_at_the_first_failing_line_and_names_the_provisioner() {
 
 #[test]
 fn valid_exit_codes_accept_listed_codes() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let template = format!(
         "{}\n[[provisioner]]\ntype = \"shell\"\ninline = [\"exit 3\"]\nvalid_exit_codes = [0, 3]\n",
-        source(&sshd, "")
+        ssh_template(&sshd, "")
     );
     let out = build(&scratch, &template);
     assert!(
@@ -191,7 +169,7 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn files_folders_and_a_large_file_round_trip_byte_for_byte() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let remote = scratch.path("remote");
     let back = scratch.path("back");
     scratch.write("files/app.conf", "listen 80\n");
@@ -248,7 +226,7 @@ direction = "download"
 source = "{remote}/www"
 destination = "back"
 "#,
-        src = source(&sshd, ""),
+        src = ssh_template(&sshd, ""),
         remote = remote.display()
     );
     let out = build(&scratch, &template);
@@ -344,7 +322,7 @@ fn stop_detached_sshd(sshd: &Sshd) {
 
 #[test]
 fn expect_disconnect_survives_an_sshd_restart() {
-    let (scratch, mut sshd) = setup();
+    let (scratch, mut sshd) = ssh_box();
     let after = scratch.path("after");
     let (reboot, first) = reboot_script(&scratch, &mut sshd);
     scratch.write("reboot.sh", &reboot);
@@ -353,7 +331,7 @@ fn expect_disconnect_survives_an_sshd_restart() {
     // its pid file before it accepts any connection.
     let template = format!(
         "{}\n[[provisioner]]\ntype = \"shell\"\nscript = \"reboot.sh\"\nexpect_disconnect = true\n\n[[provisioner]]\ntype = \"shell\"\ninline = [\"cat {} > {}\"]\n",
-        source(&sshd, ""),
+        ssh_template(&sshd, ""),
         pidfile.display(),
         after.display()
     );
@@ -377,7 +355,7 @@ fn expect_disconnect_survives_an_sshd_restart() {
 
 #[test]
 fn a_reboot_in_the_first_of_two_scripts_still_runs_the_second() {
-    let (scratch, mut sshd) = setup();
+    let (scratch, mut sshd) = ssh_box();
     let after = scratch.path("after");
     let (reboot, first) = reboot_script(&scratch, &mut sshd);
     scratch.write("reboot.sh", &reboot);
@@ -392,7 +370,7 @@ fn a_reboot_in_the_first_of_two_scripts_still_runs_the_second() {
     );
     let template = format!(
         "{}\n[[provisioner]]\ntype = \"shell\"\nscripts = [\"reboot.sh\", \"after.sh\"]\nexpect_disconnect = true\n",
-        source(&sshd, ""),
+        ssh_template(&sshd, ""),
     );
     scratch.write("t.toml", &template);
     let (out, scratch) = Test::in_scratch(scratch)
@@ -418,7 +396,7 @@ fn a_reboot_in_the_first_of_two_scripts_still_runs_the_second() {
 
 #[test]
 fn a_script_run_as_another_user_can_read_and_execute_it() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     // Both common ways: an interpreter reading the file as another user
     // (Packer's `su - jenkins -c "bash '{path}'"`), and executing it directly.
     scratch.write(
@@ -437,7 +415,7 @@ type = "shell"
 script = "whoami.sh"
 execute_command = "runuser -u nobody -- {{path}}"
 "#,
-        source(&sshd, ""),
+        ssh_template(&sshd, ""),
     );
     let (out, _) = Test::in_scratch(scratch)
         .file("t.toml", &template)
@@ -468,9 +446,9 @@ fn read_pid_file(path: &Path) -> String {
 
 #[test]
 fn a_key_the_server_rejects_is_reported_as_an_authentication_error() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     common::keygen(&scratch.path("other_key"));
-    let template = source(&sshd, "")
+    let template = ssh_template(&sshd, "")
         .replace("id_ed25519", "other_key")
         .replace("\"20s\"", "\"4s\"")
         + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"true\"]\n";
@@ -513,7 +491,7 @@ fn a_closed_port_is_reported_as_refused() {
 
 #[test]
 fn sigint_during_a_long_provisioner_cleans_up_and_exits_130() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let started = scratch.path("started");
     // A duration no other process on the machine is likely to use, to find it by.
     let sleeper = format!("sleep {}", 1000 + std::process::id() % 50_000);
@@ -521,20 +499,12 @@ fn sigint_during_a_long_provisioner_cleans_up_and_exits_130() {
     std::fs::create_dir(&remote_folder).unwrap();
     let template = format!(
         "{}\n[[provisioner]]\ntype = \"shell\"\nremote_folder = \"{}\"\ninline = [\"touch {}\", \"{sleeper}\"]\n",
-        source(&sshd, ""),
+        ssh_template(&sshd, ""),
         remote_folder.display(),
         started.display()
     );
-    let path = scratch.write("t.toml", &template);
-    let child = imgbuild()
-        .arg("build")
-        .arg(&path)
-        .current_dir(scratch.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    scratch.write("t.toml", &template);
+    let child = start_build(&scratch, &[]);
     assert!(
         wait_for_file(&started, Duration::from_secs(60)),
         "provisioner started"
@@ -584,7 +554,7 @@ fn sigint_during_a_long_provisioner_cleans_up_and_exits_130() {
 
 #[test]
 fn a_bastion_tunnels_the_session() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let marker = scratch.path("via-bastion");
     let bastion = format!(
         "ssh_bastion_host = \"127.0.0.1\"\nssh_bastion_port = {}\nssh_bastion_username = \"root\"\nssh_bastion_private_key_file = \"id_ed25519\"\n",
@@ -593,7 +563,7 @@ fn a_bastion_tunnels_the_session() {
     // The target address is as the bastion sees it: the same loopback sshd here.
     let template = format!(
         "{}\n[[provisioner]]\ntype = \"shell\"\ninline = [\"echo $SSH_CONNECTION > {}\"]\n",
-        source(&sshd, &bastion),
+        ssh_template(&sshd, &bastion),
         marker.display()
     );
     let out = build(&scratch, &template);
@@ -628,11 +598,11 @@ fn a_bastion_tunnels_the_session() {
 
 #[test]
 fn a_pinned_host_key_that_differs_is_refused() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     let pinned =
         "ssh_host_key_fingerprint = \"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n";
     let template =
-        source(&sshd, pinned) + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"true\"]\n";
+        ssh_template(&sshd, pinned) + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"true\"]\n";
     let out = build(&scratch, &template);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -657,9 +627,9 @@ fn a_pinned_host_key_that_differs_is_refused() {
 
 #[test]
 fn a_command_killed_by_a_signal_says_so() {
-    let (scratch, sshd) = setup();
-    let template =
-        source(&sshd, "") + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"kill -KILL $$\"]\n";
+    let (scratch, sshd) = ssh_box();
+    let template = ssh_template(&sshd, "")
+        + "\n[[provisioner]]\ntype = \"shell\"\ninline = [\"kill -KILL $$\"]\n";
     let out = build(&scratch, &template);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -679,8 +649,11 @@ NAAAAAtzc2gtZWQyNTUxOQAAACCLd2nNCrQ6qGAjYvdGyX0ZhoG5bOqyCEFLhCIb5Bp1Jw
 
 #[test]
 fn a_multi_line_sensitive_value_never_shows_in_output_errors_or_the_manifest() {
-    let (scratch, sshd) = setup();
+    let (scratch, sshd) = ssh_box();
     scratch.write("secrets.toml", &format!("deploy_key = '''\n{PEM}'''\n"));
+    // The second provisioner downloads a remote path made from the key: a
+    // remote path is only looked at during the build, so the value reaches
+    // the build's error, not validation's.
     let template = format!(
         r#"{}
 [variables.deploy_key]
@@ -693,10 +666,11 @@ env = {{ KEY = "${{var.deploy_key}}" }}
 
 [[provisioner]]
 type = "file"
-source = "${{var.deploy_key}}"
-destination = "/tmp/never"
+direction = "download"
+source = "/nonexistent/${{var.deploy_key}}"
+destination = "never"
 "#,
-        source(&sshd, "")
+        ssh_template(&sshd, "")
     );
     scratch.write("t.toml", &template);
     let (out, scratch) = common::test::Test::in_scratch(scratch)
@@ -711,7 +685,7 @@ destination = "/tmp/never"
     let last = stderr.lines().last().unwrap_or_default();
     assert_eq!(
         last,
-        "error: build `box`: step \"provision\" failed: provisioner 2 (file, t.toml:21): cannot read <sensitive>: File name too long (os error 36)",
+        "error: build `box`: step \"provision\" failed: provisioner 2 (file, t.toml:21): download /nonexistent/<sensitive> to never: Failed to recv file",
         "{stderr}"
     );
     let manifest = fs::read_to_string(scratch.path("imgbuild-manifest.json")).unwrap();

@@ -136,8 +136,7 @@ pub async fn run(
         Ok(status) => status,
         Err(SshError::TimedOut(limit)) => {
             return Err(ProvisionError::Failed(format!(
-                "{}: {program} {playbook_name} timed out after {}",
-                p.label(),
+                "{program} {playbook_name} timed out after {}",
                 humantime::format_duration(limit)
             )));
         }
@@ -146,7 +145,7 @@ pub async fn run(
     tracker
         .lock()
         .expect("play progress")
-        .judge(p, cx, &playbook, &status)?;
+        .judge(cx, &playbook, &status)?;
     Ok(After::Connected)
 }
 

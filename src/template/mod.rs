@@ -60,20 +60,7 @@ impl Template {
     /// Values of sensitive variables, and of locals made from them, to be
     /// masked wherever text is shown.
     pub fn secrets(&self) -> Vec<String> {
-        let vars = self
-            .variables
-            .iter()
-            .filter(|v| v.sensitive)
-            .filter_map(|v| v.value.as_ref());
-        let locals = self.locals.iter().filter(|l| l.sensitive).map(|l| &l.value);
-        vars.chain(locals)
-            .flat_map(|v| match v {
-                Typed::List(items) => items.clone(),
-                Typed::Map(map) => map.values().cloned().collect(),
-                other => other.as_text().into_iter().collect(),
-            })
-            .filter(|v| !v.is_empty())
-            .collect()
+        secrets(&self.variables, &self.locals)
     }
 
     /// The provisioners that run for the source `name`, in order.
@@ -83,6 +70,26 @@ impl Template {
     ) -> impl Iterator<Item = &'a Provisioner> + 'a {
         self.provisioners.iter().filter(move |p| p.applies_to(name))
     }
+}
+
+/// The values of the sensitive ones among `variables` and `locals` (each
+/// item of a list or map on its own), to be masked wherever text is shown.
+/// The one collection both the loader (for its diagnostics) and a loaded
+/// template use.
+pub(crate) fn secrets(variables: &[Variable], locals: &[Local]) -> Vec<String> {
+    let vars = variables
+        .iter()
+        .filter(|v| v.sensitive)
+        .filter_map(|v| v.value.as_ref());
+    let locals = locals.iter().filter(|l| l.sensitive).map(|l| &l.value);
+    vars.chain(locals)
+        .flat_map(|v| match v {
+            Typed::List(items) => items.clone(),
+            Typed::Map(map) => map.values().cloned().collect(),
+            other => other.as_text().into_iter().collect(),
+        })
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 #[derive(Debug, Clone)]

@@ -32,16 +32,13 @@ pub async fn run(
     let work = tempfile::Builder::new()
         .prefix("imgbuild-ansible-")
         .tempdir()
-        .map_err(local(format!(
-            "{}: cannot create a temporary folder",
-            p.label()
-        )))?;
+        .map_err(local("cannot create a temporary folder".to_string()))?;
     // Declared after `work`, so that it runs first: SSH masters Ansible
     // left running are told to exit before their folder goes.
     let _masters = ControlMasters(work.path().join("cp"));
 
     let files = PrivateFiles::write(work.path(), &details)
-        .map_err(local(format!("{}: cannot write the SSH files", p.label())))?;
+        .map_err(local("cannot write the SSH files".to_string()))?;
     let mut extra_vars = Map::new();
     for (name, value) in &c.extra_vars {
         extra_vars.insert(name.clone(), Value::String(cx.scope.expand(value)?));
@@ -51,7 +48,7 @@ pub async fn run(
         &extra_vars_file,
         Value::Object(extra_vars).to_string().as_bytes(),
     )
-    .map_err(local(format!("{}: cannot write the extra vars", p.label())))?;
+    .map_err(local("cannot write the extra vars".to_string()))?;
 
     let host = cx.events.build().to_string();
     let user = match &c.user {
@@ -62,8 +59,7 @@ pub async fn run(
     let inventory = Inventory::place(p, c, cx, &folder, work.path())?;
     let text = inventory_json(&host, &user, &details, &files, &groups);
     write_private(&inventory.path, text.as_bytes()).map_err(local(format!(
-        "{}: cannot write the inventory {}",
-        p.label(),
+        "cannot write the inventory {}",
         inventory.path.display()
     )))?;
     if c.keep_inventory_file {
@@ -93,7 +89,7 @@ pub async fn run(
     if let Some(galaxy) = &c.galaxy_file {
         let galaxy = folder.join(cx.scope.expand(galaxy)?);
         let installed = work.path().join("galaxy");
-        install_from_galaxy(p, cx, &folder, &galaxy, &installed, timeout).await?;
+        install_from_galaxy(cx, &folder, &galaxy, &installed, timeout).await?;
         env.push((
             "ANSIBLE_ROLES_PATH".into(),
             format!(
@@ -140,17 +136,14 @@ pub async fn run(
     })
     .await
     .map_err(|e| match e {
-        local::LocalError::TimedOut(_) => {
-            failed(p, cx, &format!("ansible-playbook {playbook} {e}"))
-        }
-        e => failed(p, cx, &e.to_string()),
+        local::LocalError::TimedOut(_) => failed(cx, &format!("ansible-playbook {playbook} {e}")),
+        e => failed(cx, &e.to_string()),
     })?;
-    play.judge(p, cx, &playbook, &status)?;
+    play.judge(cx, &playbook, &status)?;
     Ok(After::Connected)
 }
 
 async fn install_from_galaxy(
-    p: &Provisioner,
     cx: &Context<'_>,
     folder: &Path,
     requirements: &Path,
@@ -158,7 +151,7 @@ async fn install_from_galaxy(
     timeout: Option<std::time::Duration>,
 ) -> Result<(), ProvisionError> {
     let text = std::fs::read_to_string(requirements).map_err(|source| ProvisionError::Local {
-        context: format!("{}: cannot read {}", p.label(), requirements.display()),
+        context: format!("cannot read {}", requirements.display()),
         source,
     })?;
     let mut kinds = vec![("role", "roles")];
@@ -178,12 +171,11 @@ async fn install_from_galaxy(
         let status = local::run(cmd, timeout, |stream, line| events.output(stream, line))
             .await
             .map_err(|e| match e {
-                local::LocalError::TimedOut(_) => failed(p, cx, &format!("ansible-galaxy {e}")),
-                e => failed(p, cx, &e.to_string()),
+                local::LocalError::TimedOut(_) => failed(cx, &format!("ansible-galaxy {e}")),
+                e => failed(cx, &e.to_string()),
             })?;
         if !status.success() {
             return Err(failed(
-                p,
                 cx,
                 &format!(
                     "ansible-galaxy could not install the {installed} of {} ({status})",

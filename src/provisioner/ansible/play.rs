@@ -2,13 +2,12 @@
 //! and the build error that names them.
 
 use crate::communicator::ExitStatus;
-use crate::template::Provisioner;
 
 use super::super::{Context, ProvisionError};
 
 /// A failure, with anything sensitive masked (task names can carry values);
 /// the caller's error names the provisioner.
-pub(super) fn failed(_p: &Provisioner, cx: &Context<'_>, what: &str) -> ProvisionError {
+pub(super) fn failed(cx: &Context<'_>, what: &str) -> ProvisionError {
     ProvisionError::Failed(cx.events.mask().text(what))
 }
 
@@ -35,7 +34,6 @@ impl PlayProgress {
     /// Fails the provisioner unless the play succeeded, naming the playbook and task.
     pub fn judge(
         &self,
-        p: &Provisioner,
         cx: &Context<'_>,
         playbook: &str,
         status: &ExitStatus,
@@ -52,7 +50,7 @@ impl PlayProgress {
             ),
             _ => format!("playbook {playbook} failed (ansible-playbook {status})"),
         };
-        Err(failed(p, cx, &what))
+        Err(failed(cx, &what))
     }
 }
 

@@ -21,6 +21,7 @@ use super::hints;
 use super::interpolate::Scope;
 use super::value::Value;
 use super::variables::VarInputs;
+use crate::mask::Mask;
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "name",
@@ -48,12 +49,22 @@ pub fn load(path: &Path, inputs: &VarInputs) -> Result<Template, Vec<Diagnostic>
     let mut loader = Loader {
         doc: &doc,
         diags: Vec::new(),
+        mask: Mask::default(),
     };
     let template = loader.template(inputs);
     match template {
         Some(t) if loader.diags.is_empty() => Ok(t),
         _ => {
+            let mask = loader.mask;
             let mut diags = loader.diags;
+            // A check may quote a resolved value (a path made from a
+            // sensitive variable, say): no diagnostic shows one.
+            if !mask.is_empty() {
+                for d in &mut diags {
+                    d.message = mask.text(&d.message);
+                    d.help = d.help.as_deref().map(|h| mask.text(h));
+                }
+            }
             diags.sort_by_key(|d| (d.line, d.column));
             diags.dedup();
             Err(diags)
@@ -64,6 +75,8 @@ pub fn load(path: &Path, inputs: &VarInputs) -> Result<Template, Vec<Diagnostic>
 struct Loader<'a> {
     doc: &'a Document,
     diags: Vec<Diagnostic>,
+    /// The values of sensitive variables and locals, once resolved.
+    mask: Mask,
 }
 
 impl<'a> Loader<'a> {
@@ -99,6 +112,7 @@ impl<'a> Loader<'a> {
         let mut scope = Scope::in_dir(self.doc.path.parent().unwrap_or(Path::new(".")));
         let variables = self.variables(inputs, &mut scope);
         let locals = self.locals(&mut scope, &variables);
+        self.mask = Mask::new(super::secrets(&variables, &locals));
         let expanded_name = name.as_ref().and_then(|n| scope.expand(n).ok());
         let expanded_version = version.as_ref().and_then(|v| scope.expand(v).ok());
         if let Some(n) = &expanded_name {
