@@ -3,10 +3,12 @@
 //! test job) get the new image's id as a plain variable.
 
 use crate::build::BuildResult;
+use crate::events::Outcome;
 
 /// `IMGBUILD_<SOURCE>_<REGION>_AMI` for each AMI, `IMGBUILD_<SOURCE>_IMAGE`
-/// for each local image, and each build's id and outcome; the image name and
-/// version once.
+/// for each local image; each build's id, outcome, build number,
+/// fingerprint, whether it reused an unchanged image, and its SBOM; the image
+/// name and version once.
 pub fn render(image_name: &str, version: &str, results: &[BuildResult]) -> String {
     let mut lines = vec![
         format!("IMGBUILD_IMAGE_NAME={}", value(image_name)),
@@ -22,6 +24,22 @@ pub fn render(image_name: &str, version: &str, results: &[BuildResult]) -> Strin
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default()
         ));
+        if let Some(build) = r.details.get("build").and_then(|b| b.as_u64()) {
+            lines.push(format!("IMGBUILD_{source}_BUILD={build}"));
+        }
+        if let Some(fingerprint) = r.details.get("fingerprint").and_then(|f| f.as_str()) {
+            lines.push(format!(
+                "IMGBUILD_{source}_FINGERPRINT={}",
+                value(fingerprint)
+            ));
+        }
+        if r.outcome == Outcome::Succeeded && !r.artifacts.is_empty() {
+            let unchanged = r.details.get("unchanged").and_then(|u| u.as_bool()) == Some(true);
+            lines.push(format!("IMGBUILD_{source}_UNCHANGED={unchanged}"));
+        }
+        if let Some(sbom) = r.details.get("sbom").and_then(|f| f.as_str()) {
+            lines.push(format!("IMGBUILD_{source}_SBOM={}", value(sbom)));
+        }
         for a in &r.artifacts {
             if a.builder == "amazon-ebs" {
                 lines.push(format!(
@@ -60,7 +78,7 @@ fn value(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Artifact, Outcome};
+    use crate::events::Artifact;
 
     fn result(name: &str, builder: &str, artifacts: &[(&str, &str)]) -> BuildResult {
         BuildResult {
@@ -87,6 +105,36 @@ mod tests {
     }
 
     #[test]
+    fn build_number_fingerprint_reuse_and_sbom_are_variables_too() {
+        let mut aws = result("aws", "amazon-ebs", &[("eu-west-3", "ami-0a1")]);
+        aws.details.insert("build".into(), 3.into());
+        aws.details
+            .insert("fingerprint".into(), "5c787b25e906".into());
+        aws.details.insert("unchanged".into(), true.into());
+        let mut local = result(
+            "local",
+            "qemu",
+            &[("output/httpd-1.2-4", "output/httpd-1.2-4/httpd-1.2-4.qcow2")],
+        );
+        local.details.insert("build".into(), 4.into());
+        local
+            .details
+            .insert("sbom".into(), "httpd-1.2-4.local.cdx.json".into());
+        let mut failed = result("other", "amazon-ebs", &[]);
+        failed.outcome = Outcome::Failed;
+        assert_eq!(
+            render("httpd", "1.2", &[aws, local, failed]),
+            "IMGBUILD_IMAGE_NAME=httpd\nIMGBUILD_IMAGE_VERSION=1.2\n\
+             IMGBUILD_AWS_BUILD_ID=aws0001\nIMGBUILD_AWS_OUTCOME=succeeded\nIMGBUILD_AWS_BUILD=3\n\
+             IMGBUILD_AWS_FINGERPRINT=5c787b25e906\nIMGBUILD_AWS_UNCHANGED=true\nIMGBUILD_AWS_EU_WEST_3_AMI=ami-0a1\n\
+             IMGBUILD_LOCAL_BUILD_ID=local0001\nIMGBUILD_LOCAL_OUTCOME=succeeded\nIMGBUILD_LOCAL_BUILD=4\n\
+             IMGBUILD_LOCAL_UNCHANGED=false\nIMGBUILD_LOCAL_SBOM=httpd-1.2-4.local.cdx.json\n\
+             IMGBUILD_LOCAL_IMAGE=output/httpd-1.2-4/httpd-1.2-4.qcow2\n\
+             IMGBUILD_OTHER_BUILD_ID=other0001\nIMGBUILD_OTHER_OUTCOME=failed\n"
+        );
+    }
+
+    #[test]
     fn every_ami_and_image_gets_a_variable() {
         let text = render(
             "httpd",
@@ -106,7 +154,7 @@ mod tests {
         );
         assert_eq!(
             text,
-            "IMGBUILD_IMAGE_NAME=httpd\nIMGBUILD_IMAGE_VERSION=1.2\nIMGBUILD_AWS_BUILD_ID=aws0001\nIMGBUILD_AWS_OUTCOME=succeeded\nIMGBUILD_AWS_EU_WEST_3_AMI=ami-0a1\nIMGBUILD_AWS_US_EAST_1_AMI=ami-0b2\nIMGBUILD_LOCAL_VM_BUILD_ID=local-vm0001\nIMGBUILD_LOCAL_VM_OUTCOME=succeeded\nIMGBUILD_LOCAL_VM_IMAGE=output/httpd-1.2/httpd-1.2.qcow2\n"
+            "IMGBUILD_IMAGE_NAME=httpd\nIMGBUILD_IMAGE_VERSION=1.2\nIMGBUILD_AWS_BUILD_ID=aws0001\nIMGBUILD_AWS_OUTCOME=succeeded\nIMGBUILD_AWS_UNCHANGED=false\nIMGBUILD_AWS_EU_WEST_3_AMI=ami-0a1\nIMGBUILD_AWS_US_EAST_1_AMI=ami-0b2\nIMGBUILD_LOCAL_VM_BUILD_ID=local-vm0001\nIMGBUILD_LOCAL_VM_OUTCOME=succeeded\nIMGBUILD_LOCAL_VM_UNCHANGED=false\nIMGBUILD_LOCAL_VM_IMAGE=output/httpd-1.2/httpd-1.2.qcow2\n"
         );
     }
 }
