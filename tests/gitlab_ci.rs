@@ -192,6 +192,8 @@ fn the_component_and_an_example_pipeline_match_gitlabs_schema() {
         ("audience", "sts.amazonaws.com"),
         ("timeout", "3h"),
         ("changes", r#"["**/*.toml", "provisioners/**/*"]"#),
+        ("if_changed", "true"),
+        ("max_age", ""),
         ("expire_in", "30 days"),
     ] {
         jobs = jobs.replace(&format!("$[[ inputs.{input} ]]"), value);
@@ -328,17 +330,10 @@ fn the_validate_job_passes_a_good_template_and_reports_a_bad_one() {
     assert!(good.contains(r#"failures="0""#), "{good}");
 }
 
-#[test]
-fn the_build_job_assumes_the_role_builds_against_moto_and_exports_the_ami() {
-    let moto = Moto::start();
-    let sshd = Sshd::start(Admit::Moto {
-        endpoint: moto.endpoint(),
-        regions: vec![REGION.into()],
-    });
-    let project = Project::new(
-        &["images/web.toml"],
-        "      only: aws\n      role_arn: arn:aws:iam::123456789012:role/imgbuild\n",
-    );
+/// A project whose `images/web.toml` builds one AMI in moto, provisioned
+/// over `sshd`, with the component's `extra_inputs`.
+fn web_project(sshd: &Sshd, extra_inputs: &str) -> Project {
+    let project = Project::new(&["images/web.toml"], extra_inputs);
     fs::create_dir_all(project.dir().join("images")).unwrap();
     project.write(
         "images/web.toml",
@@ -350,7 +345,6 @@ version = "1.2"
 type = "amazon-ebs"
 region = "{REGION}"
 source_ami = "ami-0e1e769742d1cfb49"
-ami_name = "web-${{image.version}}-${{build.id}}"
 temporary_sg_cidrs = ["10.0.0.0/8"]
 ssh_host = "127.0.0.1"
 ssh_port = {port}
@@ -366,22 +360,91 @@ inline = ["echo provisioned"]
     );
     git(&project.dir(), &["add", "-A"]);
     git(&project.dir(), &["commit", "-q", "-m", "web"]);
+    project
+}
+
+/// What the runner gives a build job: moto as EC2, and GitLab's ID token.
+fn build_job_vars(moto: &Moto) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        // GitLab mints this from `id_tokens`; moto's STS takes any token.
+        (
+            "IMGBUILD_ID_TOKEN",
+            "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwcm9qZWN0In0.c2ln".into(),
+        ),
+    ]
+}
+
+const ROLE_INPUTS: &str =
+    "      only: aws\n      role_arn: arn:aws:iam::123456789012:role/imgbuild\n";
+
+#[test]
+fn the_scheduled_job_reuses_an_unchanged_image_and_says_so_in_its_reports() {
+    let moto = Moto::start();
+    let sshd = Sshd::start(Admit::Moto {
+        endpoint: moto.endpoint(),
+        regions: vec![REGION.into()],
+    });
+    let project = web_project(&sshd, ROLE_INPUTS);
+    let job = [
+        "--force-shell-executor",
+        "imgbuild:scheduled: [images/web.toml]",
+    ];
+    let mut dotenvs = Vec::new();
+    for run in ["first", "second"] {
+        let out = project.gitlab_ci_local("schedule", &job, &build_job_vars(&moto));
+        let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{run} run\n{log}\n{}", sshd.log());
+        dotenvs.push(
+            project
+                .artifact("scheduled", "images/web.toml", "imgbuild.env")
+                .unwrap_or_else(|| panic!("dotenv artifact of the {run} run\n{log}")),
+        );
+    }
+    let variable = |dotenv: &str, name: &str| {
+        dotenv
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{dotenv}"))
+            .to_string()
+    };
+    // The second run launched nothing and pointed its reports at the first image.
+    assert_eq!(moto.calls("RunInstances").len(), 1);
+    for (dotenv, unchanged) in dotenvs.iter().zip(["false", "true"]) {
+        assert_eq!(
+            variable(dotenv, "IMGBUILD_AWS_UNCHANGED"),
+            unchanged,
+            "{dotenv}"
+        );
+        assert_eq!(variable(dotenv, "IMGBUILD_AWS_BUILD"), "1", "{dotenv}");
+    }
+    assert_eq!(
+        variable(&dotenvs[1], "IMGBUILD_AWS_US_EAST_1_AMI"),
+        variable(&dotenvs[0], "IMGBUILD_AWS_US_EAST_1_AMI")
+    );
+    assert_eq!(
+        variable(&dotenvs[1], "IMGBUILD_AWS_FINGERPRINT"),
+        variable(&dotenvs[0], "IMGBUILD_AWS_FINGERPRINT")
+    );
+}
+
+#[test]
+fn the_build_job_assumes_the_role_builds_against_moto_and_exports_the_ami() {
+    let moto = Moto::start();
+    let sshd = Sshd::start(Admit::Moto {
+        endpoint: moto.endpoint(),
+        regions: vec![REGION.into()],
+    });
+    let project = web_project(&sshd, ROLE_INPUTS);
     let out = project.gitlab_ci_local(
         "push",
         &[
             "--force-shell-executor",
             "imgbuild:build: [images/web.toml]",
         ],
-        &[
-            ("AWS_ENDPOINT_URL", moto.endpoint()),
-            ("AWS_REGION", REGION.into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            // GitLab mints this from `id_tokens`; moto's STS takes any token.
-            (
-                "IMGBUILD_ID_TOKEN",
-                "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwcm9qZWN0In0.c2ln".into(),
-            ),
-        ],
+        &build_job_vars(&moto),
     );
     let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{log}\n{}", sshd.log());

@@ -212,7 +212,7 @@ fn a_copy_of_a_bootstrapped_image_works_as_a_base_image() {
     // Shared with another machine: only the disk, under another name.
     fs::create_dir_all(scratch.path("shared")).unwrap();
     fs::copy(
-        scratch.path("out/probe-0.1.qcow2"),
+        scratch.path("out/probe-0.1-1.qcow2"),
         scratch.path("shared/base.qcow2"),
     )
     .unwrap();
@@ -239,7 +239,7 @@ inline = ["cat /etc/first-build"]
         "build on the copied base failed:\n{stderr}"
     );
     assert!(stderr.contains("| made-in-the-first-build"), "{stderr}");
-    assert_eq!(text(&out.stdout), "out: out/probe-0.2.qcow2\n");
+    assert_eq!(text(&out.stdout), "out: out/probe-0.2-1.qcow2\n");
     assert_no_machine_left(&scratch, &stderr);
 }
 

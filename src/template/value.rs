@@ -501,7 +501,11 @@ impl<'de> MapAccess<'de> for Entries {
         seed: K,
     ) -> Result<Option<K::Value>, ValueError> {
         for (key, node) in self.entries.by_ref() {
-            if self.skip_empty && matches!(&node.kind, NodeKind::Str(s) if s.is_empty()) {
+            // A setting made from a value already reported as wrong is left
+            // unset too, so the rest of its table is still read and checked.
+            if self.skip_empty
+                && (node.stale || matches!(&node.kind, NodeKind::Str(s) if s.is_empty()))
+            {
                 continue;
             }
             let k = seed.deserialize(key.clone().into_deserializer())?;

@@ -129,6 +129,10 @@ impl Step<EbsContext> for CreateImage {
             "created image {id} ({name}) in {}; waiting for it to become available",
             ctx.region
         ));
+        ctx.build.events.waiting(
+            &format!("image {id} in {} to become available", ctx.region),
+            ctx.waits.image.timeout,
+        );
         super::family::check_number_unique(ctx, &id).await;
 
         let snapshots = finish_image(
@@ -614,6 +618,10 @@ impl CopyJob {
             "copy {id} in {} started; waiting for it to become available",
             self.region
         ));
+        self.events.waiting(
+            &format!("copy {id} in {} to become available", self.region),
+            self.waits.image.timeout,
+        );
         // Tags on copies are applied here: CopyImage does not carry them everywhere.
         wait::retrying(self.waits.api, "tag image copy", || {
             let request = self

@@ -127,6 +127,9 @@ impl Step<EbsContext> for Launch {
             "launched {instance_type} instance {id} from {}; waiting for it to run",
             source.id
         ));
+        ctx.build
+            .events
+            .waiting(&format!("instance {id} to run"), ctx.waits.running.timeout);
 
         let instance = wait_running(&ctx.client, &id, ctx.waits.running)
             .await
@@ -216,6 +219,9 @@ impl Step<EbsContext> for Stop {
             .api("StopInstances")
             .map_err(|e| StepError::failed(format!("instance {id}: {e}")))?;
         ctx.build.events.info(format!("stopping instance {id}"));
+        ctx.build
+            .events
+            .waiting(&format!("instance {id} to stop"), ctx.waits.stopped.timeout);
         let client = ctx.client.clone();
         wait::until(
             ctx.waits.stopped,
