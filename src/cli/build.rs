@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::{OutputArgs, OutputFormat, VarArgs};
+use super::{OutputArgs, OutputFormat, SelectArgs, VarArgs};
 use crate::build::{self, BuildOptions};
 use crate::error::Error;
 use crate::events::Outcome;
@@ -25,23 +25,8 @@ pub struct BuildArgs {
     #[arg(value_name = "FILE", env = "IMGBUILD_TEMPLATE")]
     file: PathBuf,
 
-    /// Build only these sources (repeatable or comma-separated).
-    #[arg(
-        long,
-        value_name = "NAME",
-        env = "IMGBUILD_ONLY",
-        value_delimiter = ','
-    )]
-    only: Vec<String>,
-
-    /// Build every source but these (repeatable or comma-separated).
-    #[arg(
-        long,
-        value_name = "NAME",
-        env = "IMGBUILD_EXCEPT",
-        value_delimiter = ','
-    )]
-    except: Vec<String>,
+    #[command(flatten)]
+    select: SelectArgs,
 
     #[command(flatten)]
     vars: VarArgs,
@@ -89,8 +74,9 @@ fn parse_duration(s: &str) -> Result<HumanDuration, String> {
 
 pub fn run(args: BuildArgs, verbosity: Verbosity, color: ColorChoice) -> Result<(), Error> {
     let template = template::load(&args.file, &args.vars.inputs()).map_err(Error::Invalid)?;
-    let sources: Vec<_> = build::select(&template, &args.only, &args.except)
-        .map_err(Error::Usage)?
+    let sources: Vec<_> = args
+        .select
+        .sources(&template)?
         .into_iter()
         .cloned()
         .collect();
@@ -113,8 +99,8 @@ pub fn run(args: BuildArgs, verbosity: Verbosity, color: ColorChoice) -> Result<
     };
     let cancel = CancellationToken::new();
     let opts = BuildOptions {
-        only: args.only.clone(),
-        except: args.except.clone(),
+        only: args.select.only.clone(),
+        except: args.select.except.clone(),
         on_error: args.on_error,
         cleanup_deadline: args.cleanup_timeout.0,
         previous_manifest: std::fs::read_to_string(&args.manifest)

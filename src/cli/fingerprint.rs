@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::VarArgs;
-use crate::build;
+use super::{SelectArgs, VarArgs};
 use crate::error::Error;
 use crate::fingerprint::Fingerprint;
 use crate::template;
@@ -19,23 +18,8 @@ pub struct FingerprintArgs {
     #[arg(value_name = "FILE", env = "IMGBUILD_TEMPLATE")]
     file: PathBuf,
 
-    /// Only these sources (repeatable or comma-separated).
-    #[arg(
-        long,
-        value_name = "NAME",
-        env = "IMGBUILD_ONLY",
-        value_delimiter = ','
-    )]
-    only: Vec<String>,
-
-    /// Every source but these (repeatable or comma-separated).
-    #[arg(
-        long,
-        value_name = "NAME",
-        env = "IMGBUILD_EXCEPT",
-        value_delimiter = ','
-    )]
-    except: Vec<String>,
+    #[command(flatten)]
+    select: SelectArgs,
 
     #[command(flatten)]
     vars: VarArgs,
@@ -43,7 +27,7 @@ pub struct FingerprintArgs {
 
 pub fn run(args: FingerprintArgs, verbose: bool) -> Result<(), Error> {
     let template = template::load(&args.file, &args.vars.inputs()).map_err(Error::Invalid)?;
-    let sources = build::select(&template, &args.only, &args.except).map_err(Error::Usage)?;
+    let sources = args.select.sources(&template)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::error::{Error, exit};
 use crate::render::{ColorChoice, Verbosity};
-use crate::template::VarInputs;
+use crate::template::{Source, Template, VarInputs};
 
 #[derive(Parser)]
 #[command(
@@ -57,6 +57,36 @@ enum Command {
     Fingerprint(fingerprint::FingerprintArgs),
     /// Show which packages changed: as recorded in a manifest, or between two images.
     Diff(diff::DiffArgs),
+}
+
+/// Which of the template's sources a subcommand acts on.
+#[derive(Args, Clone)]
+pub struct SelectArgs {
+    /// Only these sources (repeatable or comma-separated).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "IMGBUILD_ONLY",
+        value_delimiter = ','
+    )]
+    pub only: Vec<String>,
+
+    /// Every source but these (repeatable or comma-separated).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "IMGBUILD_EXCEPT",
+        value_delimiter = ','
+    )]
+    pub except: Vec<String>,
+}
+
+impl SelectArgs {
+    /// The sources selected, in template order; a name the template does not
+    /// define is a usage error.
+    pub fn sources<'a>(&self, template: &'a Template) -> Result<Vec<&'a Source>, Error> {
+        crate::build::select(template, &self.only, &self.except).map_err(Error::Usage)
+    }
 }
 
 /// Variable inputs, shared by every subcommand that reads a template.
