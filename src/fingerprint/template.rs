@@ -281,6 +281,23 @@ destination = "/var/www"
     }
 
     #[test]
+    fn a_script_run_on_this_machine_counts_too() {
+        let dir = world();
+        std::fs::write(dir.path().join("render.sh"), "echo one\n").unwrap();
+        let text = format!(
+            "{TEMPLATE}\n[[provisioner]]\ntype = \"shell-local\"\nscript = \"render.sh\"\n"
+        );
+        let first = fingerprint_of(dir.path(), &text, &[]);
+        std::fs::write(dir.path().join("render.sh"), "echo two\n").unwrap();
+        let changed = fingerprint_of(dir.path(), &text, &[]).changed_since(&first.stored_parts());
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert!(
+            changed[0].starts_with("provisioner 3 (shell-local, "),
+            "{changed:?}"
+        );
+    }
+
+    #[test]
     fn secrets_never_appear_in_labels() {
         let dir = world();
         let fp = fingerprint_of(dir.path(), TEMPLATE, &[]);
