@@ -142,7 +142,11 @@ class Local:
         took, lines = run_lines([self.t.imgbuild_bin, "build", template, "--manifest",
                                  os.path.join(self.b.scratch, "manifest.json")],
                                 log_path, env, self.b.scratch)
-        size = os.path.getsize(os.path.join(out, "bench-local-1.0.qcow2"))
+        # The image is named with its build number (bench-local-1.0-N.qcow2).
+        images = [f for f in os.listdir(out) if f.endswith(".qcow2")]
+        if len(images) != 1:
+            raise RuntimeError(f"expected one image in {out}, found {images}; see {log_path}")
+        size = os.path.getsize(os.path.join(out, images[0]))
         shutil.rmtree(out, ignore_errors=True)
         steps = self.parse_timings(log_path)
         phases = {p: sum(steps.get(s, 0.0) for s in ss) for p, ss in IMGBUILD_PHASES.items()}
@@ -196,7 +200,11 @@ class Local:
         log_path = self.t.log_path("qemu-packer")
         took, lines = run_lines(["packer", "build", "-color=false", path], log_path,
                                 self.t.env(), self.b.scratch)
-        size = os.path.getsize(os.path.join(out, "bench-local-1.0.qcow2"))
+        # The image is named with its build number (bench-local-1.0-N.qcow2).
+        images = [f for f in os.listdir(out) if f.endswith(".qcow2")]
+        if len(images) != 1:
+            raise RuntimeError(f"expected one image in {out}, found {images}; see {log_path}")
+        size = os.path.getsize(os.path.join(out, images[0]))
         shutil.rmtree(out, ignore_errors=True)
         phases, start = {}, 0.0
         for phase, marker in PACKER_PHASES:
@@ -295,17 +303,21 @@ def free_port():
 
 
 def wait_banner(port, deadline):
-    """Seconds until sshd's banner arrives on the forwarded port. Each
-    connection waits long for it: a guest sshd under emulation takes a while
-    to answer, and abandoned connections cost it more work."""
+    """Seconds until sshd's banner arrives on the forwarded port. QEMU's
+    forwarder accepts a connection at once and holds it, silent, while the
+    guest is still booting, so each connection waits for the banner a short
+    while (2 s, growing, as imgbuild's probe does) before trying afresh: a
+    long wait on a held connection would measure the wait, not the boot."""
     started = time.monotonic()
+    wait = 2.0
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as c:
-                ready, _, _ = select.select([c], [], [], 20)
+                ready, _, _ = select.select([c], [], [], wait)
                 if ready and c.recv(1, socket.MSG_PEEK):
                     return time.monotonic() - started
         except OSError:
             pass
+        wait = min(wait * 1.5, 15.0)
         time.sleep(0.1)
     raise RuntimeError("the guest's sshd never answered")
