@@ -188,6 +188,17 @@ destination = "/etc/motd"
         "yes",
         "the image carries no host key: each machine makes its own at first boot"
     );
+    // What the build's boot masks (timers, time sync, login prompts) is
+    // only masked on its kernel command line: the image keeps all of it.
+    let states = guest.ssh(
+        "for unit in getty@tty1.service systemd-timesyncd.service apt-daily-upgrade.timer \
+         systemd-networkd-wait-online.service fstrim.timer; do \
+         echo \"$unit $(systemctl is-enabled $unit)\"; done",
+    );
+    assert!(
+        !states.contains("masked") && states.lines().count() == 5,
+        "the image keeps the units only the build skips:\n{states}"
+    );
     let build_id = manifest["builds"][0]["build_id"].as_str().unwrap();
     let authorized = guest.ssh("cat /root/.ssh/authorized_keys");
     assert!(

@@ -46,8 +46,10 @@ const MARK_OFFSET: u64 = 1024 * 1024 - MARK_BLOCK;
 /// saved; the build skips what it never uses:
 /// - `fsck.mode=skip`: the overlay starts from a base that was shut down
 ///   cleanly (or just made by mkfs);
-/// - the serial login prompt (the build logs in over SSH), and loading
-///   kernel modules that load by themselves when used (fuse, loop,
+/// - the login prompts (the build logs in over SSH), waiting for the
+///   network to be online, time sync, and the periodic timers (apt, fstrim,
+///   man-db, e2scrub, dpkg backups) that would start work under the build;
+/// - loading kernel modules that load by themselves when used (fuse, loop,
 ///   device-mapper, configfs) or have nothing to drive here (drm, EFI
 ///   pstore on a BIOS guest).
 ///
@@ -55,6 +57,11 @@ const MARK_OFFSET: u64 = 1024 * 1024 - MARK_BLOCK;
 /// is when the build connects.
 pub const BUILD_BOOT_COMMAND_LINE: &str = "root=LABEL=rootfs rw console=ttyS0 quiet mitigations=off \
     fsck.mode=skip systemd.show_status=1 systemd.mask=serial-getty@ttyS0.service \
+    systemd.mask=getty@tty1.service systemd.mask=systemd-networkd-wait-online.service \
+    systemd.mask=systemd-timesyncd.service systemd.mask=apt-daily.timer \
+    systemd.mask=apt-daily-upgrade.timer systemd.mask=fstrim.timer systemd.mask=man-db.timer \
+    systemd.mask=e2scrub_all.timer systemd.mask=e2scrub_reap.service \
+    systemd.mask=dpkg-db-backup.timer \
     systemd.mask=modprobe@drm.service systemd.mask=modprobe@efi_pstore.service \
     systemd.mask=modprobe@fuse.service systemd.mask=modprobe@loop.service \
     systemd.mask=modprobe@dm_mod.service systemd.mask=modprobe@configfs.service";

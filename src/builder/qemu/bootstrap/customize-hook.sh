@@ -10,7 +10,6 @@ mkdir -p "$R/etc/systemd/network"
 printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n' > "$R/etc/systemd/network/20-wired.network"
 chroot "$R" systemctl enable systemd-networkd.service systemd-resolved.service
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$R/etc/resolv.conf"
-chroot "$R" systemctl mask systemd-networkd-wait-online.service
 
 echo debian > "$R/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$R/etc/hosts"
@@ -76,8 +75,6 @@ GRUB
 chroot "$R" grub-mkimage -O i386-pc -d /usr/lib/grub/i386-pc -o /boot/grub/i386-pc/core.img \
     -p '(hd0,msdos1)/boot/grub' biosdisk part_msdos ext2 normal linux serial terminal
 
-# Timers and services that only slow a build machine down.
-for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service \
-    fstrim.timer man-db.timer dpkg-db-backup.timer systemd-timesyncd.service getty@tty1.service; do
-    chroot "$R" systemctl mask "$unit"
-done
+# What only slows a build machine down (timers, time sync, the login
+# prompts) is masked on the build's kernel command line, not here: the
+# image that is written keeps every unit a machine needs at run time.
