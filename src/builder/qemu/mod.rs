@@ -9,6 +9,7 @@ mod console;
 mod family;
 mod machine;
 mod output;
+mod store;
 mod tools;
 mod wait_ssh;
 
@@ -23,6 +24,7 @@ use super::{BuildContext, HasBuild, temporary_key};
 use crate::communicator::Credential;
 use crate::events::{Artifact, Leftover, Outcome};
 use crate::family::FamilyImage;
+use crate::family::listing::ImageStore;
 use crate::fingerprint::Fingerprint;
 use crate::pipeline::{self, Ending, OnError, RunOptions, RunReport, Step, StepError};
 use crate::template::sources::QemuConfig;
@@ -69,16 +71,27 @@ pub async fn fingerprint_base(
     family::base_part(config, template, scope).await
 }
 
+/// Where `images` and `prune` find the family's local images.
+pub fn image_store(
+    template: &crate::template::Template,
+    config: &QemuConfig,
+) -> Arc<dyn ImageStore> {
+    Arc::new(store::LocalStore {
+        layout: family::Layout::new(template, config),
+        scope: template.scope.clone(),
+    })
+}
+
 pub async fn run(
     build: BuildContext,
     config: QemuConfig,
     opts: &RunOptions,
 ) -> (RunReport, BuildContext) {
     let (private, public) = temporary_key(&format!("imgbuild-{}", build.build_id));
-    let layout = family::Layout::new(&build, &config);
+    let layout = family::Layout::new(&build.template, &config);
     // Build 1's paths until the output step reserves this build's number.
     let mut build = build;
-    let output = match layout.paths(&mut build, 1) {
+    let output = match layout.paths(&mut build.scope, 1) {
         Ok(paths) => paths,
         Err(e) => return (pipeline::failed_before_start("prepare", e), build),
     };
@@ -103,7 +116,7 @@ pub async fn run(
     };
     // Nothing is started until the fingerprint says a build is needed.
     let check: Vec<Box<dyn Step<QemuContext>>> = vec![Box::new(family::CheckChanged {
-        layout: family::Layout::new(&ctx.build, &ctx.config),
+        layout: family::Layout::new(&ctx.build.template, &ctx.config),
     })];
     let decided = pipeline::run(check, &mut ctx, opts).await;
     if decided.outcome != Outcome::Succeeded {
