@@ -239,6 +239,19 @@ fn images_lists_both_regions_and_prune_keeps_the_newest_and_whatever_is_used() {
         |t| t.stdout(&only_west),
     );
 
+    // Without the template: the name, and the regions to look in.
+    imgbuild(
+        &mut w,
+        &[
+            "images",
+            "--name",
+            "web",
+            "--region",
+            &format!("{REGION},{COPY_REGION}"),
+        ],
+        |t| t.stdout(&table),
+    );
+
     // The plan, and the commands; nothing goes.
     let before = (snapshot_ids(&w, REGION), snapshot_ids(&w, COPY_REGION));
     let shared = "shared with other accounts (--include-shared removes it)";

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::listing::{Listed, Stored, newest_first};
+use super::listing::{Listed, State, Stored, newest_first};
 
 /// What to keep, from `--keep`/`[retention]` and the other flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub enum Kept {
     InUse(Vec<String>),
     LaunchedRecently(OffsetDateTime),
     Young,
+    /// EC2 is still making it (a build in progress).
+    Pending,
     /// Other accounts may launch it.
     Shared,
 }
@@ -47,6 +49,7 @@ impl fmt::Display for Kept {
                 super::FamilyImage::time_text(*at)
             ),
             Kept::Young => f.write_str("not older than --older-than"),
+            Kept::Pending => f.write_str("still being made (pending)"),
             Kept::Shared => f.write_str("shared with other accounts (--include-shared removes it)"),
         }
     }
@@ -100,6 +103,9 @@ fn judge(image: &Listed, rank: usize, policy: &Policy, now: OffsetDateTime) -> O
     if image.in_use() {
         return Some(Kept::InUse(image.uses.clone()));
     }
+    if image.state == State::Other("pending".into()) {
+        return Some(Kept::Pending);
+    }
     if let (Some(limit), Some(at)) = (policy.unused_for, image.last_launched)
         && younger(limit, at)
     {
@@ -135,7 +141,6 @@ pub fn own_stored(image: &Listed, family: &[Listed], held: &BTreeSet<String>) ->
 mod tests {
     use super::*;
     use crate::family::FamilyImage;
-    use crate::family::listing::State;
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
@@ -197,7 +202,10 @@ mod tests {
     fn keeps_the_newest_and_what_is_in_use() {
         let mut used = image("us-east-1", 1, 9, &["snap-1"]);
         used.uses = vec!["instance i-1 (running)".into()];
+        let mut pending = image("us-east-1", 0, 10, &[]);
+        pending.state = State::Other("pending".into());
         let images = vec![
+            pending,
             used,
             image("us-east-1", 2, 8, &["snap-2"]),
             image("us-east-1", 4, 6, &["snap-4"]),
@@ -212,6 +220,10 @@ mod tests {
                 (
                     "ami-us-east-1-1".into(),
                     "keep: in use: instance i-1 (running)".into()
+                ),
+                (
+                    "ami-us-east-1-0".into(),
+                    "keep: still being made (pending)".into()
                 ),
             ]
         );
