@@ -17,6 +17,8 @@ mod store;
 mod tags;
 mod usage;
 
+pub use store::stores;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +28,6 @@ use aws_config::SdkConfig;
 use crate::communicator::Credential;
 use crate::events::{Artifact, Leftover, Outcome};
 use crate::family::FamilyImage;
-use crate::family::listing::ImageStore;
 use crate::fingerprint::Fingerprint;
 use crate::fingerprint::Part;
 use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
@@ -334,53 +335,6 @@ async fn region(config: &AmazonEbsConfig, scope: &Scope) -> Result<(SdkConfig, S
                 .into(),
         ),
     }
-}
-
-/// Where `images` and `prune` look for the family `name` (`version`, when
-/// given): `regions`, else the source's build region and `ami_regions`.
-pub async fn stores(
-    config: Option<&AmazonEbsConfig>,
-    scope: &Scope,
-    name: &str,
-    version: Option<&str>,
-    regions: &[String],
-) -> Result<Vec<Arc<dyn ImageStore>>, String> {
-    let (shared, mut places): (SdkConfig, Vec<String>) = match config {
-        Some(config) => {
-            let (shared, region) = region(config, scope).await?;
-            let copies = scope
-                .expand_all(&config.ami_regions)
-                .map_err(|e| format!("ami_regions: {e}"))?;
-            (shared, std::iter::once(region).chain(copies).collect())
-        }
-        None => {
-            let shared = client::load(None).await;
-            let region = shared.region().map(|r| r.to_string());
-            (shared, region.into_iter().collect())
-        }
-    };
-    if !regions.is_empty() {
-        places = regions.to_vec();
-    }
-    if places.is_empty() {
-        return Err(
-            "no AWS region: give --region, or set AWS_REGION or a region in the AWS profile".into(),
-        );
-    }
-    places.sort();
-    places.dedup();
-    Ok(places
-        .into_iter()
-        .map(|region| {
-            Arc::new(store::Ec2Store {
-                client: client::ec2(&shared, &region),
-                region,
-                name: name.to_string(),
-                version: version.map(str::to_string),
-                waits: WaitParams::with_timeout(Duration::from_secs(120)),
-            }) as Arc<dyn ImageStore>
-        })
-        .collect())
 }
 
 /// The fingerprint part for the base AMI the source resolves to today.

@@ -3,6 +3,10 @@
 //! the account uses.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
@@ -10,10 +14,12 @@ use aws_sdk_ec2::types::{Image, ImageAttributeName, ImageState};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::client::{Api, ApiError};
+use super::client::{self, Api, ApiError};
 use super::family::{NAME, VERSION, from_image};
 use super::usage;
 use crate::family::listing::{ImageStore, Listed, Listing, State, StoreError, Stored};
+use crate::template::Scope;
+use crate::template::sources::AmazonEbsConfig;
 use crate::wait::{self, Poll, WaitError, WaitParams};
 
 const GIB: u64 = 1 << 30;
@@ -229,6 +235,53 @@ impl ImageStore for Ec2Store {
         }))
         .collect()
     }
+}
+
+/// Where `images` and `prune` look for the family `name` (`version`, when
+/// given): `regions`, else the source's build region and `ami_regions`.
+pub async fn stores(
+    config: Option<&AmazonEbsConfig>,
+    scope: &Scope,
+    name: &str,
+    version: Option<&str>,
+    regions: &[String],
+) -> Result<Vec<Arc<dyn ImageStore>>, String> {
+    let (shared, mut places): (SdkConfig, Vec<String>) = match config {
+        Some(config) => {
+            let (shared, region) = super::region(config, scope).await?;
+            let copies = scope
+                .expand_all(&config.ami_regions)
+                .map_err(|e| format!("ami_regions: {e}"))?;
+            (shared, std::iter::once(region).chain(copies).collect())
+        }
+        None => {
+            let shared = client::load(None).await;
+            let region = shared.region().map(|r| r.to_string());
+            (shared, region.into_iter().collect())
+        }
+    };
+    if !regions.is_empty() {
+        places = regions.to_vec();
+    }
+    if places.is_empty() {
+        return Err(
+            "no AWS region: give --region, or set AWS_REGION or a region in the AWS profile".into(),
+        );
+    }
+    places.sort();
+    places.dedup();
+    Ok(places
+        .into_iter()
+        .map(|region| {
+            Arc::new(Ec2Store {
+                client: client::ec2(&shared, &region),
+                region,
+                name: name.to_string(),
+                version: version.map(str::to_string),
+                waits: WaitParams::with_timeout(Duration::from_secs(120)),
+            }) as Arc<dyn ImageStore>
+        })
+        .collect())
 }
 
 /// One family image as listed; `None` without an id or version tag.

@@ -13,6 +13,8 @@ mod store;
 mod tools;
 mod wait_ssh;
 
+pub use store::image_store;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +26,6 @@ use super::{BuildContext, HasBuild, temporary_key};
 use crate::communicator::Credential;
 use crate::events::{Artifact, Leftover, Outcome};
 use crate::family::FamilyImage;
-use crate::family::listing::ImageStore;
 use crate::fingerprint::Fingerprint;
 use crate::pipeline::{self, Ending, OnError, RunOptions, RunReport, Step, StepError};
 use crate::template::sources::QemuConfig;
@@ -69,17 +70,6 @@ pub async fn fingerprint_base(
     scope: &crate::template::Scope,
 ) -> Result<crate::fingerprint::Part, String> {
     family::base_part(config, template, scope).await
-}
-
-/// Where `images` and `prune` find the family's local images.
-pub fn image_store(
-    template: &crate::template::Template,
-    config: &QemuConfig,
-) -> Arc<dyn ImageStore> {
-    Arc::new(store::LocalStore {
-        layout: family::Layout::new(template, config),
-        scope: template.scope.clone(),
-    })
 }
 
 pub async fn run(

@@ -3,13 +3,15 @@
 //! beside it, and the folder they are in once it is empty.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use super::family::Layout;
 use crate::communicator::shell_quote;
 use crate::family::listing::{ImageStore, Listed, Listing, State, StoreError, Stored};
-use crate::template::Scope;
+use crate::template::sources::QemuConfig;
+use crate::template::{Scope, Template};
 
 /// How local images are placed in listings.
 pub const LOCATION: &str = "local";
@@ -23,6 +25,14 @@ pub enum LocalStoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Where `images` and `prune` find the family's local images.
+pub fn image_store(template: &Template, config: &QemuConfig) -> Arc<dyn ImageStore> {
+    Arc::new(LocalStore {
+        layout: Layout::new(template, config),
+        scope: template.scope.clone(),
+    })
 }
 
 /// The family's images in a qemu source's output folders.
