@@ -130,6 +130,15 @@ fn local_images_are_listed_and_pruned_to_the_newest() {
     assert_eq!(lines[2]["commands"][1], "rmdir -- output/web-1.2-1");
     assert!(scratch.path("output/web-1.2-1/web-1.2-1.qcow2").exists());
 
+    // Younger than --older-than: kept, and said so.
+    let (_, scratch) = Test::in_scratch(scratch)
+        .args(["prune", "t.toml", "--keep", "1", "--older-than", "3650d"])
+        .stdout_contains(
+            "local: kept output/web-1.2-1/web-1.2-1.qcow2 (build 1 of web 1.2): built 2026-11-01T02:00:00Z, not older than 3650d\n",
+        )
+        .stderr("web 1.2: removed 0 images (0 B), kept 3\n")
+        .run();
+
     // The template's [retention] says how many; no flag needed.
     let template = format!("{LOCAL_TEMPLATE}\n[retention]\nkeep = 1\n");
     let (_, scratch) = Test::in_scratch(scratch)
@@ -175,6 +184,22 @@ fn prune_needs_a_count_and_retention_is_checked_where_it_is_written() {
         )
         .status(2)
         .run();
+    let mut help = Test::new().args(["prune", "--help"]);
+    for env in [
+        "IMGBUILD_TEMPLATE",
+        "IMGBUILD_FAMILY_NAME",
+        "IMGBUILD_FAMILY_VERSION",
+        "IMGBUILD_REGIONS",
+        "IMGBUILD_KEEP",
+        "IMGBUILD_OLDER_THAN",
+        "IMGBUILD_UNUSED_FOR",
+        "IMGBUILD_INCLUDE_SHARED",
+        "IMGBUILD_DRY_RUN",
+        "IMGBUILD_OUTPUT",
+    ] {
+        help = help.stdout_contains(env);
+    }
+    help.run();
     Test::new()
         .args(["images"])
         .stderr_contains("error: the following required arguments were not provided:\n  <FILE>\n")

@@ -31,7 +31,10 @@ pub enum Kept {
     Newest(usize),
     InUse(Vec<String>),
     LaunchedRecently(OffsetDateTime),
-    Young,
+    /// Not older than `older_than`: when it was built, and the limit.
+    Young(OffsetDateTime, Duration),
+    /// `older_than` is set and its age is unknown.
+    Unknown,
     /// EC2 is still making it (a build in progress).
     Pending,
     /// Other accounts may launch it.
@@ -48,10 +51,24 @@ impl fmt::Display for Kept {
                 "launched {}, within --unused-for",
                 super::FamilyImage::time_text(*at)
             ),
-            Kept::Young => f.write_str("not older than --older-than"),
+            Kept::Young(at, limit) => write!(
+                f,
+                "built {}, not older than {}",
+                super::FamilyImage::time_text(*at),
+                duration_text(*limit)
+            ),
+            Kept::Unknown => f.write_str("built at an unknown time, so not known to be old"),
             Kept::Pending => f.write_str("still being made (pending)"),
             Kept::Shared => f.write_str("shared with other accounts (--include-shared removes it)"),
         }
+    }
+}
+
+/// `30d` for whole days, as retention limits are written; else `36h`, `90s`.
+fn duration_text(d: Duration) -> String {
+    match d.as_secs() {
+        s if s > 0 && s % 86400 == 0 => format!("{}d", s / 86400),
+        _ => humantime::format_duration(d).to_string(),
     }
 }
 
@@ -111,11 +128,12 @@ fn judge(image: &Listed, rank: usize, policy: &Policy, now: OffsetDateTime) -> O
     {
         return Some(Kept::LaunchedRecently(at));
     }
-    // An image of unknown age is never old enough.
-    if let Some(limit) = policy.older_than
-        && image.image.built_at.is_none_or(|at| younger(limit, at))
-    {
-        return Some(Kept::Young);
+    if let Some(limit) = policy.older_than {
+        match image.image.built_at {
+            None => return Some(Kept::Unknown),
+            Some(at) if younger(limit, at) => return Some(Kept::Young(at, limit)),
+            Some(_) => {}
+        }
     }
     None
 }
@@ -255,7 +273,10 @@ mod tests {
             ..policy(0)
         };
         let v = verdicts(&plan(&images, &BTreeSet::new(), &p, now()));
-        assert_eq!(v[0].1, "keep: not older than --older-than");
+        assert_eq!(
+            v[0].1,
+            "keep: built 2027-01-14T08:00:00Z, not older than 3d"
+        );
         assert_eq!(v[1].1, "remove: ");
         assert!(v[2].1.starts_with("keep: launched 2027-01-13"), "{v:?}");
         let v = verdicts(&plan(&images, &BTreeSet::new(), &policy(0), now()));
