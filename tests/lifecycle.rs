@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::ebs::{BUILD_LIMIT, COPY_REGION, REGION, World, describe};
+use common::links::FaultProxy;
 use common::moto::{aws_vars, tag};
 use common::test::Test;
 use common::{Scratch, run};
@@ -325,4 +326,55 @@ fn images_lists_both_regions_and_prune_keeps_the_newest_and_whatever_is_used() {
         },
     );
     assert_eq!(builds(&w, COPY_REGION), [2, 4, 5]);
+}
+
+#[test]
+fn an_image_that_cannot_go_is_named_with_the_commands_and_the_rest_still_go() {
+    let mut w = World::new();
+    let template = w.template("", "");
+    for _ in 0..3 {
+        let out = run(&mut w.build(&template), BUILD_LIMIT);
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    let east = family(&w, REGION);
+    // Every DeregisterImage answered 503 or throttled, and no SDK retries.
+    let proxy = FaultProxy::start(
+        &w.moto.endpoint(),
+        7,
+        1.0,
+        &["DeregisterImage"],
+        w.scratch.path("proxy.log"),
+    );
+    w.endpoint = proxy.endpoint();
+    let failed = |ami: &Ami| {
+        format!(
+            "error: deregistering {} in {REGION}: DeregisterImage failed: ",
+            ami.id
+        )
+    };
+    let by_hand = |ami: &Ami| {
+        format!(
+            "; to finish by hand: aws ec2 deregister-image --image-id {} --region {REGION}; aws ec2 delete-snapshot --snapshot-id {} --region {REGION}\n",
+            ami.id, ami.snapshots[0]
+        )
+    };
+    imgbuild(&mut w, &["prune", "template.toml", "--keep", "1"], |t| {
+        t.env("AWS_MAX_ATTEMPTS", "1")
+            .stdout(&kept("kept", &east[&3], "newest 1"))
+            .stderr_contains("web 1.2: removed 0 images (0 B), kept 1, 2 failed (below)\n")
+            .stderr_contains(&failed(&east[&2]))
+            .stderr_contains(&by_hand(&east[&2]))
+            .stderr_contains(&failed(&east[&1]))
+            .stderr_contains(&by_hand(&east[&1]))
+            .status(1)
+    });
+    assert_eq!(builds(&w, REGION), [1, 2, 3]);
+    assert_eq!(
+        proxy
+            .calls()
+            .iter()
+            .filter(|(a, _)| a == "DeregisterImage")
+            .count(),
+        2
+    );
 }

@@ -254,16 +254,18 @@ fn json(name: &str, o: &Outcome) -> serde_json::Value {
     })
 }
 
-/// `web 1.2: removed 3 images (45 GiB), kept 2`, on stderr.
+/// `web 1.2: removed 3 images (45 GiB), kept 2`, on stderr, with how
+/// many failed when any did.
 fn summary(label: &str, outcomes: &[Outcome], dry_run: bool) -> String {
-    let (mut gone, mut bytes, mut kept) = (0, 0, 0);
+    let (mut gone, mut bytes, mut kept, mut failed) = (0, 0, 0, 0);
     for o in outcomes {
         match &o.action {
             Action::WouldRemove(s) | Action::Removed(s) => {
                 gone += 1;
                 bytes += s.iter().map(|s| s.size_bytes).sum::<u64>();
             }
-            _ => kept += 1,
+            Action::Kept(_) => kept += 1,
+            Action::Failed(_, _) => failed += 1,
         }
     }
     let images = format!(
@@ -271,9 +273,13 @@ fn summary(label: &str, outcomes: &[Outcome], dry_run: bool) -> String {
         if gone == 1 { "" } else { "s" },
         size_text(bytes)
     );
-    if dry_run {
+    let mut line = if dry_run {
         format!("{label}: would remove {images} and keep {kept}")
     } else {
         format!("{label}: removed {images}, kept {kept}")
+    };
+    if failed > 0 {
+        line.push_str(&format!(", {failed} failed (below)"));
     }
+    line
 }
