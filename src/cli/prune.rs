@@ -85,7 +85,8 @@ pub fn run(args: PruneArgs) -> Result<(), Error> {
         include_shared: args.include_shared,
     };
     let (places, mut failures) = runtime.block_on(family::list(&family.stores));
-    let outcomes = runtime.block_on(prune_all(places, policy, args.dry_run));
+    let (outcomes, stopped) = runtime.block_on(prune_all(places, policy, args.dry_run));
+    failures.extend(stopped);
     let name = &family.name;
     for o in &outcomes {
         if let Action::Failed(e, _) = &o.action {
@@ -107,16 +108,25 @@ pub fn run(args: PruneArgs) -> Result<(), Error> {
     }
 }
 
-/// Every place at once; within a place, one image after another.
-async fn prune_all(places: Vec<Place>, policy: Policy, dry_run: bool) -> Vec<Outcome> {
+/// Every place at once; within a place, one image after another. Also
+/// returns why a place's work stopped, if any did.
+async fn prune_all(
+    places: Vec<Place>,
+    policy: Policy,
+    dry_run: bool,
+) -> (Vec<Outcome>, Vec<String>) {
     let now = OffsetDateTime::now_utc();
     let mut work = tokio::task::JoinSet::new();
     for place in places {
         work.spawn(prune_place(place, policy, dry_run, now));
     }
     let mut outcomes = Vec::new();
+    let mut stopped = Vec::new();
     while let Some(joined) = work.join_next().await {
-        outcomes.extend(joined.unwrap_or_default());
+        match joined {
+            Ok(done) => outcomes.extend(done),
+            Err(e) => stopped.push(format!("pruning stopped: {e}")),
+        }
     }
     outcomes.sort_by(|a, b| {
         a.image
@@ -125,7 +135,7 @@ async fn prune_all(places: Vec<Place>, policy: Policy, dry_run: bool) -> Vec<Out
             .cmp(&b.image.image.location)
             .then_with(|| newest_first(&a.image, &b.image))
     });
-    outcomes
+    (outcomes, stopped)
 }
 
 async fn prune_place(
@@ -143,8 +153,17 @@ async fn prune_place(
             .push(image);
     }
     let mut outcomes = Vec::new();
-    for images in versions.values() {
-        for decision in retention::plan(images, &place.listing.held, &policy, now) {
+    for (version, images) in &versions {
+        // What the place's other versions are stored as stays too.
+        let mut held = place.listing.held.clone();
+        for (_, other) in versions.iter().filter(|(v, _)| *v != version) {
+            held.extend(
+                other
+                    .iter()
+                    .flat_map(|i| i.stored.iter().map(|s| s.id.clone())),
+            );
+        }
+        for decision in retention::plan(images, &held, &policy, now) {
             let action = match decision.verdict {
                 Verdict::Keep(kept) => Action::Kept(kept),
                 Verdict::Remove(stored) => {
