@@ -3,7 +3,6 @@
 //! snapshots (or files) nothing else uses. `--dry-run` prints the plan and
 //! the commands that would carry it out.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use clap::Args;
@@ -144,44 +143,26 @@ async fn prune_place(
     dry_run: bool,
     now: OffsetDateTime,
 ) -> Vec<Outcome> {
-    // Each version is a family of its own (`--name` alone lists several).
-    let mut versions: BTreeMap<String, Vec<Listed>> = BTreeMap::new();
-    for image in place.listing.images {
-        versions
-            .entry(image.image.version.clone())
-            .or_default()
-            .push(image);
-    }
+    let listing = &place.listing;
     let mut outcomes = Vec::new();
-    for (version, images) in &versions {
-        // What the place's other versions are stored as stays too.
-        let mut held = place.listing.held.clone();
-        for (_, other) in versions.iter().filter(|(v, _)| *v != version) {
-            held.extend(
-                other
-                    .iter()
-                    .flat_map(|i| i.stored.iter().map(|s| s.id.clone())),
-            );
-        }
-        for decision in retention::plan(images, &held, &policy, now) {
-            let action = match decision.verdict {
-                Verdict::Keep(kept) => Action::Kept(kept),
-                Verdict::Remove(stored) => {
-                    act(&place.store, &decision.image, stored, policy, dry_run).await
-                }
-            };
-            let commands = match &action {
-                Action::WouldRemove(s) | Action::Removed(s) | Action::Failed(_, Some(s)) => {
-                    place.store.commands(&decision.image, s)
-                }
-                Action::Kept(_) | Action::Failed(_, None) => Vec::new(),
-            };
-            outcomes.push(Outcome {
-                image: decision.image,
-                action,
-                commands,
-            });
-        }
+    for decision in retention::plan_place(&listing.images, &listing.held, &policy, now) {
+        let action = match decision.verdict {
+            Verdict::Keep(kept) => Action::Kept(kept),
+            Verdict::Remove(stored) => {
+                act(&place.store, &decision.image, stored, policy, dry_run).await
+            }
+        };
+        let commands = match &action {
+            Action::WouldRemove(s) | Action::Removed(s) | Action::Failed(_, Some(s)) => {
+                place.store.commands(&decision.image, s)
+            }
+            Action::Kept(_) | Action::Failed(_, None) => Vec::new(),
+        };
+        outcomes.push(Outcome {
+            image: decision.image,
+            action,
+            commands,
+        });
     }
     outcomes
 }

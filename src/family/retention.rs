@@ -3,7 +3,7 @@
 //! `unused_for`; everything else may go, and with it only what no other
 //! image is stored as.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -86,7 +86,37 @@ pub struct Decision {
     pub verdict: Verdict,
 }
 
-/// Decides for every image of one place, newest first; `held` is what the
+/// Decides for every image of one place, each version on its own (`--name`
+/// alone lists several): what any other image there is stored as stays.
+pub fn plan_place(
+    images: &[Listed],
+    held: &BTreeSet<String>,
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Vec<Decision> {
+    let mut versions: BTreeMap<&str, Vec<Listed>> = BTreeMap::new();
+    for image in images {
+        versions
+            .entry(image.image.version.as_str())
+            .or_default()
+            .push(image.clone());
+    }
+    let mut decisions = Vec::new();
+    for (version, family) in &versions {
+        let mut kept = held.clone();
+        for (_, other) in versions.iter().filter(|(v, _)| *v != version) {
+            kept.extend(
+                other
+                    .iter()
+                    .flat_map(|i| i.stored.iter().map(|s| s.id.clone())),
+            );
+        }
+        decisions.extend(plan(family, &kept, policy, now));
+    }
+    decisions
+}
+
+/// Decides for every image of one version in one place, newest first; `held` is what the
 /// place's other images are stored as, which must survive. Sharing is asked
 /// for later, of removals only.
 pub fn plan(
@@ -256,6 +286,31 @@ mod tests {
         let held = BTreeSet::from(["snap-held".to_string()]);
         let decided = plan(&images, &held, &policy(1), now());
         assert_eq!(verdicts(&decided)[1].1, "remove: snap-1");
+    }
+
+    #[test]
+    fn each_version_keeps_its_newest_and_shares_no_snapshot_away() {
+        let old_version = |build, days, snapshots: &[&str]| {
+            let mut i = image("us-east-1", build, days, snapshots);
+            i.image.version = "1.1".into();
+            i.image.id = format!("ami-old-{build}");
+            i
+        };
+        let images = vec![
+            old_version(0, 6, &["snap-c", "snap-a"]),
+            image("us-east-1", 2, 1, &["snap-a"]),
+            image("us-east-1", 1, 2, &["snap-d", "snap-b"]),
+            old_version(1, 5, &["snap-b"]),
+        ];
+        assert_eq!(
+            verdicts(&plan_place(&images, &BTreeSet::new(), &policy(1), now())),
+            [
+                ("ami-old-1".into(), "keep: newest 1".into()),
+                ("ami-old-0".into(), "remove: snap-c".into()),
+                ("ami-us-east-1-2".into(), "keep: newest 1".into()),
+                ("ami-us-east-1-1".into(), "remove: snap-d".into()),
+            ]
+        );
     }
 
     #[test]
