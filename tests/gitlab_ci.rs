@@ -194,6 +194,7 @@ fn the_component_and_an_example_pipeline_match_gitlabs_schema() {
         ("changes", r#"["**/*.toml", "provisioners/**/*"]"#),
         ("if_changed", "true"),
         ("max_age", ""),
+        ("prune", "false"),
         ("expire_in", "30 days"),
     ] {
         jobs = jobs.replace(&format!("$[[ inputs.{input} ]]"), value);
@@ -351,6 +352,9 @@ ssh_port = {port}
 ssh_username = "root"
 ssh_timeout = "30s"
 
+[retention]
+keep = 1
+
 [[provisioner]]
 type = "shell"
 inline = ["echo provisioned"]
@@ -381,22 +385,24 @@ const ROLE_INPUTS: &str =
     "      only: aws\n      role_arn: arn:aws:iam::123456789012:role/imgbuild\n";
 
 #[test]
-fn the_scheduled_job_reuses_an_unchanged_image_and_says_so_in_its_reports() {
+fn the_scheduled_job_reuses_an_unchanged_image_says_so_in_its_reports_and_prunes() {
     let moto = Moto::start();
     let sshd = Sshd::start(Admit::Moto {
         endpoint: moto.endpoint(),
         regions: vec![REGION.into()],
     });
-    let project = web_project(&sshd, ROLE_INPUTS);
+    let project = web_project(&sshd, &format!("{ROLE_INPUTS}      prune: true\n"));
     let job = [
         "--force-shell-executor",
         "imgbuild:scheduled: [images/web.toml]",
     ];
     let mut dotenvs = Vec::new();
+    let mut logs = Vec::new();
     for run in ["first", "second"] {
         let out = project.gitlab_ci_local("schedule", &job, &build_job_vars(&moto));
         let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert!(out.status.success(), "{run} run\n{log}\n{}", sshd.log());
+        logs.push(log.clone());
         dotenvs.push(
             project
                 .artifact("scheduled", "images/web.toml", "imgbuild.env")
@@ -428,6 +434,16 @@ fn the_scheduled_job_reuses_an_unchanged_image_and_says_so_in_its_reports() {
         variable(&dotenvs[1], "IMGBUILD_AWS_FINGERPRINT"),
         variable(&dotenvs[0], "IMGBUILD_AWS_FINGERPRINT")
     );
+    // Then it pruned as `[retention]` says: the one image is the newest.
+    let ami = variable(&dotenvs[0], "IMGBUILD_AWS_US_EAST_1_AMI");
+    for log in &logs {
+        assert!(
+            log.contains(&format!(
+                "{REGION}: kept {ami} (build 1 of web 1.2): newest 1"
+            )),
+            "{log}"
+        );
+    }
 }
 
 #[test]

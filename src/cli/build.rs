@@ -66,7 +66,7 @@ pub struct BuildArgs {
     cleanup_timeout: HumanDuration,
 }
 
-fn parse_duration(s: &str) -> Result<HumanDuration, String> {
+pub(super) fn parse_duration(s: &str) -> Result<HumanDuration, String> {
     humantime::parse_duration(s)
         .map(HumanDuration)
         .map_err(|e| e.to_string())

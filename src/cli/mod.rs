@@ -3,8 +3,11 @@
 
 mod build;
 mod diff;
+mod family;
 mod fingerprint;
+mod images;
 mod inspect;
+mod prune;
 mod validate;
 
 use std::path::PathBuf;
@@ -57,6 +60,10 @@ enum Command {
     Fingerprint(fingerprint::FingerprintArgs),
     /// Show which packages changed: as recorded in a manifest, or between two images.
     Diff(diff::DiffArgs),
+    /// List every image of the family, newest first, with what uses it.
+    Images(images::ImagesArgs),
+    /// Remove the family's older images and their snapshots, keeping the newest N and any in use.
+    Prune(prune::PruneArgs),
 }
 
 /// Which of the template's sources a subcommand acts on.
@@ -155,6 +162,8 @@ pub fn main() -> u8 {
         Command::Build(args) => build::run(args, verbosity, cli.color),
         Command::Fingerprint(args) => fingerprint::run(args, cli.verbose),
         Command::Diff(args) => diff::run(args),
+        Command::Images(args) => images::run(args),
+        Command::Prune(args) => prune::run(args),
     };
     match result {
         Ok(()) => exit::SUCCESS,

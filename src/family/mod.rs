@@ -1,9 +1,12 @@
 //! An image family: every image built from one template `name` and
 //! `version`, in each place images are kept (an AWS region, a local output
 //! folder). Builds number themselves from it, and `--if-changed` decides
-//! from its newest image whether a new one is needed.
+//! from its newest image whether a new one is needed; `images` lists it and
+//! `prune` retires its old images (`listing`, `retention`).
 
+pub mod listing;
 pub mod order;
+pub mod retention;
 
 use std::time::Duration;
 
@@ -30,8 +33,13 @@ pub struct FamilyImage {
 impl FamilyImage {
     pub fn built_at_text(&self) -> String {
         self.built_at
-            .and_then(|t| t.format(&Rfc3339).ok())
+            .map(FamilyImage::time_text)
             .unwrap_or_else(|| "at an unknown time".into())
+    }
+
+    /// A time as RFC 3339, as tags and metadata store it.
+    pub fn time_text(at: OffsetDateTime) -> String {
+        at.format(&Rfc3339).unwrap_or_default()
     }
 }
 

@@ -6,7 +6,8 @@
 //! 3339) and `event` (`build_started`, `step_started`, `step_finished`,
 //! `output`, `message`, `progress`, `artifact`, `cleanup_started`,
 //! `cleanup_failed`, `kept`, `waiting`, `build_finished`; `validated` from
-//! `validate`, `template` from `inspect`).
+//! `validate`, `template` from `inspect`, `image` from `images`, `pruned`
+//! from `prune`).
 
 use std::io::Write;
 use std::sync::Mutex;

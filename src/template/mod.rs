@@ -13,6 +13,7 @@ pub mod interpolate;
 mod load;
 pub mod provisioners;
 mod rebuild;
+mod retention;
 pub mod schema;
 pub mod source;
 pub mod sources;
@@ -28,6 +29,7 @@ pub use interpolate::Scope;
 pub use interpolate::Typed;
 pub use load::load;
 pub use rebuild::RebuildPolicy;
+pub use retention::Retention;
 pub use schema::{HumanDuration, ProvisionerCommon, SshConfig};
 pub use source::SourceConfig;
 pub use variables::{VarInputs, VarType};
@@ -49,6 +51,8 @@ pub struct Template {
     pub scope: Scope,
     /// `rebuild` and `max_age`.
     pub rebuild: RebuildPolicy,
+    /// `[retention]`, for `prune`.
+    pub retention: Retention,
 }
 
 impl Template {

@@ -17,6 +17,7 @@ use super::schema::{SshConfig, SshHostConfig};
 use super::sources::{AmazonEbsConfig, QemuConfig};
 use super::value::Value;
 use crate::builder::BuildContext;
+use crate::family::listing::ImageStore;
 use crate::fingerprint::Part;
 use crate::pipeline::{RunOptions, RunReport};
 
@@ -31,6 +32,16 @@ pub trait SourceConfig: Debug + Send + Sync {
     /// The fingerprint parts of the base this source would start from today
     /// (an AMI lookup, a checksum, the state of a package archive).
     async fn fingerprint_base(&self, _template: &Template) -> Result<Vec<Part>, String> {
+        Ok(Vec::new())
+    }
+    /// Where this source keeps the family's images, for `images` and
+    /// `prune` (none for a source that makes no image); `regions`, when
+    /// given, replaces the regions the template names.
+    async fn image_stores(
+        &self,
+        _template: &Template,
+        _regions: &[String],
+    ) -> Result<Vec<Arc<dyn ImageStore>>, String> {
         Ok(Vec::new())
     }
 }

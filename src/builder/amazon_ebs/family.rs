@@ -62,7 +62,7 @@ pub async fn images(
         .collect())
 }
 
-fn from_image(region: &str, image: &Image) -> Option<FamilyImage> {
+pub(super) fn from_image(region: &str, image: &Image) -> Option<FamilyImage> {
     let tag = |key: &str| {
         image
             .tags()

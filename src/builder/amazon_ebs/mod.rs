@@ -13,7 +13,11 @@ mod key_pair;
 mod naming;
 mod security_group;
 mod source_ami;
+mod store;
 mod tags;
+mod usage;
+
+pub use store::stores;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -36,19 +36,19 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(build: &BuildContext, config: &QemuConfig) -> Layout {
+    pub fn new(template: &Template, config: &QemuConfig) -> Layout {
         Layout {
             written: config.output_directory.clone(),
-            name: build.template.name.clone(),
-            version: build.template.version.clone(),
+            name: template.name.clone(),
+            version: template.version.clone(),
         }
     }
 
-    /// The paths for build `number`; sets `${image.build}` in `build`'s scope.
-    pub fn paths(&self, build: &mut BuildContext, number: u32) -> Result<OutputPaths, String> {
-        build.scope.set("image.build", number.to_string());
+    /// The paths for build `number`; sets `${image.build}` in `scope`.
+    pub fn paths(&self, scope: &mut Scope, number: u32) -> Result<OutputPaths, String> {
+        scope.set("image.build", number.to_string());
         let dir = match &self.written {
-            Some(dir) => PathBuf::from(build.scope.expand(dir).map_err(|e| e.to_string())?),
+            Some(dir) => PathBuf::from(scope.expand(dir).map_err(|e| e.to_string())?),
             None => PathBuf::from(format!("output/{}-{}-{number}", self.name, self.version)),
         };
         Ok(OutputPaths::new(dir, &self.name, &self.version, number))
@@ -134,12 +134,12 @@ fn read_metadata(path: &Path) -> Option<Found> {
 /// never share a number; a taken name moves on to the next number. Returns
 /// the folders it created, innermost first.
 pub fn reserve(ctx: &mut QemuContext, layout: &Layout) -> Result<Vec<PathBuf>, String> {
-    let first = layout.paths(&mut ctx.build, 1)?;
+    let first = layout.paths(&mut ctx.build.scope, 1)?;
     let found = layout.images(&first);
     let mut number = family::next_build(&found);
     ctx.family = found;
     for _ in 0..NUMBER_ATTEMPTS {
-        let paths = layout.paths(&mut ctx.build, number)?;
+        let paths = layout.paths(&mut ctx.build.scope, number)?;
         let taken = paths.files().into_iter().find(|f| f.exists());
         if let Some(taken) = taken {
             ctx.build.events.info(format!(
@@ -262,7 +262,7 @@ impl Step<QemuContext> for CheckChanged {
     async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
         let first = self
             .layout
-            .paths(&mut ctx.build, 1)
+            .paths(&mut ctx.build.scope, 1)
             .map_err(StepError::failed)?;
         ctx.family = self.layout.images(&first);
         if let Some(previous) = family::newest_in(&ctx.family, LOCATION).and_then(previous_packages)

@@ -9,8 +9,11 @@ mod console;
 mod family;
 mod machine;
 mod output;
+mod store;
 mod tools;
 mod wait_ssh;
+
+pub use store::image_store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,10 +78,10 @@ pub async fn run(
     opts: &RunOptions,
 ) -> (RunReport, BuildContext) {
     let (private, public) = temporary_key(&format!("imgbuild-{}", build.build_id));
-    let layout = family::Layout::new(&build, &config);
+    let layout = family::Layout::new(&build.template, &config);
     // Build 1's paths until the output step reserves this build's number.
     let mut build = build;
-    let output = match layout.paths(&mut build, 1) {
+    let output = match layout.paths(&mut build.scope, 1) {
         Ok(paths) => paths,
         Err(e) => return (pipeline::failed_before_start("prepare", e), build),
     };
@@ -103,7 +106,7 @@ pub async fn run(
     };
     // Nothing is started until the fingerprint says a build is needed.
     let check: Vec<Box<dyn Step<QemuContext>>> = vec![Box::new(family::CheckChanged {
-        layout: family::Layout::new(&ctx.build, &ctx.config),
+        layout: family::Layout::new(&ctx.build.template, &ctx.config),
     })];
     let decided = pipeline::run(check, &mut ctx, opts).await;
     if decided.outcome != Outcome::Succeeded {

@@ -34,6 +34,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "provisioner",
     "rebuild",
     "max_age",
+    "retention",
 ];
 
 /// Loads and checks `path`. Either every check passed, or every problem found
@@ -123,6 +124,7 @@ impl<'a> Loader<'a> {
         }
 
         let rebuild = super::rebuild::read(self.doc, &mut self.diags);
+        let retention = super::retention::read(self.doc, &mut self.diags);
         let sources = self.sources(&scope);
         let provisioners = self.provisioners(&sources, &scope);
         self.references(&references::Declared {
@@ -149,6 +151,7 @@ impl<'a> Loader<'a> {
             provisioners: provisioners.into_iter().map(|(p, _)| p).collect(),
             scope,
             rebuild,
+            retention,
         })
     }
 

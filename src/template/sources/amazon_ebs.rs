@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::builder::BuildContext;
+use crate::family::listing::ImageStore;
 use crate::fingerprint::Part;
 use crate::pipeline::{RunOptions, RunReport};
 use crate::template::Template;
@@ -114,6 +116,21 @@ impl SourceConfig for AmazonEbsConfig {
         Ok(vec![
             crate::builder::amazon_ebs::fingerprint_base(self, &template.scope).await?,
         ])
+    }
+
+    async fn image_stores(
+        &self,
+        template: &Template,
+        regions: &[String],
+    ) -> Result<Vec<Arc<dyn ImageStore>>, String> {
+        crate::builder::amazon_ebs::stores(
+            Some(self),
+            &template.scope,
+            &template.name,
+            Some(&template.version),
+            regions,
+        )
+        .await
     }
 }
 

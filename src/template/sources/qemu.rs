@@ -1,9 +1,12 @@
 //! `type = "qemu"`: boot a local base image in QEMU, provision, write a qcow2.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::builder::BuildContext;
+use crate::family::listing::ImageStore;
 use crate::fingerprint::Part;
 use crate::pipeline::{RunOptions, RunReport};
 use crate::template::Template;
@@ -79,6 +82,14 @@ impl SourceConfig for QemuConfig {
         Ok(vec![
             crate::builder::qemu::fingerprint_base(self, template, &template.scope).await?,
         ])
+    }
+
+    async fn image_stores(
+        &self,
+        template: &Template,
+        _regions: &[String],
+    ) -> Result<Vec<Arc<dyn ImageStore>>, String> {
+        Ok(vec![crate::builder::qemu::image_store(template, self)])
     }
 }
 
