@@ -6,6 +6,7 @@
 //! failed or was cancelled. Temporary resources carry the build id as a tag.
 
 mod client;
+mod deprecation;
 mod family;
 mod image;
 mod instance;
@@ -280,6 +281,9 @@ pub async fn run(
     }
     if !ebs.config.ami_users.is_empty() {
         steps.push(Box::new(image::ShareImage));
+    }
+    if let Some(after) = ebs.config.deprecate_after {
+        steps.push(Box::new(deprecation::DeprecateImages { after: after.0 }));
     }
     let report = decided.followed_by(pipeline::run(steps, &mut ebs, opts).await);
     let images = ebs.images.lock().expect("image records").clone();

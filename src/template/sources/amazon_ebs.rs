@@ -54,6 +54,8 @@ pub struct AmazonEbsConfig {
     pub ami_regions: Vec<String>,
     #[serde(default)]
     pub force_deregister: bool,
+    /// The AMI and its copies become deprecated this long after the build.
+    pub deprecate_after: Option<HumanDuration>,
     #[serde(default)]
     pub timeouts: WaitTimeouts,
 }
@@ -244,6 +246,9 @@ impl SourceSchema for AmazonEbsConfig {
         {
             checker.error("imds_support", "`imds_support` may be \"v2.0\" (the default) or \"none\" to leave the AMI's setting alone");
         }
+        if let Some(after) = self.deprecate_after {
+            check_deprecate_after(after, checker);
+        }
         for (key, tags) in [
             ("tags", &self.tags),
             ("snapshot_tags", &self.snapshot_tags),
@@ -270,6 +275,25 @@ impl SourceSchema for AmazonEbsConfig {
                 );
             }
         }
+    }
+}
+
+/// EC2 takes a deprecation time up to ten years ahead.
+const MAX_DEPRECATE_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
+
+fn check_deprecate_after(after: HumanDuration, checker: &mut Checker<'_>) {
+    if after.0.is_zero() {
+        checker
+            .error(
+                "deprecate_after",
+                "`deprecate_after` must be longer than 0s",
+            )
+            .help = Some("write e.g. \"90d\"; leave it out to never deprecate".into());
+    } else if after.0 > MAX_DEPRECATE_AFTER {
+        checker.error(
+            "deprecate_after",
+            "`deprecate_after` may be at most \"3650d\": EC2 takes a deprecation time up to ten years ahead",
+        );
     }
 }
 
