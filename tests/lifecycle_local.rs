@@ -195,6 +195,7 @@ fn prune_needs_a_count_and_retention_is_checked_where_it_is_written() {
         "IMGBUILD_UNUSED_FOR",
         "IMGBUILD_INCLUDE_SHARED",
         "IMGBUILD_DRY_RUN",
+        "IMGBUILD_DISABLE",
         "IMGBUILD_OUTPUT",
     ] {
         help = help.stdout_contains(env);
@@ -205,4 +206,23 @@ fn prune_needs_a_count_and_retention_is_checked_where_it_is_written() {
         .stderr_contains("error: the following required arguments were not provided:\n  <FILE>\n")
         .status(2)
         .run();
+}
+
+#[test]
+fn a_local_image_cannot_be_disabled_and_stays() {
+    let mut test = Test::new().file("t.toml", LOCAL_TEMPLATE);
+    for (build, at) in [(1, "2026-11-01T02:00:00Z"), (2, "2026-11-08T02:00:00Z")] {
+        test = fabricate(test, build, at);
+    }
+    let (_, scratch) = test
+        .args(["prune", "t.toml", "--keep", "1", "--disable"])
+        .stdout("local: kept output/web-1.2-2/web-1.2-2.qcow2 (build 2 of web 1.2): newest 1\n")
+        .stderr(
+            "web 1.2: disabled 0 images, kept 1, 1 failed (below)
+error: output/web-1.2-1/web-1.2-1.qcow2 in local cannot be disabled (prune without --disable removes it); kept
+",
+        )
+        .status(1)
+        .run();
+    assert!(scratch.path("output/web-1.2-1/web-1.2-1.qcow2").exists());
 }

@@ -1,14 +1,15 @@
 //! Retiring images gently, end to end against moto's EC2 and a real sshd:
-//! `deprecate_after` at build time. moto implements no
-//! EnableImageDeprecation, so the build shows what happens whenever EC2
-//! refuses the call: the images stay, and a warning names each one with the
-//! command that deprecates it by hand.
+//! `deprecate_after` at build time and `prune --disable`. moto implements
+//! neither EnableImageDeprecation nor DisableImage, so these show what
+//! happens whenever EC2 refuses the call: the images and their snapshots
+//! stay, and each is named with the command that finishes the job by hand.
 
 mod common;
 
 use common::ebs::{BUILD_LIMIT, COPY_REGION, REGION, World, describe};
+use common::moto::aws_vars;
 use common::test::Test;
-use common::{run, text};
+use common::{Scratch, run, text};
 
 #[test]
 fn deprecate_after_asks_for_every_image_and_a_refusal_only_warns() {
@@ -98,4 +99,98 @@ error: t.toml:20:19: invalid duration `soon` (expected number at 0); write e.g. 
         )
         .status(2)
         .run();
+}
+
+/// Runs `imgbuild ARGS` in the world's folder against its moto, one try per call.
+fn imgbuild(w: &mut World, args: &[&str], expect: impl FnOnce(Test) -> Test) {
+    let scratch = std::mem::replace(&mut w.scratch, Scratch::new());
+    let home = scratch.dir.path().to_path_buf();
+    let test = Test::in_scratch(scratch)
+        .envs(aws_vars(&w.endpoint, &home))
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .args(args)
+        .limit(BUILD_LIMIT);
+    let (_, scratch) = expect(test).run();
+    w.scratch = scratch;
+}
+
+#[test]
+fn prune_disable_asks_to_disable_and_keeps_every_snapshot() {
+    let mut w = World::new();
+    let template = w.template("ami_name = \"web-${image.version}-${image.build}\"", "");
+    for _ in 0..3 {
+        let out = run(&mut w.build(&template), BUILD_LIMIT);
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    let ec2 = w.ec2(REGION);
+    let by_name = |name: &str| {
+        ec2.own_images()
+            .iter()
+            .find(|i| i.name() == Some(name))
+            .and_then(|i| i.image_id())
+            .unwrap_or_else(|| panic!("no image {name}"))
+            .to_string()
+    };
+    let ids: Vec<String> = (1..=3).map(|b| by_name(&format!("web-1.2-{b}"))).collect();
+    let snapshots = ec2.own_snapshots().len();
+    let disable = |id: &str| format!("aws ec2 disable-image --image-id {id} --region {REGION}");
+
+    imgbuild(
+        &mut w,
+        &[
+            "prune",
+            "template.toml",
+            "--keep",
+            "1",
+            "--disable",
+            "--dry-run",
+        ],
+        |t| {
+            t.stdout(&format!(
+                "{REGION}: would keep {} (build 3 of web 1.2): newest 1
+{REGION}: would disable {} (build 2 of web 1.2); its snapshots stay
+  {}
+{REGION}: would disable {} (build 1 of web 1.2); its snapshots stay
+  {}
+",
+                ids[2],
+                ids[1],
+                disable(&ids[1]),
+                ids[0],
+                disable(&ids[0])
+            ))
+            .stderr("web 1.2: would disable 2 images and keep 1\n")
+        },
+    );
+    assert!(w.moto.calls("DisableImage").is_empty());
+
+    imgbuild(
+        &mut w,
+        &["prune", "template.toml", "--keep", "1", "--disable"],
+        |t| {
+            t.stdout(&format!(
+                "{REGION}: kept {} (build 3 of web 1.2): newest 1\n",
+                ids[2]
+            ))
+            .stderr_contains("web 1.2: disabled 0 images, kept 1, 2 failed (below)\n")
+            .stderr_contains(&format!(
+                "error: disabling {} in {REGION}: DisableImage failed: ",
+                ids[1]
+            ))
+            .stderr_contains(&format!("; to finish by hand: {}\n", disable(&ids[1])))
+            .stderr_contains(&format!("; to finish by hand: {}\n", disable(&ids[0])))
+            .status(1)
+        },
+    );
+    let asked: Vec<String> = w
+        .moto
+        .calls("DisableImage")
+        .iter()
+        .filter_map(|c| c.get("ImageId").cloned())
+        .collect();
+    assert_eq!(asked, [ids[1].clone(), ids[0].clone()]);
+    assert_eq!(ec2.own_images().len(), 3, "nothing deregistered");
+    assert_eq!(ec2.own_snapshots().len(), snapshots, "every snapshot stays");
+    assert!(w.moto.calls("DeregisterImage").is_empty());
+    assert!(w.moto.calls("DeleteSnapshot").is_empty());
 }

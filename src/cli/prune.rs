@@ -1,7 +1,8 @@
 //! `imgbuild prune FILE --keep N`: removes the family's older images in
 //! every place at once, never one in use or shared, and with each only the
 //! snapshots (or files) nothing else uses. `--dry-run` prints the plan and
-//! the commands that would carry it out.
+//! the commands that would carry it out. `--disable` disables those images
+//! instead: reversible, with every snapshot kept.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use super::build::parse_duration;
 use super::family::{self, FamilyArgs, Place};
 use super::{OutputArgs, OutputFormat};
 use crate::error::Error;
-use crate::family::listing::{ImageStore, Listed, Stored, newest_first, size_text};
+use crate::family::listing::{ImageStore, Listed, State, Stored, newest_first, size_text};
 use crate::family::retention::{self, Kept, Policy, Verdict};
 use crate::template::HumanDuration;
 
@@ -42,6 +43,11 @@ pub struct PruneArgs {
     #[arg(long, env = "IMGBUILD_DRY_RUN")]
     dry_run: bool,
 
+    /// Disable the images that would go instead of removing them: they and
+    /// their snapshots stay, not launchable, until `aws ec2 enable-image`.
+    #[arg(long, env = "IMGBUILD_DISABLE")]
+    disable: bool,
+
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -51,6 +57,10 @@ enum Action {
     Kept(Kept),
     WouldRemove(Vec<Stored>),
     Removed(Vec<Stored>),
+    WouldDisable,
+    Disabled,
+    /// It would be disabled, and is already.
+    AlreadyDisabled,
     /// Not removed, or only partly: why, and what removing it involves
     /// (`None`: it stays, as whether it may go is unknown).
     Failed(String, Option<Vec<Stored>>),
@@ -84,7 +94,11 @@ pub fn run(args: PruneArgs) -> Result<(), Error> {
         include_shared: args.include_shared,
     };
     let (places, mut failures) = runtime.block_on(family::list(&family.stores));
-    let (outcomes, stopped) = runtime.block_on(prune_all(places, policy, args.dry_run));
+    let how = How {
+        dry_run: args.dry_run,
+        disable: args.disable,
+    };
+    let (outcomes, stopped) = runtime.block_on(prune_all(places, policy, how));
     failures.extend(stopped);
     let name = &family.name;
     for o in &outcomes {
@@ -99,7 +113,7 @@ pub fn run(args: PruneArgs) -> Result<(), Error> {
             OutputFormat::Json => println!("{}", json(name, o)),
         }
     }
-    eprintln!("{}", summary(&family.label(), &outcomes, args.dry_run));
+    eprintln!("{}", summary(&family.label(), &outcomes, how));
     if failures.is_empty() {
         Ok(())
     } else {
@@ -107,17 +121,21 @@ pub fn run(args: PruneArgs) -> Result<(), Error> {
     }
 }
 
+/// What is done to an image that may go.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    dry_run: bool,
+    /// Disable it rather than remove it.
+    disable: bool,
+}
+
 /// Every place at once; within a place, one image after another. Also
 /// returns why a place's work stopped, if any did.
-async fn prune_all(
-    places: Vec<Place>,
-    policy: Policy,
-    dry_run: bool,
-) -> (Vec<Outcome>, Vec<String>) {
+async fn prune_all(places: Vec<Place>, policy: Policy, how: How) -> (Vec<Outcome>, Vec<String>) {
     let now = OffsetDateTime::now_utc();
     let mut work = tokio::task::JoinSet::new();
     for place in places {
-        work.spawn(prune_place(place, policy, dry_run, now));
+        work.spawn(prune_place(place, policy, how, now));
     }
     let mut outcomes = Vec::new();
     let mut stopped = Vec::new();
@@ -137,26 +155,24 @@ async fn prune_all(
     (outcomes, stopped)
 }
 
-async fn prune_place(
-    place: Place,
-    policy: Policy,
-    dry_run: bool,
-    now: OffsetDateTime,
-) -> Vec<Outcome> {
+async fn prune_place(place: Place, policy: Policy, how: How, now: OffsetDateTime) -> Vec<Outcome> {
     let listing = &place.listing;
     let mut outcomes = Vec::new();
     for decision in retention::plan_place(&listing.images, &listing.held, &policy, now) {
         let action = match decision.verdict {
             Verdict::Keep(kept) => Action::Kept(kept),
             Verdict::Remove(stored) => {
-                act(&place.store, &decision.image, stored, policy, dry_run).await
+                act(&place.store, &decision.image, stored, policy, how).await
             }
         };
+        let store = &place.store;
         let commands = match &action {
+            Action::WouldDisable | Action::Disabled => store.disable_commands(&decision.image),
+            Action::Failed(_, Some(_)) if how.disable => store.disable_commands(&decision.image),
             Action::WouldRemove(s) | Action::Removed(s) | Action::Failed(_, Some(s)) => {
-                place.store.commands(&decision.image, s)
+                store.commands(&decision.image, s)
             }
-            Action::Kept(_) | Action::Failed(_, None) => Vec::new(),
+            Action::Kept(_) | Action::AlreadyDisabled | Action::Failed(_, None) => Vec::new(),
         };
         outcomes.push(Outcome {
             image: decision.image,
@@ -172,7 +188,7 @@ async fn act(
     image: &Listed,
     stored: Vec<Stored>,
     policy: Policy,
-    dry_run: bool,
+    how: How,
 ) -> Action {
     if !policy.include_shared {
         match store.shared(image).await {
@@ -181,12 +197,37 @@ async fn act(
             Err(e) => return Action::Failed(format!("{e}; kept"), None),
         }
     }
-    if dry_run {
+    if how.disable {
+        return disable(store, image, how.dry_run).await;
+    }
+    if how.dry_run {
         return Action::WouldRemove(stored);
     }
     match store.remove(image, &stored).await {
         Ok(()) => Action::Removed(stored),
         Err(e) => Action::Failed(e.to_string(), Some(stored)),
+    }
+}
+
+async fn disable(store: &Arc<dyn ImageStore>, image: &Listed, dry_run: bool) -> Action {
+    if image.state == State::Disabled {
+        return Action::AlreadyDisabled;
+    }
+    if !store.can_disable() {
+        return Action::Failed(
+            format!(
+                "{} in {} cannot be disabled (prune without --disable removes it); kept",
+                image.image.id, image.image.location
+            ),
+            None,
+        );
+    }
+    if dry_run {
+        return Action::WouldDisable;
+    }
+    match store.disable(image).await {
+        Ok(()) => Action::Disabled,
+        Err(e) => Action::Failed(e.to_string(), Some(Vec::new())),
     }
 }
 
@@ -225,6 +266,15 @@ fn text(name: &str, o: &Outcome, dry_run: bool) -> String {
             out
         }
         Action::Removed(stored) => format!("{place}: removed {what}{}\n", with(&o.image, stored)),
+        Action::WouldDisable => {
+            let mut out = format!("{place}: would disable {what}; its snapshots stay\n");
+            for command in &o.commands {
+                out.push_str(&format!("  {command}\n"));
+            }
+            out
+        }
+        Action::Disabled => format!("{place}: disabled {what}; its snapshots stay\n"),
+        Action::AlreadyDisabled => format!("{place}: already disabled {what}\n"),
         Action::Failed(_, _) => String::new(),
     }
 }
@@ -235,6 +285,9 @@ fn json(name: &str, o: &Outcome) -> serde_json::Value {
         Action::Kept(why) => ("kept", Some(why.to_string()), None, None),
         Action::WouldRemove(s) => ("would_remove", None, Some(s), None),
         Action::Removed(s) => ("removed", None, Some(s), None),
+        Action::WouldDisable => ("would_disable", None, None, None),
+        Action::Disabled => ("disabled", None, None, None),
+        Action::AlreadyDisabled => ("already_disabled", None, None, None),
         Action::Failed(e, _) => ("failed", None, None, Some(e.clone())),
     };
     let removed: Option<Vec<&str>> = removed.map(|s| s.iter().map(|s| s.id.as_str()).collect());
@@ -256,7 +309,11 @@ fn json(name: &str, o: &Outcome) -> serde_json::Value {
 
 /// `web 1.2: removed 3 images (45 GiB), kept 2`, on stderr, with how
 /// many failed when any did.
-fn summary(label: &str, outcomes: &[Outcome], dry_run: bool) -> String {
+fn summary(label: &str, outcomes: &[Outcome], how: How) -> String {
+    if how.disable {
+        return disable_summary(label, outcomes, how.dry_run);
+    }
+    let dry_run = how.dry_run;
     let (mut gone, mut bytes, mut kept, mut failed) = (0, 0, 0, 0);
     for o in outcomes {
         match &o.action {
@@ -266,6 +323,7 @@ fn summary(label: &str, outcomes: &[Outcome], dry_run: bool) -> String {
             }
             Action::Kept(_) => kept += 1,
             Action::Failed(_, _) => failed += 1,
+            Action::WouldDisable | Action::Disabled | Action::AlreadyDisabled => {}
         }
     }
     let images = format!(
@@ -278,6 +336,34 @@ fn summary(label: &str, outcomes: &[Outcome], dry_run: bool) -> String {
     } else {
         format!("{label}: removed {images}, kept {kept}")
     };
+    if failed > 0 {
+        line.push_str(&format!(", {failed} failed (below)"));
+    }
+    line
+}
+
+/// `web 1.2: disabled 3 images, kept 2`, with how many were disabled
+/// already and how many failed.
+fn disable_summary(label: &str, outcomes: &[Outcome], dry_run: bool) -> String {
+    let (mut disabled, mut already, mut kept, mut failed) = (0, 0, 0, 0);
+    for o in outcomes {
+        match &o.action {
+            Action::WouldDisable | Action::Disabled => disabled += 1,
+            Action::AlreadyDisabled => already += 1,
+            Action::Kept(_) => kept += 1,
+            Action::Failed(_, _) => failed += 1,
+            Action::WouldRemove(_) | Action::Removed(_) => {}
+        }
+    }
+    let images = format!("{disabled} image{}", if disabled == 1 { "" } else { "s" });
+    let mut line = if dry_run {
+        format!("{label}: would disable {images} and keep {kept}")
+    } else {
+        format!("{label}: disabled {images}, kept {kept}")
+    };
+    if already > 0 {
+        line.push_str(&format!(", {already} already disabled"));
+    }
     if failed > 0 {
         line.push_str(&format!(", {failed} failed (below)"));
     }

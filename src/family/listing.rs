@@ -117,6 +117,27 @@ pub trait ImageStore: Send + Sync {
 
     /// The commands that remove it by hand, as `remove` would.
     fn commands(&self, image: &Listed, stored: &[Stored]) -> Vec<String>;
+
+    /// Whether an image here can be disabled (`prune --disable`): kept with
+    /// everything it is stored as, but not launchable, until enabled again.
+    fn can_disable(&self) -> bool {
+        false
+    }
+
+    /// Disables the image; asked only where `can_disable`.
+    async fn disable(&self, image: &Listed) -> Result<(), StoreError> {
+        Err(format!(
+            "{} in {} cannot be disabled",
+            image.image.id,
+            self.location()
+        )
+        .into())
+    }
+
+    /// The commands that disable it by hand, as `disable` would.
+    fn disable_commands(&self, _image: &Listed) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 mod client;
 mod deprecation;
+mod disable;
 mod family;
 mod image;
 mod instance;

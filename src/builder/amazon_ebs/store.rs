@@ -221,6 +221,18 @@ impl ImageStore for Ec2Store {
         Ok(())
     }
 
+    fn can_disable(&self) -> bool {
+        true
+    }
+
+    async fn disable(&self, image: &Listed) -> Result<(), StoreError> {
+        Ok(super::disable::disable(&self.client, &self.region, &image.image.id).await?)
+    }
+
+    fn disable_commands(&self, image: &Listed) -> Vec<String> {
+        vec![super::disable::command(&image.image.id, &self.region)]
+    }
+
     fn commands(&self, image: &Listed, stored: &[Stored]) -> Vec<String> {
         let region = &self.region;
         std::iter::once(format!(
