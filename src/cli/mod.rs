@@ -5,6 +5,7 @@ mod build;
 mod diff;
 mod family;
 mod fingerprint;
+mod gc;
 mod images;
 mod inspect;
 mod prune;
@@ -64,6 +65,8 @@ enum Command {
     Images(images::ImagesArgs),
     /// Remove the family's older images and their snapshots, keeping the newest N and any in use.
     Prune(prune::PruneArgs),
+    /// Remove what killed builds left in EC2: temporary instances, security groups, key pairs, unfinished images.
+    Gc(gc::GcArgs),
 }
 
 /// Which of the template's sources a subcommand acts on.
@@ -164,6 +167,7 @@ pub fn main() -> u8 {
         Command::Diff(args) => diff::run(args),
         Command::Images(args) => images::run(args),
         Command::Prune(args) => prune::run(args),
+        Command::Gc(args) => gc::run(args),
     };
     match result {
         Ok(()) => exit::SUCCESS,

@@ -99,7 +99,10 @@ impl Step<EbsContext> for CreateImage {
                 .instance_id(&instance)
                 .name(&name)
                 .description(&description)
-                .tag_specifications(tags::at_creation(ResourceType::Image, &ctx.image_tags))
+                .tag_specifications(tags::at_creation(
+                    ResourceType::Image,
+                    &tags::unfinished(&ctx.image_tags, &ctx.lifetime),
+                ))
                 .send()
                 .await
                 .api("CreateImage");
@@ -139,7 +142,7 @@ impl Step<EbsContext> for CreateImage {
             &ctx.client,
             &ctx.region,
             &id,
-            &ctx.snapshot_tags,
+            &tags::unfinished(&ctx.snapshot_tags, &ctx.lifetime),
             &ctx.waits,
             &ctx.images,
         )
@@ -507,8 +510,8 @@ impl Step<EbsContext> for CopyImage {
                 source_id: source.id.clone(),
                 name: ctx.ami_name.clone(),
                 description: format!("copy of {} from {}", source.id, ctx.region),
-                image_tags: ctx.image_tags.clone(),
-                snapshot_tags: ctx.snapshot_tags.clone(),
+                image_tags: tags::unfinished(&ctx.image_tags, &ctx.lifetime),
+                snapshot_tags: tags::unfinished(&ctx.snapshot_tags, &ctx.lifetime),
                 waits: ctx.waits,
                 records: ctx.images.clone(),
                 force_deregister: ctx.config.force_deregister,

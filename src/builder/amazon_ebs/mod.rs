@@ -9,17 +9,23 @@ mod client;
 mod deprecation;
 mod disable;
 mod family;
+mod finished;
 mod image;
 mod instance;
 mod key_pair;
+mod lifetime;
+mod made;
 mod naming;
 mod security_group;
 mod source_ami;
 mod store;
+mod strays;
+mod sweep;
 mod tags;
 mod usage;
 
 pub use store::stores;
+pub use sweep::{Swept, SweptAction, sweep};
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +34,7 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 
 use crate::communicator::Credential;
-use crate::events::{Artifact, Leftover, Outcome};
+use crate::events::{Artifact, Outcome};
 use crate::family::FamilyImage;
 use crate::fingerprint::Fingerprint;
 use crate::fingerprint::Part;
@@ -41,6 +47,7 @@ use super::packages::CollectPackages;
 use super::steps::{Connect, Provision};
 use super::{BuildContext, HasBuild};
 use image::Records;
+use made::Made;
 use source_ami::SourceAmi;
 use tags::Tags;
 
@@ -89,6 +96,8 @@ pub struct EbsContext {
     pub copy_regions: Vec<String>,
     /// Tags on the instance, its volumes, the key pair and the security group.
     pub temp_tags: Tags,
+    /// When the build began and the latest it can end.
+    pub lifetime: tags::Lifetime,
     pub source_ami: Option<SourceAmi>,
     pub ami_name: String,
     pub image_tags: Tags,
@@ -164,41 +173,6 @@ impl EbsContext {
     }
 }
 
-/// The kinds of thing a build makes in EC2, each with the command that
-/// removes it by hand when imgbuild could not (or was told not to).
-#[derive(Debug, Clone, Copy)]
-enum Made {
-    KeyPair,
-    SecurityGroup,
-    Instance,
-    Image,
-    Snapshot,
-}
-
-impl Made {
-    fn leftover(self, id: &str, region: &str, reason: impl Into<String>) -> Leftover {
-        let (resource, remove_with) = match self {
-            Made::KeyPair => ("key pair", format!("delete-key-pair --key-name {id}")),
-            Made::SecurityGroup => (
-                "security group",
-                format!("delete-security-group --group-id {id}"),
-            ),
-            Made::Instance => (
-                "instance",
-                format!("terminate-instances --instance-ids {id}"),
-            ),
-            Made::Image => ("image", format!("deregister-image --image-id {id}")),
-            Made::Snapshot => ("snapshot", format!("delete-snapshot --snapshot-id {id}")),
-        };
-        Leftover {
-            resource: resource.into(),
-            id: id.into(),
-            reason: reason.into(),
-            remove_with: format!("aws ec2 {remove_with} --region {region}"),
-        }
-    }
-}
-
 pub async fn run(
     mut ctx: BuildContext,
     config: AmazonEbsConfig,
@@ -223,13 +197,17 @@ pub async fn run(
             );
         }
     };
-    let temp_tags = match tags::temporary(&ctx, &config.run_tags) {
+    let waits = Waits::from_config(&config);
+    let longest = lifetime::longest(&ctx, &waits, opts.cleanup_deadline);
+    let life = lifetime::lifetime(std::time::SystemTime::now(), longest);
+    let temp_tags = match tags::temporary(&ctx, &config.run_tags, &life) {
         Ok(t) => t,
         Err(e) => return (pipeline::failed_before_start("prepare", e), ctx),
     };
     let mut ebs = EbsContext {
         client: client::ec2(&shared, &region),
-        waits: Waits::from_config(&config),
+        waits,
+        lifetime: life,
         build: ctx,
         config,
         shared,
@@ -286,6 +264,7 @@ pub async fn run(
     if let Some(after) = ebs.config.deprecate_after {
         steps.push(Box::new(deprecation::DeprecateImages { after: after.0 }));
     }
+    steps.push(Box::new(finished::MarkFinished));
     let report = decided.followed_by(pipeline::run(steps, &mut ebs, opts).await);
     let images = ebs.images.lock().expect("image records").clone();
     if report.outcome == Outcome::Succeeded {

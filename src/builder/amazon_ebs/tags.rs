@@ -11,6 +11,23 @@ use crate::template::Scope;
 pub type Tags = BTreeMap<String, String>;
 
 pub const BUILD_ID: &str = "imgbuild:build-id";
+/// On every temporary resource: `true`.
+pub const TEMPORARY: &str = "imgbuild:temporary";
+/// When the build began (RFC 3339), on temporary resources.
+pub const STARTED_AT: &str = "imgbuild:started-at";
+/// Until when the build may still be running (RFC 3339): its start plus
+/// every timeout of the source. `gc` never sweeps before.
+pub const EXPIRES_AT: &str = "imgbuild:expires-at";
+/// On images and snapshots until the build that makes them succeeds.
+pub const UNFINISHED: &str = "imgbuild:unfinished";
+
+/// When a build that began at `started` and takes every timeout it has
+/// in full is over.
+#[derive(Debug, Clone)]
+pub struct Lifetime {
+    pub started_at: String,
+    pub expires_at: String,
+}
 
 /// Expands `${...}` in the values of user-written tags.
 pub fn expand(scope: &Scope, tags: &Tags, key: &str) -> Result<Tags, String> {
@@ -25,7 +42,7 @@ pub fn expand(scope: &Scope, tags: &Tags, key: &str) -> Result<Tags, String> {
 }
 
 /// Tags on the instance, its volumes, the key pair and the security group.
-pub fn temporary(b: &BuildContext, run_tags: &Tags) -> Result<Tags, String> {
+pub fn temporary(b: &BuildContext, run_tags: &Tags, life: &Lifetime) -> Result<Tags, String> {
     let mut tags = expand(&b.scope, run_tags, "run_tags")?;
     tags.entry("Name".into()).or_insert_with(|| {
         format!(
@@ -38,8 +55,18 @@ pub fn temporary(b: &BuildContext, run_tags: &Tags) -> Result<Tags, String> {
         "imgbuild:template".into(),
         b.template.path.display().to_string(),
     );
-    tags.insert("imgbuild:temporary".into(), "true".into());
+    tags.insert(TEMPORARY.into(), "true".into());
+    tags.insert(STARTED_AT.into(), life.started_at.clone());
+    tags.insert(EXPIRES_AT.into(), life.expires_at.clone());
     Ok(tags)
+}
+
+/// An image's (or its snapshots') tags while the build is not done yet.
+pub fn unfinished(tags: &Tags, life: &Lifetime) -> Tags {
+    let mut tags = tags.clone();
+    tags.insert(UNFINISHED.into(), "true".into());
+    tags.insert(EXPIRES_AT.into(), life.expires_at.clone());
+    tags
 }
 
 /// Tags on the AMI (and, with `snapshot_tags`, on its snapshots).

@@ -1,0 +1,274 @@
+//! `imgbuild gc`: removes what killed builds left, in every region at once,
+//! in the order EC2 needs: instances terminated and waited for, then their
+//! security groups and key pairs, then unfinished images with their
+//! snapshots, then snapshots of images never registered.
+
+use std::time::Duration;
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::InstanceStateName;
+use time::OffsetDateTime;
+
+use super::Made;
+use super::client::{self, Api, ApiError};
+use super::strays::{self, Stray, Verdict};
+use crate::wait::{self, Poll, WaitParams};
+
+/// What became of one stray.
+#[derive(Debug, Clone)]
+pub struct Swept {
+    kind: Made,
+    pub region: String,
+    pub resource: &'static str,
+    pub id: String,
+    pub build_id: String,
+    /// An image's snapshots, which go with it.
+    pub snapshots: Vec<String>,
+    pub action: SweptAction,
+    /// The commands that remove it by hand.
+    pub commands: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SweptAction {
+    Kept(String),
+    WouldRemove,
+    Removed,
+    Failed(String),
+}
+
+/// Sweeps `regions` (the standard chain's region when empty). Returns what
+/// became of each stray, region by region, and why a region could not be
+/// looked at, if any could not.
+pub async fn sweep(
+    regions: &[String],
+    older_than: Duration,
+    dry_run: bool,
+) -> Result<(Vec<Swept>, Vec<String>), String> {
+    let shared = client::load(None).await;
+    let mut regions = regions.to_vec();
+    if regions.is_empty() {
+        match shared.region() {
+            Some(r) => regions.push(r.to_string()),
+            None => return Err("no AWS region: pass --region, or set AWS_REGION".into()),
+        }
+    }
+    regions.sort();
+    regions.dedup();
+    let now = OffsetDateTime::now_utc();
+    let mut work = tokio::task::JoinSet::new();
+    for region in regions {
+        let client = client::ec2(&shared, &region);
+        work.spawn(async move {
+            let found = strays::find(&client).await;
+            let done = match found {
+                Ok(found) => {
+                    Ok(sweep_region(&client, &region, found, now, older_than, dry_run).await)
+                }
+                Err(e) => Err(format!("finding what builds left in {region}: {e}")),
+            };
+            (region, done)
+        });
+    }
+    let mut swept = Vec::new();
+    let mut failures = Vec::new();
+    let mut joined = work.join_all().await;
+    joined.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, done) in joined {
+        match done {
+            Ok(s) => swept.extend(s),
+            Err(e) => failures.push(e),
+        }
+    }
+    Ok((swept, failures))
+}
+
+fn commands(stray: &Stray, region: &str) -> Vec<String> {
+    std::iter::once(stray.kind.command(&stray.id, region))
+        .chain(
+            stray
+                .snapshots
+                .iter()
+                .map(|s| Made::Snapshot.command(s, region)),
+        )
+        .collect()
+}
+
+async fn sweep_region(
+    client: &Client,
+    region: &str,
+    found: Vec<Stray>,
+    now: OffsetDateTime,
+    older_than: Duration,
+    dry_run: bool,
+) -> Vec<Swept> {
+    let mut out = Vec::new();
+    let mut going = Vec::new();
+    for stray in found {
+        let verdict = strays::judge(&stray, now, older_than);
+        let action = match verdict {
+            Verdict::Sweep if dry_run => SweptAction::WouldRemove,
+            Verdict::Sweep => {
+                going.push(out.len());
+                SweptAction::Removed
+            }
+            kept => SweptAction::Kept(kept.to_string()),
+        };
+        out.push(Swept {
+            kind: stray.kind,
+            region: region.into(),
+            resource: stray.resource(),
+            commands: commands(&stray, region),
+            id: stray.id,
+            build_id: stray.build_id,
+            snapshots: stray.snapshots,
+            action,
+        });
+    }
+    // Instances first, all at once, and waited for: their network
+    // interfaces hold the security groups.
+    let instances: Vec<usize> = going
+        .iter()
+        .copied()
+        .filter(|&i| matches!(out[i].kind, Made::Instance))
+        .collect();
+    if !instances.is_empty() {
+        let ids: Vec<String> = instances.iter().map(|&i| out[i].id.clone()).collect();
+        if let Err(e) = terminate(client, region, &ids).await {
+            for &i in &instances {
+                out[i].action = SweptAction::Failed(e.clone());
+            }
+        }
+    }
+    for i in going {
+        let s = &out[i];
+        let done = match s.kind {
+            // Terminated above.
+            Made::Instance => Ok(()),
+            Made::SecurityGroup => delete_group(client, &s.id).await,
+            Made::KeyPair => client
+                .delete_key_pair()
+                .key_name(&s.id)
+                .send()
+                .await
+                .api("DeleteKeyPair")
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Made::Image => remove_image(client, &s.id, &s.snapshots).await,
+            Made::Snapshot => delete_snapshot(client, &s.id).await,
+        };
+        if let Err(e) = done {
+            out[i].action =
+                SweptAction::Failed(format!("removing {} {} in {region}: {e}", s.resource, s.id));
+        }
+    }
+    out
+}
+
+async fn terminate(client: &Client, region: &str, ids: &[String]) -> Result<(), String> {
+    client
+        .terminate_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .api("TerminateInstances")
+        .map_err(|e| format!("terminating {} in {region}: {e}", ids.join(", ")))?;
+    let what = format!("instances {} in {region}", ids.join(", "));
+    wait::until(
+        WaitParams::state_change(Duration::from_secs(600)),
+        &what,
+        "terminated",
+        || async {
+            let out = client
+                .describe_instances()
+                .set_instance_ids(Some(ids.to_vec()))
+                .send()
+                .await
+                .api("DescribeInstances")?;
+            let left: Vec<String> = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter(|i| {
+                    i.state().and_then(|s| s.name()) != Some(&InstanceStateName::Terminated)
+                })
+                .filter_map(|i| i.instance_id().map(str::to_string))
+                .collect();
+            Ok::<_, ApiError>(if left.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{} not terminated yet", left.join(", ")))
+            })
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+async fn delete_group(client: &Client, id: &str) -> Result<(), String> {
+    // A network interface of a just-terminated instance may hold it a while.
+    wait::until(
+        WaitParams::with_timeout(Duration::from_secs(300)),
+        &format!("security group {id}"),
+        "deleted",
+        || async {
+            match client
+                .delete_security_group()
+                .group_id(id)
+                .send()
+                .await
+                .api("DeleteSecurityGroup")
+            {
+                Ok(_) => Ok(Poll::Ready(())),
+                Err(e) if e.code_is("InvalidGroup.NotFound") => Ok(Poll::Ready(())),
+                Err(e) if e.code_is("DependencyViolation") => Ok(Poll::Pending(e.to_string())),
+                Err(e) => Err(e),
+            }
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+async fn remove_image(client: &Client, id: &str, snapshots: &[String]) -> Result<(), String> {
+    match client
+        .deregister_image()
+        .image_id(id)
+        .send()
+        .await
+        .api("DeregisterImage")
+    {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() || e.code_is("InvalidAMIID.Unavailable") => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    for snapshot in snapshots {
+        delete_snapshot(client, snapshot).await?;
+    }
+    Ok(())
+}
+
+async fn delete_snapshot(client: &Client, id: &str) -> Result<(), String> {
+    wait::until(
+        WaitParams::with_timeout(Duration::from_secs(120)),
+        &format!("snapshot {id}"),
+        "deleted",
+        || async {
+            match client
+                .delete_snapshot()
+                .snapshot_id(id)
+                .send()
+                .await
+                .api("DeleteSnapshot")
+            {
+                Ok(_) => Ok(Poll::Ready(())),
+                Err(e) if e.code_is("InvalidSnapshot.NotFound") => Ok(Poll::Ready(())),
+                // A just-deregistered image may hold its snapshot for a moment.
+                Err(e) if e.code_is("InvalidSnapshot.InUse") => Ok(Poll::Pending(e.to_string())),
+                Err(e) => Err(e),
+            }
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())
+}

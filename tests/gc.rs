@@ -1,0 +1,208 @@
+//! `imgbuild gc` end to end against moto's EC2 and a real sshd: what a
+//! build killed outright (SIGKILL, no cleanup) left is swept once its
+//! time is up, while a build running at the same time in another process
+//! and the image of a build that finished are untouched.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use common::ebs::{BUILD_LIMIT, REGION, World, describe};
+use common::moto::{aws_vars, tag};
+use common::test::Test;
+use common::{Scratch, run, send_signal, wait_for_file, wait_output};
+
+/// The temporary resources tagged with `build_id`: instance, security group, key pair.
+fn made_by(w: &World, build_id: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let ec2 = w.ec2(REGION);
+    let ours = |tags: &[aws_sdk_ec2::types::Tag]| tag(tags, "imgbuild:build-id") == Some(build_id);
+    let instances = ec2
+        .instances()
+        .iter()
+        .filter(|i| ours(i.tags()))
+        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
+    let groups = ec2
+        .block(ec2.client.describe_security_groups().send())
+        .expect("DescribeSecurityGroups")
+        .security_groups()
+        .iter()
+        .filter(|g| ours(g.tags()))
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect();
+    let keys = ec2
+        .block(ec2.client.describe_key_pairs().send())
+        .expect("DescribeKeyPairs")
+        .key_pairs()
+        .iter()
+        .filter(|k| ours(k.tags()))
+        .filter_map(|k| k.key_name().map(str::to_string))
+        .collect();
+    (instances, groups, keys)
+}
+
+/// The build ids of instances that are not terminated, and their `imgbuild:expires-at`.
+fn live_builds(w: &World) -> Vec<(String, String)> {
+    w.ec2(REGION)
+        .instances()
+        .iter()
+        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+        .map(|i| {
+            (
+                tag(i.tags(), "imgbuild:build-id")
+                    .unwrap_or_default()
+                    .to_string(),
+                tag(i.tags(), "imgbuild:expires-at")
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn gc_sweeps_a_killed_build_and_never_one_in_progress() {
+    let mut w = World::new();
+
+    // A build that finished: its image loses the unfinished mark.
+    let finished = w.template("", "");
+    let out = run(&mut w.build(&finished), BUILD_LIMIT);
+    assert!(out.status.success(), "{}", describe(&out));
+    let images = w.ec2(REGION).own_images();
+    assert_eq!(images.len(), 1);
+    assert_eq!(tag(images[0].tags(), "imgbuild:unfinished"), None);
+    assert_eq!(tag(images[0].tags(), "imgbuild:expires-at"), None);
+
+    // A build in progress, with the default timeouts (hours).
+    let running = w.start_a_sleeping_provisioner();
+    let (running_id, running_expires) = live_builds(&w).pop().expect("the running build");
+
+    // A build whose timeouts add up to seconds, killed while it provisions.
+    let marker = w.scratch.path("provisioning-killed");
+    let killed_template = w.template(
+        "ssh_timeout = \"5s\"",
+        &format!(
+            "[source.aws.timeouts]
+instance_running = \"1s\"
+instance_stopped = \"1s\"
+image_available = \"1s\"
+snapshots_completed = \"1s\"
+instance_terminated = \"1s\"
+
+[[provisioner]]
+type = \"shell\"
+inline = [\"touch {}\", \"sleep 60\"]
+",
+            marker.display()
+        ),
+    );
+    let killed = w
+        .command(&["build", "--cleanup-timeout", "1s"])
+        .arg(&killed_template)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert!(
+        wait_for_file(&marker, Duration::from_secs(60)),
+        "the killed build never provisioned"
+    );
+    send_signal(&killed, libc::SIGKILL);
+    let _ = wait_output(killed, Duration::from_secs(10));
+    let (killed_id, killed_expires) = live_builds(&w)
+        .into_iter()
+        .find(|(id, _)| *id != running_id)
+        .expect("the killed build's instance");
+    let (instances, groups, keys) = made_by(&w, &killed_id);
+    assert_eq!(
+        (instances.len(), groups.len(), keys.len()),
+        (1, 1, 1),
+        "what SIGKILL left"
+    );
+    let kept = made_by(&w, &running_id);
+
+    // Its time is up 1s x5 + 5s + 1s after it began.
+    let expires = humantime::parse_rfc3339(&killed_expires).expect("expires-at");
+    let began = SystemTime::now();
+    while SystemTime::now() <= expires + Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            began.elapsed().unwrap() < Duration::from_secs(30),
+            "expires-at {killed_expires}"
+        );
+    }
+
+    let scratch = std::mem::replace(&mut w.scratch, Scratch::new());
+    let home = scratch.dir.path().to_path_buf();
+    let kept_line = |what: &str, id: &str| {
+        format!(
+            "{REGION}: kept {what} {id} (build {running_id}): its build may still run until {running_expires}\n"
+        )
+    };
+    let removed_line =
+        |what: &str, id: &str| format!("{REGION}: removed {what} {id} (build {killed_id})\n");
+    let would = |what: &str, id: &str, command: &str| {
+        format!(
+            "{REGION}: would remove {what} {id} (build {killed_id})\n  aws ec2 {command} {id} --region {REGION}\n"
+        )
+    };
+    let (_, scratch) = Test::in_scratch(scratch)
+        .envs(aws_vars(&w.endpoint, &home))
+        .args(["gc", "--older-than", "0s", "--region", REGION, "--dry-run"])
+        .limit(BUILD_LIMIT)
+        .stdout_contains(&would(
+            "instance",
+            &instances[0],
+            "terminate-instances --instance-ids",
+        ))
+        .stdout_contains(&would(
+            "security group",
+            &groups[0],
+            "delete-security-group --group-id",
+        ))
+        .stdout_contains(&would("key pair", &keys[0], "delete-key-pair --key-name"))
+        .stdout_contains(&kept_line("instance", &kept.0[0]))
+        .stderr("gc: would remove 3 and keep 3\n")
+        .run();
+    assert_eq!(
+        made_by(&w, &killed_id),
+        (instances.clone(), groups.clone(), keys.clone())
+    );
+    let (_, scratch) = Test::in_scratch(scratch)
+        .envs(aws_vars(&w.endpoint, &home))
+        .args(["gc", "--older-than", "0s", "--region", REGION])
+        .limit(BUILD_LIMIT)
+        .stdout_contains(&removed_line("instance", &instances[0]))
+        .stdout_contains(&removed_line("security group", &groups[0]))
+        .stdout_contains(&removed_line("key pair", &keys[0]))
+        .stdout_contains(&kept_line("instance", &kept.0[0]))
+        .stdout_contains(&kept_line("security group", &kept.1[0]))
+        .stdout_contains(&kept_line("key pair", &kept.2[0]))
+        .stderr("gc: removed 3, kept 3\n")
+        .run();
+    w.scratch = scratch;
+    assert_eq!(
+        made_by(&w, &killed_id),
+        (vec![], vec![], vec![]),
+        "the killed build's leftovers"
+    );
+    assert_eq!(
+        made_by(&w, &running_id),
+        kept,
+        "the running build's resources"
+    );
+    assert_eq!(
+        w.ec2(REGION).own_images().len(),
+        1,
+        "the finished build's image stays"
+    );
+
+    // The running build is still in charge of its own: it cleans up when told to stop.
+    send_signal(&running, libc::SIGINT);
+    let out = wait_output(running, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
+    assert_eq!(made_by(&w, &running_id), (vec![], vec![], vec![]));
+}
