@@ -9,9 +9,10 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use common::ebs::{BUILD_LIMIT, REGION, World, describe};
+use common::links::FaultProxy;
 use common::moto::{aws_vars, tag};
 use common::test::Test;
-use common::{Scratch, run, send_signal, wait_for_file, wait_output};
+use common::{Scratch, run, send_signal, wait_for_file, wait_output, wait_until};
 
 /// The temporary resources tagged with `build_id`: instance, security group, key pair.
 fn made_by(w: &World, build_id: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
@@ -62,6 +63,44 @@ fn live_builds(w: &World) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Starts a build whose timeouts add up to seconds (1s x5 + 5s SSH + 1s
+/// cleanup), with `rest` appended to the template.
+fn start_short_lived(w: &World, rest: &str) -> std::process::Child {
+    let template = w.template(
+        "ssh_timeout = \"5s\"",
+        &format!(
+            "[source.aws.timeouts]
+instance_running = \"1s\"
+instance_stopped = \"1s\"
+image_available = \"1s\"
+snapshots_completed = \"1s\"
+instance_terminated = \"1s\"
+
+{rest}"
+        ),
+    );
+    w.command(&["build", "--cleanup-timeout", "1s"])
+        .arg(&template)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn")
+}
+
+/// Waits until a second after `expires_at` (RFC 3339).
+fn wait_past(expires_at: &str) {
+    let expires = humantime::parse_rfc3339(expires_at).expect("expires-at");
+    let began = SystemTime::now();
+    while SystemTime::now() <= expires + Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            began.elapsed().unwrap() < Duration::from_secs(30),
+            "expires-at {expires_at}"
+        );
+    }
+}
+
 #[test]
 fn gc_sweeps_a_killed_build_and_never_one_in_progress() {
     let mut w = World::new();
@@ -81,31 +120,13 @@ fn gc_sweeps_a_killed_build_and_never_one_in_progress() {
 
     // A build whose timeouts add up to seconds, killed while it provisions.
     let marker = w.scratch.path("provisioning-killed");
-    let killed_template = w.template(
-        "ssh_timeout = \"5s\"",
+    let killed = start_short_lived(
+        &w,
         &format!(
-            "[source.aws.timeouts]
-instance_running = \"1s\"
-instance_stopped = \"1s\"
-image_available = \"1s\"
-snapshots_completed = \"1s\"
-instance_terminated = \"1s\"
-
-[[provisioner]]
-type = \"shell\"
-inline = [\"touch {}\", \"sleep 60\"]
-",
+            "[[provisioner]]\ntype = \"shell\"\ninline = [\"touch {}\", \"sleep 60\"]\n",
             marker.display()
         ),
     );
-    let killed = w
-        .command(&["build", "--cleanup-timeout", "1s"])
-        .arg(&killed_template)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
     assert!(
         wait_for_file(&marker, Duration::from_secs(60)),
         "the killed build never provisioned"
@@ -124,16 +145,7 @@ inline = [\"touch {}\", \"sleep 60\"]
     );
     let kept = made_by(&w, &running_id);
 
-    // Its time is up 1s x5 + 5s + 1s after it began.
-    let expires = humantime::parse_rfc3339(&killed_expires).expect("expires-at");
-    let began = SystemTime::now();
-    while SystemTime::now() <= expires + Duration::from_secs(1) {
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(
-            began.elapsed().unwrap() < Duration::from_secs(30),
-            "expires-at {killed_expires}"
-        );
-    }
+    wait_past(&killed_expires);
 
     let scratch = std::mem::replace(&mut w.scratch, Scratch::new());
     let home = scratch.dir.path().to_path_buf();
@@ -205,4 +217,65 @@ inline = [\"touch {}\", \"sleep 60\"]
     let out = wait_output(running, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
     assert_eq!(made_by(&w, &running_id), (vec![], vec![], vec![]));
+}
+
+#[test]
+fn gc_sweeps_the_image_and_snapshot_of_a_build_killed_after_create_image() {
+    let mut w = World::new();
+    // Every DeleteTags fails: the build never gets past marking its image
+    // finished, and is killed there.
+    let proxy = FaultProxy::start(
+        &w.moto.endpoint(),
+        1,
+        1.0,
+        &["DeleteTags"],
+        w.scratch.path("proxy.log"),
+    );
+    w.endpoint = proxy.endpoint();
+    let killed = start_short_lived(&w, "");
+    let ec2 = w.ec2(REGION);
+    let unfinished =
+        |tags: &[aws_sdk_ec2::types::Tag]| tag(tags, "imgbuild:unfinished") == Some("true");
+    assert!(
+        wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+            ec2.own_snapshots().iter().any(|s| unfinished(s.tags()))
+        }),
+        "the build never made its image"
+    );
+    send_signal(&killed, libc::SIGKILL);
+    let _ = wait_output(killed, Duration::from_secs(10));
+    let images = ec2.own_images();
+    assert_eq!(images.len(), 1);
+    assert!(unfinished(images[0].tags()));
+    let ami = images[0].image_id().unwrap().to_string();
+    let build_id = tag(images[0].tags(), "imgbuild:build-id")
+        .unwrap()
+        .to_string();
+    let expires = tag(images[0].tags(), "imgbuild:expires-at")
+        .unwrap()
+        .to_string();
+    let snapshot = ec2.own_snapshots()[0].snapshot_id().unwrap().to_string();
+    wait_past(&expires);
+    drop(proxy);
+    w.endpoint = w.moto.endpoint();
+
+    let scratch = std::mem::replace(&mut w.scratch, Scratch::new());
+    let home = scratch.dir.path().to_path_buf();
+    let (_, scratch) = Test::in_scratch(scratch)
+        .envs(aws_vars(&w.endpoint, &home))
+        .args(["gc", "--older-than", "0s", "--region", REGION])
+        .limit(BUILD_LIMIT)
+        .stdout_contains(&format!(
+            "{REGION}: removed image {ami} (build {build_id}) and {snapshot}\n"
+        ))
+        .stdout_contains(&format!("{REGION}: removed instance "))
+        .stderr("gc: removed 4, kept 0\n")
+        .run();
+    w.scratch = scratch;
+    let ec2 = w.ec2(REGION);
+    assert!(ec2.own_images().is_empty(), "the half-made image");
+    assert!(ec2.own_snapshots().is_empty(), "its snapshot");
+    assert_eq!(ec2.live_instances(), Vec::<String>::new());
+    assert_eq!(ec2.imgbuild_key_pairs(), Vec::<String>::new());
+    assert_eq!(ec2.imgbuild_security_groups(), Vec::<String>::new());
 }
