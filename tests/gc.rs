@@ -259,8 +259,15 @@ fn gc_sweeps_the_image_and_snapshot_of_a_build_killed_after_create_image() {
     drop(proxy);
     w.endpoint = w.moto.endpoint();
 
+    // Not one of the family's images: `images` and `prune` leave it to gc.
     let scratch = std::mem::replace(&mut w.scratch, Scratch::new());
     let home = scratch.dir.path().to_path_buf();
+    let (_, scratch) = Test::in_scratch(scratch)
+        .envs(aws_vars(&w.endpoint, &home))
+        .args(["images", "template.toml"])
+        .stdout("")
+        .stderr(&format!("no images of web 1.2 in {REGION}\n"))
+        .run();
     let (_, scratch) = Test::in_scratch(scratch)
         .envs(aws_vars(&w.endpoint, &home))
         .args(["gc", "--older-than", "0s", "--region", REGION])

@@ -75,6 +75,9 @@ pub(super) fn from_image(region: &str, image: &Image) -> Option<FamilyImage> {
         .chain((2..10).map(|n| format!("{PARTS}-{n}")))
         .map_while(|key| tag(&key))
         .collect();
+    // A build that never finished counts for numbering, but its image is
+    // no up-to-date image for `--if-changed` to reuse.
+    let finished = tag(super::tags::UNFINISHED).as_deref() != Some("true");
     let built_at = tag("imgbuild:built-at")
         .or_else(|| image.creation_date().map(str::to_string))
         .and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok());
@@ -85,8 +88,8 @@ pub(super) fn from_image(region: &str, image: &Image) -> Option<FamilyImage> {
         // Images from before build numbers count as build 0.
         build: tag(BUILD).and_then(|b| b.parse().ok()).unwrap_or(0),
         built_at,
-        fingerprint: tag(FINGERPRINT),
-        parts: (!parts.is_empty()).then(|| parts.join(" ")),
+        fingerprint: tag(FINGERPRINT).filter(|_| finished),
+        parts: (!parts.is_empty() && finished).then(|| parts.join(" ")),
     })
 }
 
@@ -291,6 +294,25 @@ mod tests {
             fingerprint: None,
             parts: None,
         }
+    }
+
+    #[test]
+    fn an_unfinished_image_counts_for_its_number_and_is_never_up_to_date() {
+        let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+        let made = |unfinished: bool| {
+            let mut b = Image::builder()
+                .image_id("ami-1")
+                .tags(tag(VERSION, "1.2"))
+                .tags(tag(BUILD, "4"))
+                .tags(tag(FINGERPRINT, "abc"));
+            if unfinished {
+                b = b.tags(tag(super::super::tags::UNFINISHED, "true"));
+            }
+            from_image("us-east-1", &b.build()).unwrap()
+        };
+        assert_eq!(made(false).fingerprint.as_deref(), Some("abc"));
+        let unfinished = made(true);
+        assert_eq!((unfinished.build, unfinished.fingerprint), (4, None));
     }
 
     #[test]

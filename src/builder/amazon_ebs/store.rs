@@ -16,6 +16,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::client::{self, Api, ApiError};
 use super::family::{NAME, VERSION, from_image};
+use super::tags;
 use super::usage;
 use crate::family::listing::{ImageStore, Listed, Listing, State, StoreError, Stored};
 use crate::template::Scope;
@@ -144,8 +145,11 @@ impl ImageStore for Ec2Store {
                     .to_vec(),
             );
         }
-        let (family, others): (Vec<&Image>, Vec<&Image>) =
-            all.iter().partition(|i| self.in_family(i));
+        // Images of builds that never finished are `gc`'s; what they are
+        // stored as stays with them.
+        let (family, others): (Vec<&Image>, Vec<&Image>) = all
+            .iter()
+            .partition(|i| self.in_family(i) && !tags::marked(i.tags(), tags::UNFINISHED));
         let ids: Vec<String> = family
             .iter()
             .filter_map(|i| i.image_id())

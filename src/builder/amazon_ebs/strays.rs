@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::Made;
 use super::client::{Api, ApiError};
-use super::tags::{BUILD_ID, EXPIRES_AT, STARTED_AT, TEMPORARY, UNFINISHED};
+use super::tags::{BUILD_ID, EXPIRES_AT, STARTED_AT, TEMPORARY, UNFINISHED, marked};
 
 /// One thing a build left.
 #[derive(Debug, Clone)]
@@ -103,10 +103,6 @@ fn stray(kind: Made, id: &str, tags: &[Tag], made: Option<OffsetDateTime>) -> St
         expires: time(tag(tags, EXPIRES_AT)),
         snapshots: Vec::new(),
     }
-}
-
-fn marked(tags: &[Tag], key: &str) -> bool {
-    tag(tags, key) == Some("true")
 }
 
 /// Everything in the region that builds left, in the order it can be

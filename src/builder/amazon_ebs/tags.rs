@@ -105,6 +105,12 @@ pub fn snapshot(b: &BuildContext, image_tags: &Tags, snapshot_tags: &Tags) -> Re
     Ok(tags)
 }
 
+/// Whether EC2's `tags` set `key` to `true`.
+pub fn marked(tags: &[Tag], key: &str) -> bool {
+    tags.iter()
+        .any(|t| t.key() == Some(key) && t.value() == Some("true"))
+}
+
 pub fn sdk(tags: &Tags) -> Vec<Tag> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
