@@ -286,3 +286,26 @@ fn gc_sweeps_the_image_and_snapshot_of_a_build_killed_after_create_image() {
     assert_eq!(ec2.imgbuild_key_pairs(), Vec::<String>::new());
     assert_eq!(ec2.imgbuild_security_groups(), Vec::<String>::new());
 }
+
+#[test]
+fn gc_needs_a_region_and_names_its_environment_twins() {
+    let scratch = Scratch::new();
+    let home = scratch.dir.path().to_path_buf();
+    // Nothing listens there: gc must stop before any call.
+    Test::in_scratch(scratch)
+        .envs(aws_vars("http://127.0.0.1:9", &home))
+        .args(["gc", "--older-than", "0s"])
+        .stdout("")
+        .stderr("error: no AWS region: pass --region, or set AWS_REGION\n")
+        .status(2)
+        .run();
+    let mut help = Test::new().args(["gc", "--help"]);
+    for env in [
+        "IMGBUILD_OLDER_THAN",
+        "IMGBUILD_REGIONS",
+        "IMGBUILD_DRY_RUN",
+    ] {
+        help = help.stdout_contains(env);
+    }
+    help.stdout_contains("[default: 2h]").run();
+}
