@@ -452,22 +452,7 @@ async fn remove_image(
         }
     }
     for s in snapshots {
-        // A just-deregistered image may hold its snapshot for a moment.
-        let result = wait::until(api_waits, &format!("snapshot {s}"), "deleted", || async {
-            match client
-                .delete_snapshot()
-                .snapshot_id(&s)
-                .send()
-                .await
-                .api("DeleteSnapshot")
-            {
-                Ok(_) => Ok(Poll::Ready(true)),
-                Err(e) if e.code_is("InvalidSnapshot.NotFound") => Ok(Poll::Ready(false)),
-                Err(e) if e.code_is("InvalidSnapshot.InUse") => Ok(Poll::Pending(e.to_string())),
-                Err(e) => Err(e),
-            }
-        })
-        .await;
+        let result = super::removal::delete_snapshot(client, &s, api_waits).await;
         match result {
             Ok(true) => events.info(format!("deleted snapshot {s} in {region}")),
             Ok(false) => {}

@@ -16,6 +16,7 @@ mod key_pair;
 mod lifetime;
 mod made;
 mod naming;
+mod removal;
 mod security_group;
 mod source_ami;
 mod store;

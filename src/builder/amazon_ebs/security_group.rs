@@ -11,7 +11,7 @@ use super::client::Api;
 use super::{EbsContext, Made, tags};
 use crate::events::Leftover;
 use crate::pipeline::{Ending, Step, StepError};
-use crate::wait::{self, Poll, WaitParams};
+use crate::wait::{self, WaitParams};
 
 /// Answers with the caller's public IPv4 address, as AWS sees it.
 const CHECKIP_URL: &str = "https://checkip.amazonaws.com";
@@ -125,7 +125,6 @@ impl Step<EbsContext> for SecurityGroup {
         };
         // The group stays in use until the instance's network interface is
         // gone, which lags behind termination: retry, within a bound.
-        let client = ctx.client.clone();
         let params = WaitParams {
             initial: Duration::from_secs(2),
             factor: 1.5,
@@ -133,27 +132,9 @@ impl Step<EbsContext> for SecurityGroup {
             timeout: Duration::from_secs(180),
             attempts: None,
         };
-        let result = wait::until(params, &format!("security group {id}"), "deleted", || {
-            let client = client.clone();
-            let id = id.clone();
-            async move {
-                match client
-                    .delete_security_group()
-                    .group_id(&id)
-                    .send()
-                    .await
-                    .api("DeleteSecurityGroup")
-                {
-                    Ok(_) => Ok(Poll::Ready(())),
-                    Err(e) if e.code_is("InvalidGroup.NotFound") => Ok(Poll::Ready(())),
-                    Err(e) if e.code_is("DependencyViolation") => Ok(Poll::Pending(e.to_string())),
-                    Err(e) => Err(e),
-                }
-            }
-        })
-        .await;
+        let result = super::removal::delete_security_group(&ctx.client, &id, params).await;
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 ctx.build
                     .events
                     .info(format!("deleted security group {id}"));

@@ -21,7 +21,7 @@ use super::usage;
 use crate::family::listing::{ImageStore, Listed, Listing, State, StoreError, Stored};
 use crate::template::Scope;
 use crate::template::sources::AmazonEbsConfig;
-use crate::wait::{self, Poll, WaitError, WaitParams};
+use crate::wait::{WaitError, WaitParams};
 
 const GIB: u64 = 1 << 30;
 
@@ -87,30 +87,15 @@ impl Ec2Store {
     }
 
     async fn delete_snapshot(&self, image: &str, snapshot: &str) -> Result<(), Ec2StoreError> {
-        let what = format!("snapshot {snapshot}");
-        wait::until(self.waits, &what, "deleted", || async {
-            match self
-                .client
-                .delete_snapshot()
-                .snapshot_id(snapshot)
-                .send()
-                .await
-                .api("DeleteSnapshot")
-            {
-                Ok(_) => Ok(Poll::Ready(())),
-                Err(e) if e.code_is("InvalidSnapshot.NotFound") => Ok(Poll::Ready(())),
-                // A just-deregistered image may hold its snapshot for a moment.
-                Err(e) if e.code_is("InvalidSnapshot.InUse") => Ok(Poll::Pending(e.to_string())),
-                Err(e) => Err(e),
-            }
-        })
-        .await
-        .map_err(|source| Ec2StoreError::DeleteSnapshot {
-            region: self.region.clone(),
-            image: image.into(),
-            snapshot: snapshot.into(),
-            source,
-        })
+        super::removal::delete_snapshot(&self.client, snapshot, self.waits)
+            .await
+            .map(|_| ())
+            .map_err(|source| Ec2StoreError::DeleteSnapshot {
+                region: self.region.clone(),
+                image: image.into(),
+                snapshot: snapshot.into(),
+                source,
+            })
     }
 }
 

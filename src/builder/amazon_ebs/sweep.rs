@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::Made;
 use super::client::{self, Api, ApiError};
+use super::removal;
 use super::strays::{self, Stray, Verdict};
 use crate::wait::{self, Poll, WaitParams};
 
@@ -207,26 +208,13 @@ async fn terminate(client: &Client, region: &str, ids: &[String]) -> Result<(), 
 
 async fn delete_group(client: &Client, id: &str) -> Result<(), String> {
     // A network interface of a just-terminated instance may hold it a while.
-    wait::until(
+    removal::delete_security_group(
+        client,
+        id,
         WaitParams::with_timeout(Duration::from_secs(300)),
-        &format!("security group {id}"),
-        "deleted",
-        || async {
-            match client
-                .delete_security_group()
-                .group_id(id)
-                .send()
-                .await
-                .api("DeleteSecurityGroup")
-            {
-                Ok(_) => Ok(Poll::Ready(())),
-                Err(e) if e.code_is("InvalidGroup.NotFound") => Ok(Poll::Ready(())),
-                Err(e) if e.code_is("DependencyViolation") => Ok(Poll::Pending(e.to_string())),
-                Err(e) => Err(e),
-            }
-        },
     )
     .await
+    .map(|_| ())
     .map_err(|e| e.to_string())
 }
 
@@ -249,26 +237,12 @@ async fn remove_image(client: &Client, id: &str, snapshots: &[String]) -> Result
 }
 
 async fn delete_snapshot(client: &Client, id: &str) -> Result<(), String> {
-    wait::until(
+    removal::delete_snapshot(
+        client,
+        id,
         WaitParams::with_timeout(Duration::from_secs(120)),
-        &format!("snapshot {id}"),
-        "deleted",
-        || async {
-            match client
-                .delete_snapshot()
-                .snapshot_id(id)
-                .send()
-                .await
-                .api("DeleteSnapshot")
-            {
-                Ok(_) => Ok(Poll::Ready(())),
-                Err(e) if e.code_is("InvalidSnapshot.NotFound") => Ok(Poll::Ready(())),
-                // A just-deregistered image may hold its snapshot for a moment.
-                Err(e) if e.code_is("InvalidSnapshot.InUse") => Ok(Poll::Pending(e.to_string())),
-                Err(e) => Err(e),
-            }
-        },
     )
     .await
+    .map(|_| ())
     .map_err(|e| e.to_string())
 }
