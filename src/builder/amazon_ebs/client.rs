@@ -179,6 +179,16 @@ fn causes(error: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// A client for tests of the requests imgbuild builds: it is never sent one.
+#[cfg(test)]
+pub fn offline(region: &'static str) -> aws_sdk_ec2::Client {
+    let config = aws_sdk_ec2::Config::builder()
+        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+        .region(aws_sdk_ec2::config::Region::new(region))
+        .build();
+    aws_sdk_ec2::Client::from_conf(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

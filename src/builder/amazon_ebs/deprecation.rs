@@ -140,11 +140,7 @@ mod tests {
     use super::*;
 
     fn client() -> Client {
-        let config = aws_sdk_ec2::Config::builder()
-            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-            .region(aws_sdk_ec2::config::Region::new("eu-west-3"))
-            .build();
-        Client::from_conf(config)
+        super::super::client::offline("eu-west-3")
     }
 
     fn at(text: &str) -> OffsetDateTime {

@@ -123,11 +123,7 @@ mod tests {
     use aws_sdk_ec2::types::{InstanceState, InstanceStateName, ResponseLaunchTemplateData};
 
     fn client() -> Client {
-        let config = aws_sdk_ec2::Config::builder()
-            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-            .region(aws_sdk_ec2::config::Region::new("us-east-1"))
-            .build();
-        Client::from_conf(config)
+        super::super::client::offline("us-east-1")
     }
 
     #[test]
