@@ -21,5 +21,6 @@ pub mod pipeline;
 pub mod provisioner;
 pub mod render;
 pub mod report;
+pub mod swept;
 pub mod template;
 pub mod wait;

@@ -296,7 +296,7 @@ fn gc_needs_a_region_and_names_its_environment_twins() {
         .envs(aws_vars("http://127.0.0.1:9", &home))
         .args(["gc", "--older-than", "0s"])
         .stdout("")
-        .stderr("error: no AWS region: pass --region, or set AWS_REGION\n")
+        .stderr("error: no AWS region: pass --region, or set AWS_REGION (or --local to sweep only this machine)\n")
         .status(2)
         .run();
     let mut help = Test::new().args(["gc", "--help"]);

@@ -2,8 +2,8 @@
 //! build under QEMU (software emulation is fine), and the output booted
 //! again to check what the provisioners left in it.
 //!
-//! The tests share one base cache and run one at a time: each boots a
-//! guest, and two at once on a small CI machine only slow each other down.
+//! The tests share one base cache and boot one guest at a time (see
+//! `common::local`).
 
 mod common;
 
@@ -12,67 +12,22 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use common::local::{
+    BUILD_LIMIT, build, build_command, forwarded_port, one_guest_at_a_time, template, work_root,
+};
 use common::{Scratch, imgbuild, run, text};
 
-static ONE_GUEST_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn one_guest_at_a_time() -> MutexGuard<'static, ()> {
-    ONE_GUEST_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-}
-
-/// Bootstraps are cached here for the whole test run (and later runs).
-fn cache_home() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("imgbuild-cache")
-}
-
-const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
-
-fn template(body: &str) -> String {
-    format!(
-        r#"name = "probe"
-version = "0.1"
-
-[source.local]
-type = "qemu"
-bootstrap = {{ distribution = "debian", suite = "bookworm" }}
-memory = 1024
-cpus = 2
-disk_size = "3G"
-ssh_timeout = "8m"
-output_directory = "out"
-
-{body}"#
-    )
-}
-
-/// The build command with the shared cache and a private temporary folder.
-fn build_command(scratch: &Scratch) -> Command {
-    let tmp = scratch.path("tmp");
-    fs::create_dir_all(&tmp).unwrap();
-    let mut cmd = imgbuild();
-    cmd.args(["build", "t.toml"])
-        .current_dir(scratch.dir.path())
-        .env("XDG_CACHE_HOME", cache_home())
-        .env("TMPDIR", &tmp);
-    cmd
-}
-
-/// Runs the build in `scratch`; its output and stderr as text.
-fn build(scratch: &Scratch) -> (std::process::Output, String) {
-    let out = run(&mut build_command(scratch), BUILD_LIMIT);
-    let stderr = text(&out.stderr);
-    (out, stderr)
-}
-
 /// Nothing temporary of a finished build may remain: no QEMU, no overlay, no port.
+/// (Guests run one at a time, so no other build has a work folder meanwhile.)
 fn assert_no_machine_left(scratch: &Scratch, stderr: &str) {
-    let qemu = common::processes_matching(&scratch.path("tmp").display().to_string());
+    let qemu = common::processes_matching(&work_root().display().to_string());
     assert!(qemu.is_empty(), "QEMU left running: {qemu:?}");
+    let work: Vec<_> = fs::read_dir(work_root())
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(work.is_empty(), "work folders left: {work:?}");
     let tmp: Vec<_> = fs::read_dir(scratch.path("tmp"))
         .unwrap()
         .flatten()
@@ -98,14 +53,6 @@ fn assert_nothing_left(scratch: &Scratch, stderr: &str) {
         !scratch.path("out").exists(),
         "the output folder it created is removed"
     );
-}
-
-fn forwarded_port(stderr: &str) -> Option<u16> {
-    let rest = stderr.split("SSH forwarded from 127.0.0.1:").nth(1)?;
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
 }
 
 #[test]
@@ -477,9 +424,7 @@ fn a_base_image_with_the_wrong_checksum_is_rejected_and_not_cached() {
 /// the results at that image.
 #[test]
 fn an_unchanged_rebuild_boots_nothing_and_no_image_is_overwritten() {
-    let _one = ONE_GUEST_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one = one_guest_at_a_time();
     let scratch = Scratch::new();
     scratch.write("out/probe-0.1-1.qcow2", "precious");
     scratch.write("t.toml", &template(""));

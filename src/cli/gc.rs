@@ -1,6 +1,8 @@
 //! `imgbuild gc`: removes what killed builds left in EC2 (temporary
 //! instances, security groups, key pairs; images and snapshots of builds
-//! that never finished), never anything of a build that may still run.
+//! that never finished) and on this machine (work folders of local builds,
+//! with any QEMU still running on them), never anything of a build that may
+//! still run.
 
 use std::time::Duration;
 
@@ -8,8 +10,10 @@ use clap::Args;
 
 use super::build::parse_duration;
 use super::family;
-use crate::builder::amazon_ebs::{Swept, SweptAction, sweep};
+use crate::builder::amazon_ebs::sweep;
+use crate::builder::qemu;
 use crate::error::Error;
+use crate::swept::{Swept, SweptAction};
 use crate::template::HumanDuration;
 
 #[derive(Args)]
@@ -30,14 +34,23 @@ pub struct GcArgs {
     /// Print what would be removed and the commands that would do it; remove nothing.
     #[arg(long, env = "IMGBUILD_DRY_RUN")]
     dry_run: bool,
+
+    /// Sweep only this machine's local builds, not EC2.
+    #[arg(long, conflicts_with = "regions")]
+    local: bool,
 }
 
 pub fn run(args: GcArgs) -> Result<(), Error> {
     let runtime = family::runtime()?;
     let older_than: Duration = args.older_than.0;
-    let (swept, mut failures) = runtime
-        .block_on(sweep(&args.regions, older_than, args.dry_run))
-        .map_err(Error::Usage)?;
+    let (mut swept, mut failures) = if args.local {
+        (Vec::new(), Vec::new())
+    } else {
+        runtime
+            .block_on(sweep(&args.regions, older_than, args.dry_run))
+            .map_err(Error::Usage)?
+    };
+    swept.extend(qemu::sweep(older_than, args.dry_run));
     for s in &swept {
         print!("{}", text(s));
         if let SweptAction::Failed(e) = &s.action {
@@ -63,7 +76,7 @@ fn described(s: &Swept) -> String {
 
 fn text(s: &Swept) -> String {
     let what = described(s);
-    let region = &s.region;
+    let region = &s.place;
     match &s.action {
         SweptAction::Kept(why) => format!("{region}: kept {what}: {why}\n"),
         SweptAction::Removed => format!("{region}: removed {what}\n"),

@@ -5,6 +5,7 @@
 pub mod ebs;
 pub mod http;
 pub mod links;
+pub mod local;
 pub mod moto;
 pub mod test;
 

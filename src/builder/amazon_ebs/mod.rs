@@ -26,7 +26,7 @@ mod tags;
 mod usage;
 
 pub use store::stores;
-pub use sweep::{Swept, SweptAction, sweep};
+pub use sweep::sweep;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -55,7 +55,7 @@ impl fmt::Display for Verdict {
             Verdict::Running(until) => {
                 write!(f, "its build may still run until {}", text(*until))
             }
-            Verdict::Young(made) => write!(f, "made {}, not older than --older-than", text(*made)),
+            Verdict::Young(made) => f.write_str(&crate::swept::not_old_enough(*made)),
             Verdict::Unknown => f.write_str("made at an unknown time"),
         }
     }

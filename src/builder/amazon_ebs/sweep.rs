@@ -13,30 +13,8 @@ use super::Made;
 use super::client::{self, Api, ApiError};
 use super::removal;
 use super::strays::{self, Stray, Verdict};
+use crate::swept::{Swept, SweptAction};
 use crate::wait::{self, Poll, WaitParams};
-
-/// What became of one stray.
-#[derive(Debug, Clone)]
-pub struct Swept {
-    kind: Made,
-    pub region: String,
-    pub resource: &'static str,
-    pub id: String,
-    pub build_id: String,
-    /// An image's snapshots, which go with it.
-    pub snapshots: Vec<String>,
-    pub action: SweptAction,
-    /// The commands that remove it by hand.
-    pub commands: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub enum SweptAction {
-    Kept(String),
-    WouldRemove,
-    Removed,
-    Failed(String),
-}
 
 /// Sweeps `regions` (the standard chain's region when empty). Returns what
 /// became of each stray, region by region, and why a region could not be
@@ -51,7 +29,10 @@ pub async fn sweep(
     if regions.is_empty() {
         match shared.region() {
             Some(r) => regions.push(r.to_string()),
-            None => return Err("no AWS region: pass --region, or set AWS_REGION".into()),
+            None => return Err(
+                "no AWS region: pass --region, or set AWS_REGION (or --local to sweep only this machine)"
+                    .into(),
+            ),
         }
     }
     regions.sort();
@@ -104,6 +85,7 @@ async fn sweep_region(
     dry_run: bool,
 ) -> Vec<Swept> {
     let mut out = Vec::new();
+    let mut kinds = Vec::new();
     let mut going = Vec::new();
     for stray in found {
         let verdict = strays::judge(&stray, now, older_than);
@@ -115,9 +97,9 @@ async fn sweep_region(
             }
             kept => SweptAction::Kept(kept.to_string()),
         };
+        kinds.push(stray.kind);
         out.push(Swept {
-            kind: stray.kind,
-            region: region.into(),
+            place: region.into(),
             resource: stray.resource(),
             commands: commands(&stray, region),
             id: stray.id,
@@ -131,7 +113,7 @@ async fn sweep_region(
     let instances: Vec<usize> = going
         .iter()
         .copied()
-        .filter(|&i| matches!(out[i].kind, Made::Instance))
+        .filter(|&i| matches!(kinds[i], Made::Instance))
         .collect();
     if !instances.is_empty() {
         let ids: Vec<String> = instances.iter().map(|&i| out[i].id.clone()).collect();
@@ -143,7 +125,7 @@ async fn sweep_region(
     }
     for i in going {
         let s = &out[i];
-        let done = match s.kind {
+        let done = match kinds[i] {
             // Terminated above.
             Made::Instance => Ok(()),
             Made::SecurityGroup => delete_group(client, &s.id).await,

@@ -10,8 +10,12 @@ mod family;
 mod machine;
 mod output;
 mod store;
+mod sweep;
 mod tools;
 mod wait_ssh;
+mod workdir;
+
+pub use sweep::sweep;
 
 pub use store::image_store;
 
@@ -41,8 +45,8 @@ pub struct QemuContext {
     build: BuildContext,
     config: QemuConfig,
     base: Option<Base>,
-    /// Overlay, seed and QMP socket; removed with the context.
-    work: Option<tempfile::TempDir>,
+    /// Overlay, seed and QMP socket, locked while the build lives.
+    work: Option<workdir::WorkDir>,
     overlay: Option<PathBuf>,
     seed: Option<PathBuf>,
     machine: Option<Machine>,
@@ -282,10 +286,12 @@ impl Step<QemuContext> for CreateOverlay {
 
     async fn run(&mut self, ctx: &mut QemuContext) -> Result<(), StepError> {
         let base = ctx.base.clone().ok_or_else(|| failed("no base image"))?;
-        let work = tempfile::Builder::new()
-            .prefix("imgbuild-qemu-")
-            .tempdir()
-            .map_err(failed)?;
+        let work = workdir::WorkDir::create(&ctx.build.build_id).map_err(|e| {
+            failed(format!(
+                "cannot make a work folder under {}: {e}",
+                workdir::root().display()
+            ))
+        })?;
         let overlay = work.path().join("overlay.qcow2");
         let base_path = std::fs::canonicalize(&base.disk)
             .map_err(|e| failed(format!("{}: {e}", base.disk.display())))?;
