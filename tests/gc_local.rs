@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::local::{
-    BUILD_LIMIT, build_command, cache_home, one_guest_at_a_time, template, work_root,
-};
+use common::local::{cache_home, one_guest_at_a_time, start_provisioning, work_root};
 use common::test::Test;
 use common::{Scratch, send_signal, wait_output, wait_until};
 
@@ -35,35 +33,6 @@ impl Drop for Stopped {
             let _ = child.wait();
         }
     }
-}
-
-/// Starts a build whose provisioner sleeps; returns once it is provisioning.
-fn start_provisioning(scratch: &Scratch) -> Stopped {
-    scratch.write(
-        "t.toml",
-        &template(
-            "[[provisioner]]\ntype = \"shell\"\ninline = [\"echo provisioning-started\", \"sleep 600\"]\n",
-        ),
-    );
-    let log = scratch.path("stderr.log");
-    let child = build_command(scratch)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let child = Stopped(Some(child));
-    let started = wait_until(BUILD_LIMIT, Duration::from_millis(200), || {
-        fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("provisioning-started")
-    });
-    assert!(
-        started,
-        "provisioning never started:\n{}",
-        fs::read_to_string(&log).unwrap_or_default()
-    );
-    child
 }
 
 /// The work folder whose lock names `pid`.
@@ -94,8 +63,8 @@ fn gc(args: &[&str]) -> Test {
 fn gc_removes_what_a_killed_local_build_left_and_spares_a_running_one() {
     let _one = one_guest_at_a_time();
     let (killed_scratch, running_scratch) = (Scratch::new(), Scratch::new());
-    let mut killed = start_provisioning(&killed_scratch);
-    let running = start_provisioning(&running_scratch);
+    let mut killed = Stopped(Some(start_provisioning(&killed_scratch).0));
+    let running = Stopped(Some(start_provisioning(&running_scratch).0));
     let killed_folder = folder_of(killed.child().id());
     let running_pid = running.child().id();
     let running_folder = folder_of(running_pid);

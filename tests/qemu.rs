@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::local::{
-    BUILD_LIMIT, build, build_command, forwarded_port, one_guest_at_a_time, template, work_root,
+    BUILD_LIMIT, build, build_command, forwarded_port, one_guest_at_a_time, start_provisioning,
+    template, work_root,
 };
 use common::{Scratch, imgbuild, run, text};
 
@@ -334,24 +335,7 @@ fn a_failing_provisioner_leaves_nothing_behind() {
 fn sigint_during_provisioning_leaves_nothing_behind() {
     let _one = one_guest_at_a_time();
     let scratch = Scratch::new();
-    scratch.write("t.toml", &template("[[provisioner]]\ntype = \"shell\"\ninline = [\"echo provisioning-started\", \"sleep 600\"]\n"));
-    let stderr_path = scratch.path("stderr.log");
-    let child = build_command(&scratch)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let started = common::wait_until(BUILD_LIMIT, Duration::from_millis(200), || {
-        fs::read_to_string(&stderr_path)
-            .unwrap_or_default()
-            .contains("provisioning-started")
-    });
-    assert!(
-        started,
-        "provisioning never started:\n{}",
-        fs::read_to_string(&stderr_path).unwrap_or_default()
-    );
+    let (child, stderr_path) = start_provisioning(&scratch);
     common::send_signal(&child, libc::SIGINT);
     let out = common::wait_output(child, Duration::from_secs(120));
     let stderr = fs::read_to_string(&stderr_path).unwrap();

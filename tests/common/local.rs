@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -75,4 +75,33 @@ pub fn forwarded_port(stderr: &str) -> Option<u16> {
         .next()?
         .parse()
         .ok()
+}
+
+/// Starts a build in `scratch` whose provisioner sleeps, and returns once
+/// it is provisioning: the build and the file its stderr goes to.
+pub fn start_provisioning(scratch: &Scratch) -> (Child, PathBuf) {
+    scratch.write(
+        "t.toml",
+        &template(
+            "[[provisioner]]\ntype = \"shell\"\ninline = [\"echo provisioning-started\", \"sleep 600\"]\n",
+        ),
+    );
+    let log = scratch.path("stderr.log");
+    let child = build_command(scratch)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = super::wait_until(BUILD_LIMIT, Duration::from_millis(200), || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("provisioning-started")
+    });
+    assert!(
+        started,
+        "provisioning never started:\n{}",
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    (child, log)
 }
