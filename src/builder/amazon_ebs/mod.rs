@@ -18,6 +18,7 @@ mod made;
 mod naming;
 mod removal;
 mod security_group;
+mod sharing;
 mod source_ami;
 mod store;
 mod strays;
@@ -259,8 +260,8 @@ pub async fn run(
     if !ebs.copy_regions.is_empty() {
         steps.push(Box::new(image::CopyImage::default()));
     }
-    if !ebs.config.ami_users.is_empty() {
-        steps.push(Box::new(image::ShareImage));
+    if sharing::Sharing::wanted(&ebs.config) {
+        steps.push(Box::new(sharing::ShareImages));
     }
     if let Some(after) = ebs.config.deprecate_after {
         steps.push(Box::new(deprecation::DeprecateImages { after: after.0 }));

@@ -18,10 +18,12 @@ use crate::template::source::{SourceConfig, SourceSchema};
 
 mod region;
 mod rules;
+mod sharing;
 
 pub use region::default_region;
 pub use rules::{ami_name_problem, is_ami_id};
 use rules::{is_cidr, is_region};
+pub use sharing::PUBLIC_GROUP;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +59,16 @@ pub struct AmazonEbsConfig {
     pub run_tags: BTreeMap<String, String>,
     #[serde(default)]
     pub ami_users: Vec<String>,
+    #[serde(default)]
+    pub ami_groups: Vec<String>,
+    #[serde(default)]
+    pub ami_org_arns: Vec<String>,
+    #[serde(default)]
+    pub ami_ou_arns: Vec<String>,
+    #[serde(default)]
+    pub snapshot_users: Vec<String>,
+    #[serde(default)]
+    pub snapshot_groups: Vec<String>,
     #[serde(default)]
     pub ami_regions: Vec<String>,
     #[serde(default)]
@@ -125,6 +137,10 @@ impl SourceConfig for AmazonEbsConfig {
         Ok(vec![
             crate::builder::amazon_ebs::fingerprint_base(self, &template.scope).await?,
         ])
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        sharing::public_warnings(self)
     }
 
     async fn image_stores(
@@ -273,15 +289,7 @@ impl SourceSchema for AmazonEbsConfig {
                 }
             }
         }
-        for (i, user) in self.ami_users.iter().enumerate() {
-            let account_id = user.len() == 12 && user.chars().all(|c| c.is_ascii_digit());
-            if !account_id && !user.contains("${") {
-                checker.error_at(
-                    &checker.base.key("ami_users").index(i),
-                    format!("`{user}` is not a 12-digit AWS account id"),
-                );
-            }
-        }
+        sharing::check(self, checker);
     }
 }
 
