@@ -1,13 +1,14 @@
-//! amazon-ebs sharing, end to end: the real binary against moto's EC2 and
-//! a real sshd. What is shared is read back from moto
-//! (DescribeImageAttribute, DescribeSnapshotAttribute).
+//! amazon-ebs sharing and the build instance's options, end to end: the
+//! real binary against moto's EC2 and a real sshd. What is shared is read
+//! back from moto (DescribeImageAttribute, DescribeSnapshotAttribute);
+//! what moto does not keep is read from the calls it recorded.
 
 mod common;
 
 use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::{ImageAttributeName, SnapshotAttributeName};
-use common::ebs::{BUILD_LIMIT, COPY_REGION, REGION, World, describe};
+use common::ebs::{AL2023_6_18, BUILD_LIMIT, COPY_REGION, REGION, World, describe};
 use common::moto::{Moto, aws_vars};
 use common::test::Test;
 use common::{run, text};
@@ -134,6 +135,110 @@ snapshot_groups = ["all"]"#
     assert_eq!(shared_regions, [REGION, COPY_REGION]);
 }
 
+#[test]
+fn metadata_options_and_enhanced_networking_reach_ec2() {
+    let w = World::new();
+    let template = w.template(
+        r#"metadata_http_tokens = "optional"
+metadata_http_put_response_hop_limit = 2
+metadata_tags = "enabled"
+ena_support = true
+sriov_support = true
+boot_mode = "uefi""#,
+        "",
+    );
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = describe(&out);
+    assert!(out.status.success(), "{log}");
+
+    // What the build instance was launched with, as moto keeps it.
+    let instances = w.ec2(REGION).instances();
+    assert_eq!(instances.len(), 1, "{log}");
+    let options = instances[0].metadata_options().expect("metadata options");
+    assert_eq!(
+        options.http_tokens().map(|t| t.as_str()),
+        Some("optional"),
+        "{log}"
+    );
+    assert_eq!(options.http_put_response_hop_limit(), Some(2), "{log}");
+    assert_eq!(
+        options.instance_metadata_tags().map(|t| t.as_str()),
+        Some("enabled"),
+        "{log}"
+    );
+
+    // ENA and SR-IOV: set on the stopped instance, one call each, before CreateImage.
+    let modify = w.moto.calls("ModifyInstanceAttribute");
+    let instance_id = instances[0].instance_id().expect("instance id");
+    let set: Vec<(Option<&str>, Option<&str>, Option<&str>)> = modify
+        .iter()
+        .map(|c| {
+            (
+                c.get("InstanceId").map(String::as_str),
+                c.get("EnaSupport.Value").map(String::as_str),
+                c.get("SriovNetSupport.Value").map(String::as_str),
+            )
+        })
+        .collect();
+    assert_eq!(
+        set,
+        [
+            (Some(instance_id), Some("true"), None),
+            (Some(instance_id), None, Some("simple")),
+        ],
+        "{log}"
+    );
+    let actions = w.moto.api_actions();
+    let position = |action: &str| {
+        actions
+            .iter()
+            .position(|a| a == action)
+            .unwrap_or_else(|| panic!("no {action} in {actions:?}"))
+    };
+    assert!(
+        position("StopInstances") < position("ModifyInstanceAttribute")
+            && position("ModifyInstanceAttribute") < position("CreateImage"),
+        "{actions:?}"
+    );
+}
+
+/// CreateImage keeps the source AMI's boot mode and NitroTPM support, so a
+/// source that differs from what the template asks fails the build before
+/// anything is made. moto's AMIs boot `uefi` and have no NitroTPM.
+#[test]
+fn a_source_ami_that_boots_otherwise_fails_before_anything_is_made() {
+    let w = World::new();
+    let template = w.template(r#"boot_mode = "legacy-bios""#, "");
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "`boot_mode = \"legacy-bios\"` but source AMI {AL2023_6_18} has boot mode `uefi`; \
+             CreateImage keeps the source AMI's, so pick a source AMI registered with it"
+        )),
+        "{log}"
+    );
+    let template = w.template(
+        r#"boot_mode = "uefi"
+tpm_support = "v2.0""#,
+        "",
+    );
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "`tpm_support = \"v2.0\"` but source AMI {AL2023_6_18} has NitroTPM support none"
+        )),
+        "{log}"
+    );
+    let actions = w.moto.api_actions();
+    for made in ["ImportKeyPair", "CreateSecurityGroup", "RunInstances"] {
+        assert!(!actions.iter().any(|a| a == made), "{made} in {actions:?}");
+    }
+}
+
 const HEAD: &str = r#"name = "web"
 version = "1.2"
 
@@ -144,7 +249,7 @@ source_ami = "ami-0e1e769742d1cfb49"
 "#;
 
 #[test]
-fn bad_sharing_settings_fail_validation_without_calling_aws() {
+fn bad_sharing_and_instance_settings_fail_validation_without_calling_aws() {
     let moto = Moto::start();
     let test = Test::new();
     let home = test.path("home");
@@ -161,8 +266,35 @@ ami_ou_arns = ["arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5"]
 "#
         ),
     )
+    .file(
+        "instance.toml",
+        &format!(
+            r#"{HEAD}boot_mode = "bios"
+tpm_support = "v1.2"
+uefi_data = "QU1aTlVFRkk="
+metadata_http_put_response_hop_limit = 65
+metadata_http_tokens = "sometimes"
+metadata_tags = "on"
+"#
+        ),
+    )
+    .file(
+        "tpm.toml",
+        &format!(
+            "{HEAD}boot_mode = \"legacy-bios\"\ntpm_support = \"v2.0\"\nmetadata_http_put_response_hop_limit = 0\n"
+        ),
+    )
+    .file("ena.toml", &format!("{HEAD}ena_support = \"yes\"\n"))
+    .file("sriov.toml", &format!("{HEAD}sriov_support = 1\n"))
     .envs(aws_vars(&moto.endpoint(), &home))
-    .args(["validate", "sharing.toml"])
+    .args([
+        "validate",
+        "sharing.toml",
+        "instance.toml",
+        "tpm.toml",
+        "ena.toml",
+        "sriov.toml",
+    ])
     .stdout("")
     .stderr(
         r#"error: sharing.toml:8:30: `2109` is not a 12-digit AWS account id
@@ -189,7 +321,50 @@ error: sharing.toml:13:16: `arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5`
  13 | ami_ou_arns = ["arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5"]
     |                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
 
-6 errors found
+error: instance.toml:8:13: `bios` is not a boot mode; use one of legacy-bios, uefi, uefi-preferred
+ 8 | boot_mode = "bios"
+   |             ^^^^^^
+
+error: instance.toml:9:15: `tpm_support` may only be "v2.0", not `v1.2`
+ 9 | tpm_support = "v1.2"
+   |               ^^^^^^
+
+error: instance.toml:10:13: amazon-ebs cannot set `uefi_data`: it makes the AMI with CreateImage, which keeps the build instance's UEFI variables
+ 10 | uefi_data = "QU1aTlVFRkk="
+    |             ^^^^^^^^^^^^^^
+  help: start from a source AMI registered with these UEFI variables; the build instance and the new AMI keep them
+
+error: instance.toml:11:40: `metadata_http_put_response_hop_limit` is from 1 to 64, not 65
+ 11 | metadata_http_put_response_hop_limit = 65
+    |                                        ^^
+  help: 2 lets containers on the build instance reach the metadata service
+
+error: instance.toml:12:24: `metadata_http_tokens` may be "required" (the default, IMDSv2 only) or "optional", not `sometimes`
+ 12 | metadata_http_tokens = "sometimes"
+    |                        ^^^^^^^^^^^
+
+error: instance.toml:13:17: `metadata_tags` may be "enabled" or "disabled" (the default), not `on`
+ 13 | metadata_tags = "on"
+    |                 ^^^^
+
+error: tpm.toml:9:15: `tpm_support` needs `boot_mode = "uefi"` (or "uefi-preferred"): NitroTPM works only with UEFI boot
+ 9 | tpm_support = "v2.0"
+   |               ^^^^^^
+
+error: tpm.toml:10:40: `metadata_http_put_response_hop_limit` is from 1 to 64, not 0
+ 10 | metadata_http_put_response_hop_limit = 0
+    |                                        ^
+  help: 2 lets containers on the build instance reach the metadata service
+
+error: ena.toml:8:15: `ena_support` expects a boolean (true or false), got "yes"
+ 8 | ena_support = "yes"
+   |               ^^^^^
+
+error: sriov.toml:8:17: `sriov_support` expects a boolean (true or false), got 1
+ 8 | sriov_support = 1
+   |                 ^
+
+16 errors found
 "#,
     )
     .status(2)
@@ -202,19 +377,26 @@ error: sharing.toml:13:16: `arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5`
 }
 
 #[test]
-fn validate_warns_about_public_images_and_snapshots() {
+fn validate_warns_about_public_images_and_imdsv1() {
     Test::new()
         .file(
             "public.toml",
             &format!(
-                "{HEAD}ami_groups = [\"all\"]\nsnapshot_groups = [\"all\"]\n"
+                "{HEAD}ami_groups = [\"all\"]\nsnapshot_groups = [\"all\"]\nmetadata_http_tokens = \"optional\"\n"
             ),
         )
-        .args(["validate", "public.toml"])
-        .stdout("public.toml: ok (1 source, 0 provisioners)\n")
+        .file(
+            "quiet.toml",
+            &format!("{HEAD}metadata_http_tokens = \"optional\"\nimds_support = \"none\"\n"),
+        )
+        .args(["validate", "public.toml", "quiet.toml"])
+        .stdout(
+            "public.toml: ok (1 source, 0 provisioners)\nquiet.toml: ok (1 source, 0 provisioners)\n",
+        )
         .stderr(
             r#"warning: public.toml: source `aws`: ami_groups = ["all"] makes the AMI and every copy public: any AWS account can launch it
 warning: public.toml: source `aws`: snapshot_groups = ["all"] makes the AMI's snapshots public: any AWS account can read the disk
+warning: public.toml: source `aws`: metadata_http_tokens = "optional" allows IMDSv1 on the build instance only: the AMI still requires IMDSv2 (imds_support = "v2.0"); set imds_support = "none" to leave that to the source AMI
 "#,
         )
         .run();

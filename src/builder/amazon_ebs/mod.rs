@@ -5,6 +5,7 @@
 //! cleanup removes exactly what was made, whether the build succeeded,
 //! failed or was cancelled. Temporary resources carry the build id as a tag.
 
+mod attributes;
 mod client;
 mod deprecation;
 mod disable;
@@ -15,6 +16,7 @@ mod instance;
 mod key_pair;
 mod lifetime;
 mod made;
+mod metadata;
 mod naming;
 mod removal;
 mod security_group;
@@ -255,8 +257,11 @@ pub async fn run(
         Box::new(Provision),
         Box::new(CollectPackages),
         Box::new(instance::Stop),
-        Box::new(image::CreateImage::default()),
     ];
+    if attributes::EnhancedNetworking::wanted(&ebs.config) {
+        steps.push(Box::new(attributes::EnhancedNetworking));
+    }
+    steps.push(Box::new(image::CreateImage::default()));
     if !ebs.copy_regions.is_empty() {
         steps.push(Box::new(image::CopyImage::default()));
     }
@@ -360,6 +365,9 @@ impl Step<EbsContext> for FindSourceAmi {
         let found = find_source_ami(&ctx.client, &ctx.region, &ctx.config, &ctx.build.scope)
             .await
             .map_err(StepError::failed)?;
+        if let Some(problem) = attributes::source_problem(&ctx.config, &found) {
+            return Err(StepError::failed(problem));
+        }
         ctx.build.events.info(format!(
             "source AMI: {} ({}, owner {})",
             found.id, found.name, found.owner

@@ -16,6 +16,8 @@ use crate::template::check::Checker;
 use crate::template::schema::{HumanDuration, SshConfig};
 use crate::template::source::{SourceConfig, SourceSchema};
 
+mod attributes;
+mod metadata;
 mod region;
 mod rules;
 mod sharing;
@@ -69,6 +71,14 @@ pub struct AmazonEbsConfig {
     pub snapshot_users: Vec<String>,
     #[serde(default)]
     pub snapshot_groups: Vec<String>,
+    pub ena_support: Option<bool>,
+    pub sriov_support: Option<bool>,
+    pub boot_mode: Option<String>,
+    pub tpm_support: Option<String>,
+    pub uefi_data: Option<String>,
+    pub metadata_http_tokens: Option<String>,
+    pub metadata_http_put_response_hop_limit: Option<i32>,
+    pub metadata_tags: Option<String>,
     #[serde(default)]
     pub ami_regions: Vec<String>,
     #[serde(default)]
@@ -140,7 +150,7 @@ impl SourceConfig for AmazonEbsConfig {
     }
 
     fn warnings(&self) -> Vec<String> {
-        sharing::public_warnings(self)
+        [sharing::public_warnings(self), metadata::warnings(self)].concat()
     }
 
     async fn image_stores(
@@ -290,6 +300,8 @@ impl SourceSchema for AmazonEbsConfig {
             }
         }
         sharing::check(self, checker);
+        attributes::check(self, checker);
+        metadata::check(self, checker);
     }
 }
 
