@@ -135,6 +135,46 @@ snapshot_groups = ["all"]"#
     assert_eq!(shared_regions, [REGION, COPY_REGION]);
 }
 
+/// A refusal names the step, the image and its region, and the build
+/// removes every image it made. The account id is known only at build time
+/// (so `validate` lets it pass); EC2 refuses an AMI id as an account.
+#[test]
+fn a_refused_share_fails_the_build_and_removes_its_images() {
+    let w = World::new();
+    let template = w.template(
+        &format!(
+            r#"ami_regions = ["{COPY_REGION}"]
+ami_users = ["${{source.ami}}"]"#
+        ),
+        "",
+    );
+    let baseline = w.snapshot_baseline();
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let stderr = text(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("ModifyImageAttribute failed"))
+        .unwrap_or_else(|| panic!("no refusal\n{log}"));
+    let image = line
+        .split_whitespace()
+        .find(|w| w.starts_with("ami-"))
+        .unwrap_or_else(|| panic!("the refusal names no image: {line}"));
+    assert!(
+        line.contains(&format!(
+            "step \"share images\" failed: sharing image {image} in {REGION}: \
+             ModifyImageAttribute failed: InvalidAMIAttributeItemValue"
+        )),
+        "{line}\n{log}"
+    );
+    assert!(
+        stderr.contains(&format!("deregistered image {image} in {REGION}")),
+        "{log}"
+    );
+    w.assert_clean(&baseline, &log);
+}
+
 #[test]
 fn metadata_options_and_enhanced_networking_reach_ec2() {
     let w = World::new();

@@ -98,8 +98,8 @@ impl Sharing {
     }
 
     /// "accounts 210987654321; group all; organizations arn:…", for the log.
-    fn describe_images(&self) -> String {
-        describe(&[
+    fn images_summary(&self) -> String {
+        summary(&[
             ("accounts", &self.users),
             ("groups", &self.groups),
             ("organizations", &self.org_arns),
@@ -107,15 +107,15 @@ impl Sharing {
         ])
     }
 
-    fn describe_snapshots(&self) -> String {
-        describe(&[
+    fn snapshots_summary(&self) -> String {
+        summary(&[
             ("accounts", &self.snapshot_users),
             ("groups", &self.snapshot_groups),
         ])
     }
 }
 
-fn describe(parts: &[(&str, &Vec<String>)]) -> String {
+fn summary(parts: &[(&str, &Vec<String>)]) -> String {
     parts
         .iter()
         .filter(|(_, list)| !list.is_empty())
@@ -205,7 +205,7 @@ impl Step<EbsContext> for ShareImages {
                     "shared {} in {} with {}",
                     image.id,
                     image.region,
-                    sharing.describe_images()
+                    sharing.images_summary()
                 ));
                 if Sharing::is_public(&sharing.groups) {
                     events.warn(format!(
@@ -227,7 +227,7 @@ impl Step<EbsContext> for ShareImages {
                     "shared snapshot {snapshot} of {} in {} with {}",
                     image.id,
                     image.region,
-                    sharing.describe_snapshots()
+                    sharing.snapshots_summary()
                 ));
                 if Sharing::is_public(&sharing.snapshot_groups) {
                     events.warn(format!(
@@ -355,7 +355,7 @@ mod tests {
     #[test]
     fn the_log_names_who_gets_what() {
         assert_eq!(
-            everyone().describe_snapshots(),
+            everyone().snapshots_summary(),
             "accounts 210987654321, 109876543210; groups all"
         );
     }
