@@ -537,8 +537,8 @@ ami_name = "x-{{timestamp}}"
 type = "amazon-ebs"
 region = "eu-west-3"
 source_ami = "ami-12345678"
-snapshot_users = ["111122223333"]
-ami_groups = ["all"]
+encrypt_boot = true
+skip_clean = true
 
 [[provisioner]]
 type = "powershell"
@@ -585,15 +585,15 @@ error: t.toml:21:15: `{{timestamp}}` is Packer template syntax, which imgbuild d
     |               ^^^^^^^^^^^^^
   help: write `${build.timestamp}`
 
-error: t.toml:27:1: unknown key `snapshot_users` in source `old` (type "amazon-ebs")
- 27 | snapshot_users = ["111122223333"]
-    | ^^^^^^^^^^^^^^
-  help: imgbuild does not share snapshots yet: accounts in `ami_users` may launch the AMI, but not copy it
+error: t.toml:27:1: unknown key `encrypt_boot` in source `old` (type "amazon-ebs")
+ 27 | encrypt_boot = true
+    | ^^^^^^^^^^^^
+  help: imgbuild encrypts the root volume with `root_volume_encrypted = true`
 
-error: t.toml:28:1: unknown key `ami_groups` in source `old` (type "amazon-ebs")
- 28 | ami_groups = ["all"]
+error: t.toml:28:1: unknown key `skip_clean` in source `old` (type "amazon-ebs")
+ 28 | skip_clean = true
     | ^^^^^^^^^^
-  help: imgbuild does not make AMIs public; share them with accounts through `ami_users`
+  help: imgbuild never deletes files after a build; there is nothing to skip
 
 error: t.toml:31:8: unknown provisioner type "powershell"
  31 | type = "powershell"

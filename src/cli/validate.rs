@@ -51,6 +51,15 @@ pub fn run(args: ValidateArgs) -> Result<(), Error> {
                         plural(t.provisioners.len())
                     );
                 }
+                for source in &t.sources {
+                    for warning in source.config.warnings() {
+                        eprintln!(
+                            "warning: {}: source `{}`: {warning}",
+                            file.display(),
+                            source.name
+                        );
+                    }
+                }
                 Vec::new()
             }
             Err(diags) => diags,

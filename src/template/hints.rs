@@ -55,12 +55,6 @@ fn typo_distance(word: &str, candidate: &str) -> Option<usize> {
 pub fn packer_key(key: &str) -> Option<&'static str> {
     Some(match key {
         "environment_vars" => "imgbuild calls this `env`, a table: `env = { NAME = \"value\" }`",
-        "snapshot_users" => {
-            "imgbuild does not share snapshots yet: accounts in `ami_users` may launch the AMI, but not copy it"
-        }
-        "snapshot_groups" | "ami_groups" => {
-            "imgbuild does not make AMIs public; share them with accounts through `ami_users`"
-        }
         "associate_public_ip_address" => "imgbuild calls this `associate_public_ip`",
         "temporary_security_group_source_cidrs" => "imgbuild calls this `temporary_sg_cidrs`",
         "encrypt_boot" => "imgbuild encrypts the root volume with `root_volume_encrypted = true`",
@@ -123,10 +117,9 @@ mod tests {
             unknown_key_help("environment_vars", ["env", "inline"]).as_deref(),
             Some("imgbuild calls this `env`, a table: `env = { NAME = \"value\" }`")
         );
-        assert!(
-            unknown_key_help("snapshot_users", ["snapshot_tags"])
-                .unwrap()
-                .contains("`ami_users`")
+        assert_eq!(
+            unknown_key_help("associate_public_ip_address", ["associate_public_ip"]).as_deref(),
+            Some("imgbuild calls this `associate_public_ip`")
         );
     }
 

@@ -34,6 +34,10 @@ pub trait SourceConfig: Debug + Send + Sync {
     async fn fingerprint_base(&self, _template: &Template) -> Result<Vec<Part>, String> {
         Ok(Vec::new())
     }
+    /// What `validate` should point out though nothing is wrong (a public image).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Where this source keeps the family's images, for `images` and
     /// `prune` (none for a source that makes no image); `regions`, when
     /// given, replaces the regions the template names.

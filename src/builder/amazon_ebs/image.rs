@@ -1,15 +1,12 @@
 //! The image: create it from the stopped instance, tag it and its snapshots,
-//! copy it to other regions, share it. If the build does not succeed, every
+//! copy it to other regions. If the build does not succeed, every
 //! image it made is deregistered and its snapshots deleted.
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{
-    AttributeValue, Filter, ImageState, LaunchPermission, LaunchPermissionModifications,
-    ResourceType, SnapshotState,
-};
+use aws_sdk_ec2::types::{AttributeValue, Filter, ImageState, ResourceType, SnapshotState};
 
 use super::client::{self, Api};
 use super::family::NUMBER_ATTEMPTS;
@@ -635,57 +632,6 @@ impl CopyJob {
             self.region,
             snapshots.join(", ")
         ));
-        Ok(())
-    }
-}
-
-/// `ami_users`: lets these accounts launch the image and its copies.
-pub struct ShareImage;
-
-#[async_trait]
-impl Step<EbsContext> for ShareImage {
-    fn name(&self) -> &'static str {
-        "share image"
-    }
-
-    async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
-        let users = ctx
-            .build
-            .scope
-            .expand_all(&ctx.config.ami_users)
-            .map_err(StepError::failed)?;
-        let permissions: Vec<LaunchPermission> = users
-            .iter()
-            .map(|u| LaunchPermission::builder().user_id(u).build())
-            .collect();
-        let images = ctx.images.lock().expect("image records").clone();
-        for image in images {
-            let client = if image.region == ctx.region {
-                ctx.client.clone()
-            } else {
-                client::ec2(&ctx.shared, &image.region)
-            };
-            client
-                .modify_image_attribute()
-                .image_id(&image.id)
-                .launch_permission(
-                    LaunchPermissionModifications::builder()
-                        .set_add(Some(permissions.clone()))
-                        .build(),
-                )
-                .send()
-                .await
-                .api("ModifyImageAttribute")
-                .map_err(|e| {
-                    StepError::failed(format!("sharing {} in {}: {e}", image.id, image.region))
-                })?;
-            ctx.build.events.info(format!(
-                "shared {} in {} with {}",
-                image.id,
-                image.region,
-                users.join(", ")
-            ));
-        }
         Ok(())
     }
 }

@@ -1,12 +1,12 @@
-//! The build instance: launch it (tagged at creation, IMDSv2 only, one
-//! instance per build even if the launch call is retried), wait for it,
-//! stop it before imaging, and always terminate it.
+//! The build instance: launch it (tagged at creation, IMDSv2 only unless
+//! the template says otherwise, one instance per build even if the launch
+//! call is retried), wait for it, stop it before imaging, and always
+//! terminate it.
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification,
-    Instance, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
+    BlockDeviceMapping, EbsBlockDevice, Filter, IamInstanceProfileSpecification, Instance,
     InstanceNetworkInterfaceSpecification, InstanceStateName, InstanceType, ResourceType,
     ShutdownBehavior, VolumeType,
 };
@@ -66,12 +66,7 @@ impl Step<EbsContext> for Launch {
             .max_count(1)
             .set_key_name(ctx.key_name.clone())
             .set_user_data(user_data.map(|u| base64(u.as_bytes())))
-            .metadata_options(
-                InstanceMetadataOptionsRequest::builder()
-                    .http_tokens(HttpTokensState::Required)
-                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
-                    .build(),
-            )
+            .metadata_options(super::metadata::options(&ctx.config))
             .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
             // Same token on every retry of this call: EC2 then never starts a second instance.
             .client_token(format!("imgbuild-{}", ctx.build.build_id))

@@ -5,6 +5,7 @@
 //! cleanup removes exactly what was made, whether the build succeeded,
 //! failed or was cancelled. Temporary resources carry the build id as a tag.
 
+mod attributes;
 mod client;
 mod deprecation;
 mod disable;
@@ -15,9 +16,11 @@ mod instance;
 mod key_pair;
 mod lifetime;
 mod made;
+mod metadata;
 mod naming;
 mod removal;
 mod security_group;
+mod sharing;
 mod source_ami;
 mod store;
 mod strays;
@@ -254,13 +257,16 @@ pub async fn run(
         Box::new(Provision),
         Box::new(CollectPackages),
         Box::new(instance::Stop),
-        Box::new(image::CreateImage::default()),
     ];
+    if attributes::EnhancedNetworking::wanted(&ebs.config) {
+        steps.push(Box::new(attributes::EnhancedNetworking));
+    }
+    steps.push(Box::new(image::CreateImage::default()));
     if !ebs.copy_regions.is_empty() {
         steps.push(Box::new(image::CopyImage::default()));
     }
-    if !ebs.config.ami_users.is_empty() {
-        steps.push(Box::new(image::ShareImage));
+    if sharing::Sharing::wanted(&ebs.config) {
+        steps.push(Box::new(sharing::ShareImages));
     }
     if let Some(after) = ebs.config.deprecate_after {
         steps.push(Box::new(deprecation::DeprecateImages { after: after.0 }));
@@ -359,6 +365,9 @@ impl Step<EbsContext> for FindSourceAmi {
         let found = find_source_ami(&ctx.client, &ctx.region, &ctx.config, &ctx.build.scope)
             .await
             .map_err(StepError::failed)?;
+        if let Some(problem) = attributes::source_problem(&ctx.config, &found) {
+            return Err(StepError::failed(problem));
+        }
         ctx.build.events.info(format!(
             "source AMI: {} ({}, owner {})",
             found.id, found.name, found.owner

@@ -16,6 +16,10 @@ pub struct SourceAmi {
     pub owner: String,
     pub creation_date: String,
     pub root_device_name: Option<String>,
+    /// `legacy-bios`, `uefi`, `uefi-preferred`; an image made from it keeps this.
+    pub boot_mode: Option<String>,
+    /// `v2.0` if it has NitroTPM; an image made from it keeps this.
+    pub tpm_support: Option<String>,
 }
 
 impl SourceAmi {
@@ -26,6 +30,8 @@ impl SourceAmi {
             owner: image.owner_id().unwrap_or_default().to_string(),
             creation_date: image.creation_date().unwrap_or_default().to_string(),
             root_device_name: image.root_device_name().map(str::to_string),
+            boot_mode: image.boot_mode().map(|m| m.as_str().to_string()),
+            tpm_support: image.tpm_support().map(|t| t.as_str().to_string()),
         }
     }
 }
@@ -160,6 +166,8 @@ mod tests {
             owner: "137112412989".into(),
             creation_date: date.into(),
             root_device_name: None,
+            boot_mode: None,
+            tpm_support: None,
         }
     }
 

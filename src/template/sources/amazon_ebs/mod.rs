@@ -16,12 +16,16 @@ use crate::template::check::Checker;
 use crate::template::schema::{HumanDuration, SshConfig};
 use crate::template::source::{SourceConfig, SourceSchema};
 
+mod attributes;
+mod metadata;
 mod region;
 mod rules;
+mod sharing;
 
 pub use region::default_region;
 pub use rules::{ami_name_problem, is_ami_id};
 use rules::{is_cidr, is_region};
+pub use sharing::PUBLIC_GROUP;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +61,24 @@ pub struct AmazonEbsConfig {
     pub run_tags: BTreeMap<String, String>,
     #[serde(default)]
     pub ami_users: Vec<String>,
+    #[serde(default)]
+    pub ami_groups: Vec<String>,
+    #[serde(default)]
+    pub ami_org_arns: Vec<String>,
+    #[serde(default)]
+    pub ami_ou_arns: Vec<String>,
+    #[serde(default)]
+    pub snapshot_users: Vec<String>,
+    #[serde(default)]
+    pub snapshot_groups: Vec<String>,
+    pub ena_support: Option<bool>,
+    pub sriov_support: Option<bool>,
+    pub boot_mode: Option<String>,
+    pub tpm_support: Option<String>,
+    pub uefi_data: Option<String>,
+    pub metadata_http_tokens: Option<String>,
+    pub metadata_http_put_response_hop_limit: Option<i32>,
+    pub metadata_tags: Option<String>,
     #[serde(default)]
     pub ami_regions: Vec<String>,
     #[serde(default)]
@@ -125,6 +147,10 @@ impl SourceConfig for AmazonEbsConfig {
         Ok(vec![
             crate::builder::amazon_ebs::fingerprint_base(self, &template.scope).await?,
         ])
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        [sharing::public_warnings(self), metadata::warnings(self)].concat()
     }
 
     async fn image_stores(
@@ -273,15 +299,9 @@ impl SourceSchema for AmazonEbsConfig {
                 }
             }
         }
-        for (i, user) in self.ami_users.iter().enumerate() {
-            let account_id = user.len() == 12 && user.chars().all(|c| c.is_ascii_digit());
-            if !account_id && !user.contains("${") {
-                checker.error_at(
-                    &checker.base.key("ami_users").index(i),
-                    format!("`{user}` is not a 12-digit AWS account id"),
-                );
-            }
-        }
+        sharing::check(self, checker);
+        attributes::check(self, checker);
+        metadata::check(self, checker);
     }
 }
 

@@ -1,5 +1,5 @@
-//! What EC2 accepts as an AMI id, AMI name, region name or CIDR block,
-//! checked at validate time without calling EC2.
+//! What EC2 accepts as an AMI id, AMI name, region name, CIDR block or
+//! account id, checked at validate time without calling EC2.
 
 /// Why `name` cannot be an AMI name, if it cannot. References still in it
 /// (known only at build time) count as valid and as no characters.
@@ -66,6 +66,11 @@ pub(super) fn is_region(s: &str) -> bool {
             .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
 }
 
+/// An AWS account id: exactly 12 digits.
+pub(super) fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.chars().all(|c| c.is_ascii_digit())
+}
+
 pub(super) fn is_cidr(s: &str) -> bool {
     match s.split_once('/') {
         Some((ip, bits)) => match (ip.parse::<std::net::IpAddr>(), bits.parse::<u8>()) {
@@ -106,5 +111,8 @@ mod tests {
         assert!(!is_region("Paris"));
         assert!(is_cidr("203.0.113.7/32"));
         assert!(!is_cidr("203.0.113.7"));
+        assert!(is_account_id("210987654321"));
+        assert!(!is_account_id("21098765432"));
+        assert!(!is_account_id("21098765432x"));
     }
 }
