@@ -5,6 +5,7 @@
 //! cleanup removes exactly what was made, whether the build succeeded,
 //! failed or was cancelled. Temporary resources carry the build id as a tag.
 
+mod block_devices;
 mod client;
 mod deprecation;
 mod disable;
