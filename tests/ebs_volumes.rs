@@ -449,3 +449,28 @@ error: t.toml:29:16: `encrypt_boot = false` contradicts `kms_key_id`
         "validation must not call AWS"
     );
 }
+
+#[test]
+fn a_launch_volume_ec2_refuses_fails_the_launch_and_leaves_nothing() {
+    let w = World::new();
+    // A new volume needs a size or a snapshot; EC2 says so only at launch.
+    let template = w.template(
+        "",
+        "[[source.aws.launch_block_device]]\ndevice_name = \"/dev/sdf\"\nvolume_type = \"gp3\"\n",
+    );
+    let baseline = w.snapshot_baseline();
+    let volumes_before = volumes(&w, REGION);
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let stderr = common::text(&out.stderr);
+    assert_eq!(
+        stderr.lines().last(),
+        Some(
+            "error: build `aws`: step \"launch instance\" failed: launching t3.micro from ami-0e1e769742d1cfb49 in us-east-1: RunInstances failed: MissingParameter: The request must contain the parameter size or snapshotId"
+        ),
+        "{log}"
+    );
+    w.assert_clean(&baseline, &log);
+    assert_eq!(volumes(&w, REGION), volumes_before, "{log}");
+}

@@ -189,6 +189,19 @@ pub fn copy_encryption(
     Ok((Some(true), None))
 }
 
+/// Every copy can be encrypted as asked: checked before the instance is
+/// launched, for a build region only known at build time.
+pub fn check_copies(
+    c: &AmazonEbsConfig,
+    build_region: &str,
+    copy_regions: &[String],
+) -> Result<(), DeviceError> {
+    for region in copy_regions {
+        copy_encryption(c, build_region, region)?;
+    }
+    Ok(())
+}
+
 fn mapping(d: &BlockDevice) -> BlockDeviceMapping {
     let b = BlockDeviceMapping::builder().set_device_name(d.device_name.clone());
     if d.no_device {

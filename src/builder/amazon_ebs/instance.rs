@@ -88,6 +88,8 @@ impl Step<EbsContext> for Launch {
             request = request.iam_instance_profile(spec.build());
         }
         let settings = block_devices::expanded(ctx).map_err(StepError::failed)?;
+        block_devices::check_copies(&settings, &ctx.region, &ctx.copy_regions)
+            .map_err(StepError::failed)?;
         let root = source.root_device_name.as_deref();
         let mappings = block_devices::launch(&settings, &ctx.region, &source.id, root)
             .map_err(StepError::failed)?;
