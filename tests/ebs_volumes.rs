@@ -262,6 +262,11 @@ device_name = "/dev/sdg"
 snapshot_id = "snap-0123456789abcdef0"
 kms_key_id = "alias/images"
 encrypted = false
+
+[[source.devices.ami_block_device]]
+device_name = "/dev/xvda"
+volume_size = 100
+delete_on_termination = true
 "#;
     let test = Test::new();
     let home = test.dir().to_path_buf();
@@ -329,9 +334,10 @@ error: t.toml:39:1: each `launch_block_device` needs a `device_name`
  39 | [[source.devices.launch_block_device]]
     | ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
 
-error: t.toml:44:15: `volume_size` of /dev/sdc comes from its `launch_block_device`: of a volume the instance has, the AMI changes only `delete_on_termination`
+error: t.toml:44:15: `volume_size` of /dev/sdc comes from the build instance's volume: of a volume the instance has, the AMI changes only `delete_on_termination`
  44 | volume_size = 50
     |               ^^
+  help: set it on the `launch_block_device` of /dev/sdc (for the root, `root_volume_*` does too)
 
 error: t.toml:50:15: `volume_size` does not apply with `no_device = true`
  50 | volume_size = 5
@@ -349,7 +355,12 @@ error: t.toml:60:14: `kms_key_id` encrypts the volume, which `encrypted = false`
  60 | kms_key_id = "alias/images"
     |              ^^^^^^^^^^^^^^
 
-19 errors found
+error: t.toml:65:15: `volume_size` of /dev/xvda comes from the build instance's volume: of a volume the instance has, the AMI changes only `delete_on_termination`
+ 65 | volume_size = 100
+    |               ^^^
+  help: set it on the `launch_block_device` of /dev/xvda (for the root, `root_volume_*` does too)
+
+20 errors found
 "#,
         )
         .status(2)

@@ -102,20 +102,25 @@ pub(super) fn check(config: &AmazonEbsConfig, checker: &mut Checker<'_>) {
         let Some(name) = device.device_name.as_deref() else {
             continue;
         };
-        if !config
-            .launch_block_device
-            .iter()
-            .any(|l| l.device_name.as_deref() == Some(name))
-        {
+        // CreateImage takes the instance's own volumes as they are, but for
+        // whether instances launched from the AMI delete them.
+        let the_instances = USUAL_ROOT_DEVICES.contains(&name)
+            || config
+                .launch_block_device
+                .iter()
+                .any(|l| l.device_name.as_deref() == Some(name));
+        if !the_instances {
             continue;
         }
         let at = checker.base.key("ami_block_device").index(i);
         for setting in device.ebs_settings() {
             if setting != "delete_on_termination" {
-                checker.error_at(
-                    &at.key(setting),
-                    format!("`{setting}` of {name} comes from its `launch_block_device`: of a volume the instance has, the AMI changes only `delete_on_termination`"),
-                );
+                checker
+                    .error_at(
+                        &at.key(setting),
+                        format!("`{setting}` of {name} comes from the build instance's volume: of a volume the instance has, the AMI changes only `delete_on_termination`"),
+                    )
+                    .help = Some(format!("set it on the `launch_block_device` of {name} (for the root, `root_volume_*` does too)"));
             }
         }
     }
