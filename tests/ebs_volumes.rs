@@ -412,6 +412,13 @@ region = "us-east-1"
 source_ami = "ami-0123456789abcdef0"
 encrypt_boot = true
 ami_regions = ["eu-west-3"]
+
+[source.root_key]
+type = "amazon-ebs"
+region = "us-east-1"
+source_ami = "ami-0123456789abcdef0"
+root_volume_encrypted = false
+kms_key_id = "alias/images"
 "#;
     let test = Test::new();
     let home = test.dir().to_path_buf();
@@ -449,7 +456,11 @@ error: t.toml:29:16: `encrypt_boot = false` contradicts `kms_key_id`
  29 | encrypt_boot = false
     |                ^^^^^
 
-7 errors found
+error: t.toml:43:25: `root_volume_encrypted = false` contradicts `kms_key_id`, which encrypts the root volume
+ 43 | root_volume_encrypted = false
+    |                         ^^^^^
+
+8 errors found
 "#,
         )
         .status(2)
