@@ -496,3 +496,35 @@ fn a_launch_volume_ec2_refuses_fails_the_launch_and_leaves_nothing() {
     w.assert_clean(&baseline, &log);
     assert_eq!(volumes(&w, REGION), volumes_before, "{log}");
 }
+
+#[test]
+fn with_ebs_default_keys_the_image_and_its_copy_are_encrypted_without_naming_a_key() {
+    let w = World::new();
+    let template = w.template(
+        &format!("root_volume_size = 8\nencrypt_boot = true\nami_regions = [\"{COPY_REGION}\"]"),
+        "",
+    );
+    let root = root_device_of_source(&w);
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = describe(&out);
+    assert!(out.status.success(), "{log}");
+    let launches = w.moto.calls("RunInstances");
+    assert_eq!(
+        params_under(&launches[0], "BlockDeviceMapping."),
+        expected(&[
+            ("BlockDeviceMapping.1.DeviceName", root.as_str()),
+            ("BlockDeviceMapping.1.Ebs.DeleteOnTermination", "true"),
+            ("BlockDeviceMapping.1.Ebs.Encrypted", "true"),
+            ("BlockDeviceMapping.1.Ebs.VolumeSize", "8"),
+        ]),
+        "{log}"
+    );
+    let copies = w.moto.calls("CopyImage");
+    assert_eq!(copies.len(), 1, "{log}");
+    assert_eq!(
+        copies[0].get("Encrypted").map(String::as_str),
+        Some("true"),
+        "{log}"
+    );
+    assert_eq!(copies[0].get("KmsKeyId"), None, "{log}");
+}
