@@ -1,10 +1,11 @@
 //! The build instance's volumes and the AMI's mappings, as RunInstances and
-//! CreateImage take them, and the encryption of the image and its copies.
+//! CreateImage take them.
 //!
 //! The image is encrypted by encrypting the build instance's root volume at
 //! launch: CreateImage then snapshots an encrypted volume, so no unencrypted
 //! intermediate image or snapshot ever exists (Packer instead copies an
-//! unencrypted AMI to an encrypted one and deregisters the first).
+//! unencrypted AMI to an encrypted one and deregisters the first). Copies
+//! are encrypted as `encryption` says.
 
 use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, VolumeType};
 
@@ -30,13 +31,6 @@ pub enum DeviceError {
         "launch_block_device {device} is the root device of {ami} and says `encrypted = false`, but the image is to be encrypted"
     )]
     RootUnencrypted { device: String, ami: String },
-    #[error(
-        "the image is encrypted with a key of {build_region}; the copy in {region} needs a key of its own in `region_kms_key_ids`"
-    )]
-    CopyNeedsKey {
-        region: String,
-        build_region: String,
-    },
     #[error("{0}")]
     Expand(String),
 }
@@ -161,45 +155,6 @@ pub fn image(c: &AmazonEbsConfig, root: Option<&str>) -> Vec<BlockDeviceMapping>
         }
     }
     mappings
-}
-
-/// CopyImage's `Encrypted` and `KmsKeyId` for the copy in `region`: its key
-/// in `region_kms_key_ids`; else, when the image is encrypted, the region's
-/// default EBS key (a key of the build region cannot serve there).
-pub fn copy_encryption(
-    c: &AmazonEbsConfig,
-    build_region: &str,
-    region: &str,
-) -> Result<(Option<bool>, Option<String>), DeviceError> {
-    if let Some(key) = c.region_kms_key_ids.get(region) {
-        return Ok((Some(true), Some(key.clone())));
-    }
-    if !c.encrypts_boot(build_region) {
-        return Ok((None, None));
-    }
-    let custom = c
-        .boot_key(build_region)
-        .is_some_and(|k| k != crate::template::sources::DEFAULT_EBS_KEY);
-    if custom {
-        return Err(DeviceError::CopyNeedsKey {
-            region: region.into(),
-            build_region: build_region.into(),
-        });
-    }
-    Ok((Some(true), None))
-}
-
-/// Every copy can be encrypted as asked: checked before the instance is
-/// launched, for a build region only known at build time.
-pub fn check_copies(
-    c: &AmazonEbsConfig,
-    build_region: &str,
-    copy_regions: &[String],
-) -> Result<(), DeviceError> {
-    for region in copy_regions {
-        copy_encryption(c, build_region, region)?;
-    }
-    Ok(())
 }
 
 fn mapping(d: &BlockDevice) -> BlockDeviceMapping {
@@ -438,48 +393,5 @@ mod tests {
             Some(mappings.as_slice())
         );
         assert!(image(&AmazonEbsConfig::default(), None).is_empty());
-    }
-
-    #[test]
-    fn each_copy_is_encrypted_with_its_regions_key() {
-        let eu = "arn:aws:kms:eu-west-1:123456789012:alias/images";
-        let config = AmazonEbsConfig {
-            encrypt_boot: Some(true),
-            kms_key_id: Some(KEY.into()),
-            region_kms_key_ids: [("eu-west-1".to_string(), eu.to_string())].into(),
-            ..AmazonEbsConfig::default()
-        };
-        assert_eq!(
-            copy_encryption(&config, "us-east-1", "eu-west-1").unwrap(),
-            (Some(true), Some(eu.to_string()))
-        );
-        assert_eq!(
-            copy_encryption(&config, "us-east-1", "eu-west-3")
-                .unwrap_err()
-                .to_string(),
-            "the image is encrypted with a key of us-east-1; the copy in eu-west-3 needs a key of its own in `region_kms_key_ids`"
-        );
-        let default_key = AmazonEbsConfig {
-            encrypt_boot: Some(true),
-            ..AmazonEbsConfig::default()
-        };
-        assert_eq!(
-            copy_encryption(&default_key, "us-east-1", "eu-west-3").unwrap(),
-            (Some(true), None)
-        );
-        assert_eq!(
-            copy_encryption(&AmazonEbsConfig::default(), "us-east-1", "eu-west-3").unwrap(),
-            (None, None)
-        );
-        // A key for a copy's region encrypts that copy even of a plain image.
-        let only_copy = AmazonEbsConfig {
-            region_kms_key_ids: [("eu-west-1".to_string(), eu.to_string())].into(),
-            ..AmazonEbsConfig::default()
-        };
-        assert_eq!(
-            copy_encryption(&only_copy, "us-east-1", "eu-west-1").unwrap(),
-            (Some(true), Some(eu.to_string()))
-        );
-        assert!(!only_copy.encrypts_boot("us-east-1"));
     }
 }

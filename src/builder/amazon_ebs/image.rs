@@ -14,7 +14,7 @@ use aws_sdk_ec2::types::{
 use super::client::{self, Api};
 use super::family::NUMBER_ATTEMPTS;
 use super::tags::{self, Tags};
-use super::{EbsContext, Made, Waits, block_devices};
+use super::{EbsContext, Made, Waits, block_devices, encryption};
 use crate::events::{EventSink, Leftover};
 use crate::pipeline::{Ending, Step, StepError};
 use crate::wait::{self, Poll, WaitParams};
@@ -496,7 +496,7 @@ impl Step<EbsContext> for CopyImage {
         self.requested = true;
         for region in ctx.copy_regions.clone() {
             let client = client::ec2(&ctx.shared, &region);
-            let encryption = block_devices::copy_encryption(&settings, &ctx.region, &region)
+            let encryption = encryption::copy_encryption(&settings, &ctx.region, &region)
                 .map_err(StepError::failed)?;
             let job = CopyJob {
                 client,

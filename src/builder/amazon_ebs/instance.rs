@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::{
 };
 
 use super::client::{Api, ApiError};
-use super::{EbsContext, Made, block_devices, tags};
+use super::{EbsContext, Made, block_devices, encryption, tags};
 use crate::builder::ssh_target;
 use crate::events::Leftover;
 use crate::pipeline::{Ending, Step, StepError};
@@ -88,7 +88,7 @@ impl Step<EbsContext> for Launch {
             request = request.iam_instance_profile(spec.build());
         }
         let settings = block_devices::expanded(ctx).map_err(StepError::failed)?;
-        block_devices::check_copies(&settings, &ctx.region, &ctx.copy_regions)
+        encryption::check_copies(&settings, &ctx.region, &ctx.copy_regions)
             .map_err(StepError::failed)?;
         let root = source.root_device_name.as_deref();
         let mappings = block_devices::launch(&settings, &ctx.region, &source.id, root)

@@ -9,6 +9,7 @@ mod block_devices;
 mod client;
 mod deprecation;
 mod disable;
+mod encryption;
 mod family;
 mod finished;
 mod image;
