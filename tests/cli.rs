@@ -537,7 +537,7 @@ ami_name = "x-{{timestamp}}"
 type = "amazon-ebs"
 region = "eu-west-3"
 source_ami = "ami-12345678"
-encrypt_boot = true
+communicator = "ssh"
 skip_clean = true
 
 [[provisioner]]
@@ -585,10 +585,10 @@ error: t.toml:21:15: `{{timestamp}}` is Packer template syntax, which imgbuild d
     |               ^^^^^^^^^^^^^
   help: write `${build.timestamp}`
 
-error: t.toml:27:1: unknown key `encrypt_boot` in source `old` (type "amazon-ebs")
- 27 | encrypt_boot = true
+error: t.toml:27:1: unknown key `communicator` in source `old` (type "amazon-ebs")
+ 27 | communicator = "ssh"
     | ^^^^^^^^^^^^
-  help: imgbuild encrypts the root volume with `root_volume_encrypted = true`
+  help: imgbuild always connects with SSH; the `ssh_*` settings configure it
 
 error: t.toml:28:1: unknown key `skip_clean` in source `old` (type "amazon-ebs")
  28 | skip_clean = true

@@ -57,9 +57,11 @@ pub fn packer_key(key: &str) -> Option<&'static str> {
         "environment_vars" => "imgbuild calls this `env`, a table: `env = { NAME = \"value\" }`",
         "associate_public_ip_address" => "imgbuild calls this `associate_public_ip`",
         "temporary_security_group_source_cidrs" => "imgbuild calls this `temporary_sg_cidrs`",
-        "encrypt_boot" => "imgbuild encrypts the root volume with `root_volume_encrypted = true`",
-        "launch_block_device_mappings" | "ami_block_device_mappings" => {
-            "imgbuild sets the root volume with `root_volume_size`, `root_volume_type`, `root_volume_encrypted` and `kms_key_id`"
+        "launch_block_device_mappings" => {
+            "imgbuild writes each mapping as a `[[source.NAME.launch_block_device]]` table"
+        }
+        "ami_block_device_mappings" => {
+            "imgbuild writes each mapping as a `[[source.NAME.ami_block_device]]` table"
         }
         "run_volume_tags" => "`run_tags` also tag the build instance's volumes",
         "communicator" => "imgbuild always connects with SSH; the `ssh_*` settings configure it",

@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{AttributeValue, Filter, ImageState, ResourceType, Snaps
 use super::client::{self, Api};
 use super::family::NUMBER_ATTEMPTS;
 use super::tags::{self, Tags};
-use super::{EbsContext, Made, Waits};
+use super::{EbsContext, Made, Waits, block_devices, encryption};
 use crate::events::{EventSink, Leftover};
 use crate::pipeline::{Ending, Step, StepError};
 use crate::wait::{self, Poll, WaitParams};
@@ -66,6 +66,12 @@ impl Step<EbsContext> for CreateImage {
             .clone()
             .ok_or_else(|| StepError::failed("no instance to image"))?;
         ctx.tag_packages();
+        let settings = block_devices::expanded(ctx).map_err(StepError::failed)?;
+        let root = ctx
+            .source_ami
+            .as_ref()
+            .and_then(|s| s.root_device_name.clone());
+        let mappings = block_devices::image(&settings, root.as_deref());
         let mut attempt = 1;
         let (out, name) = loop {
             let name = ctx.ami_name.clone();
@@ -96,6 +102,7 @@ impl Step<EbsContext> for CreateImage {
                 .instance_id(&instance)
                 .name(&name)
                 .description(&description)
+                .set_block_device_mappings(Some(mappings.clone()).filter(|m| !m.is_empty()))
                 .tag_specifications(tags::at_creation(
                     ResourceType::Image,
                     &tags::unfinished(&ctx.image_tags, &ctx.lifetime),
@@ -481,10 +488,13 @@ impl Step<EbsContext> for CopyImage {
             .first()
             .cloned()
             .ok_or_else(|| StepError::failed("no image to copy"))?;
+        let settings = block_devices::expanded(ctx).map_err(StepError::failed)?;
         let mut tasks = tokio::task::JoinSet::new();
         self.requested = true;
         for region in ctx.copy_regions.clone() {
             let client = client::ec2(&ctx.shared, &region);
+            let encryption = encryption::copy_encryption(&settings, &ctx.region, &region)
+                .map_err(StepError::failed)?;
             let job = CopyJob {
                 client,
                 region: region.clone(),
@@ -498,6 +508,7 @@ impl Step<EbsContext> for CopyImage {
                 records: ctx.images.clone(),
                 force_deregister: ctx.config.force_deregister,
                 events: ctx.build.events.clone(),
+                encryption,
             };
             ctx.build
                 .events
@@ -571,6 +582,8 @@ struct CopyJob {
     records: Records,
     force_deregister: bool,
     events: EventSink,
+    /// `Encrypted` and `KmsKeyId` of the copy.
+    encryption: (Option<bool>, Option<String>),
 }
 
 impl CopyJob {
@@ -592,6 +605,8 @@ impl CopyJob {
             .source_image_id(&self.source_id)
             .name(&self.name)
             .description(&self.description)
+            .set_encrypted(self.encryption.0)
+            .set_kms_key_id(self.encryption.1.clone())
             .tag_specifications(tags::at_creation(ResourceType::Image, &self.image_tags))
             .send()
             .await

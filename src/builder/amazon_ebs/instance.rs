@@ -6,13 +6,12 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, Filter, IamInstanceProfileSpecification, Instance,
-    InstanceNetworkInterfaceSpecification, InstanceStateName, InstanceType, ResourceType,
-    ShutdownBehavior, VolumeType,
+    Filter, IamInstanceProfileSpecification, Instance, InstanceNetworkInterfaceSpecification,
+    InstanceStateName, InstanceType, ResourceType, ShutdownBehavior,
 };
 
 use super::client::{Api, ApiError};
-use super::{EbsContext, Made, tags};
+use super::{EbsContext, Made, block_devices, encryption, tags};
 use crate::builder::ssh_target;
 use crate::events::Leftover;
 use crate::pipeline::{Ending, Step, StepError};
@@ -82,11 +81,13 @@ impl Step<EbsContext> for Launch {
             };
             request = request.iam_instance_profile(spec.build());
         }
-        if let Some(mapping) =
-            root_volume(ctx, source.root_device_name.as_deref()).map_err(StepError::failed)?
-        {
-            request = request.block_device_mappings(mapping);
-        }
+        let settings = block_devices::expanded(ctx).map_err(StepError::failed)?;
+        encryption::check_copies(&settings, &ctx.region, &ctx.copy_regions)
+            .map_err(StepError::failed)?;
+        let root = source.root_device_name.as_deref();
+        let mappings = block_devices::launch(&settings, &ctx.region, &source.id, root)
+            .map_err(StepError::failed)?;
+        request = request.set_block_device_mappings(Some(mappings).filter(|m| !m.is_empty()));
         request = match ctx.config.associate_public_ip {
             // A public address is chosen per network interface, which then carries the subnet and groups.
             Some(public) => request.network_interfaces(
@@ -237,37 +238,6 @@ impl Step<EbsContext> for Stop {
         ctx.build.events.info(format!("instance {id} is stopped"));
         Ok(())
     }
-}
-
-fn root_volume(
-    ctx: &EbsContext,
-    device: Option<&str>,
-) -> Result<Option<BlockDeviceMapping>, String> {
-    let c = &ctx.config;
-    let kms_key_id = ctx.setting(c.kms_key_id.as_deref())?;
-    if c.root_volume_size.is_none()
-        && c.root_volume_type.is_none()
-        && c.root_volume_encrypted.is_none()
-        && kms_key_id.is_none()
-    {
-        return Ok(None);
-    }
-    let ebs = EbsBlockDevice::builder()
-        .set_volume_size(c.root_volume_size)
-        .set_volume_type(c.root_volume_type.as_deref().map(VolumeType::from))
-        .set_encrypted(
-            c.root_volume_encrypted
-                .or(kms_key_id.as_ref().map(|_| true)),
-        )
-        .set_kms_key_id(kms_key_id)
-        .delete_on_termination(true)
-        .build();
-    Ok(Some(
-        BlockDeviceMapping::builder()
-            .device_name(device.unwrap_or("/dev/xvda"))
-            .ebs(ebs)
-            .build(),
-    ))
 }
 
 /// The address to connect to: `ssh_interface`, else the public IP if any, else the private IP.

@@ -6,9 +6,11 @@
 //! failed or was cancelled. Temporary resources carry the build id as a tag.
 
 mod attributes;
+mod block_devices;
 mod client;
 mod deprecation;
 mod disable;
+mod encryption;
 mod family;
 mod finished;
 mod image;

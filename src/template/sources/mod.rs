@@ -4,7 +4,7 @@ mod amazon_ebs;
 mod qemu;
 
 pub use amazon_ebs::{
-    AmazonEbsConfig, AmiFilter, DEFAULT_AMI_NAME, PUBLIC_GROUP, SshInterface, WaitTimeouts,
-    ami_name_problem, default_region,
+    AmazonEbsConfig, AmiFilter, BlockDevice, DEFAULT_AMI_NAME, DEFAULT_EBS_KEY, PUBLIC_GROUP,
+    SshInterface, WaitTimeouts, ami_name_problem, default_region, root_short_form,
 };
 pub use qemu::{Accelerator, BootstrapConfig, Compression, QemuConfig};

@@ -17,11 +17,15 @@ use crate::template::schema::{HumanDuration, SshConfig};
 use crate::template::source::{SourceConfig, SourceSchema};
 
 mod attributes;
+mod block_devices;
+mod encryption;
 mod metadata;
 mod region;
 mod rules;
 mod sharing;
 
+pub use block_devices::{BlockDevice, root_short_form};
+pub use encryption::DEFAULT_EBS_KEY;
 pub use region::default_region;
 pub use rules::{ami_name_problem, is_ami_id};
 use rules::{is_cidr, is_region};
@@ -45,6 +49,15 @@ pub struct AmazonEbsConfig {
     pub root_volume_type: Option<String>,
     pub root_volume_encrypted: Option<bool>,
     pub kms_key_id: Option<String>,
+    #[serde(default)]
+    pub launch_block_device: Vec<BlockDevice>,
+    #[serde(default)]
+    pub ami_block_device: Vec<BlockDevice>,
+    /// Encrypt the saved image (its root volume is encrypted at launch).
+    pub encrypt_boot: Option<bool>,
+    /// The key of each region's image: the build region's and each copy's.
+    #[serde(default)]
+    pub region_kms_key_ids: BTreeMap<String, String>,
     /// Use an existing key pair (with `ssh_private_key_file`) instead of a temporary one.
     pub ssh_keypair_name: Option<String>,
     pub ssh_interface: Option<SshInterface>,
@@ -273,6 +286,8 @@ impl SourceSchema for AmazonEbsConfig {
                 "`root_volume_size` is in GiB, from 1 to 65536",
             );
         }
+        block_devices::check(self, checker);
+        encryption::check(self, checker);
         if let Some(imds) = &self.imds_support
             && imds != "v2.0"
             && imds != "none"

@@ -1,5 +1,6 @@
-//! What EC2 accepts as an AMI id, AMI name, region name, CIDR block or
-//! account id, checked at validate time without calling EC2.
+//! What EC2 accepts as an AMI id, AMI name, region name, CIDR block,
+//! account id, device name, snapshot id or KMS key, checked at validate
+//! time without calling EC2.
 
 /// Why `name` cannot be an AMI name, if it cannot. References still in it
 /// (known only at build time) count as valid and as no characters.
@@ -44,12 +45,69 @@ pub fn ami_name_problem(name: &str) -> Option<String> {
 }
 
 pub fn is_ami_id(s: &str) -> bool {
-    s.strip_prefix("ami-").is_some_and(|hex| {
-        (hex.len() == 8 || hex.len() == 17)
-            && hex
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-    })
+    s.strip_prefix("ami-").is_some_and(is_short_or_long_hex_id)
+}
+
+/// `/dev/sdf`, `/dev/xvdba`, `/dev/sda1`: the names EC2 takes for a block device on Linux.
+pub(super) fn is_device_name(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("/dev/xvd")
+        .or_else(|| s.strip_prefix("/dev/sd"))
+    else {
+        return false;
+    };
+    let letters = rest.chars().take_while(char::is_ascii_lowercase).count();
+    let digits = &rest[letters..];
+    (1..=2).contains(&letters) && digits.len() <= 2 && digits.chars().all(|c| c.is_ascii_digit())
+}
+
+pub(super) fn is_snapshot_id(s: &str) -> bool {
+    s.strip_prefix("snap-").is_some_and(is_short_or_long_hex_id)
+}
+
+/// A key id (a UUID, or `mrk-…` for a multi-Region key), a key or alias ARN, or `alias/NAME`.
+pub(super) fn is_kms_key(s: &str) -> bool {
+    let uuid = |k: &str| {
+        let parts: Vec<&str> = k.split('-').collect();
+        parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+            && parts
+                .iter()
+                .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+    };
+    let multi_region = |k: &str| {
+        k.strip_prefix("mrk-")
+            .is_some_and(|hex| hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+    };
+    let alias = |k: &str| {
+        k.strip_prefix("alias/").is_some_and(|name| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/_-".contains(c))
+        })
+    };
+    let arn = |k: &str| {
+        let parts: Vec<&str> = k.splitn(6, ':').collect();
+        parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "kms"
+            && is_region(parts[3])
+            && parts[4].len() == 12
+            && parts[4].chars().all(|c| c.is_ascii_digit())
+            && (parts[5]
+                .strip_prefix("key/")
+                .is_some_and(|k| uuid(k) || multi_region(k))
+                || alias(parts[5]))
+    };
+    uuid(s) || multi_region(s) || alias(s) || arn(s)
+}
+
+fn is_short_or_long_hex_id(hex: &str) -> bool {
+    (hex.len() == 8 || hex.len() == 17)
+        && hex
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
 pub(super) fn is_region(s: &str) -> bool {
@@ -114,5 +172,34 @@ mod tests {
         assert!(is_account_id("210987654321"));
         assert!(!is_account_id("21098765432"));
         assert!(!is_account_id("21098765432x"));
+    }
+
+    #[test]
+    fn device_names_snapshots_and_kms_keys() {
+        for name in ["/dev/sdf", "/dev/xvda", "/dev/sda1", "/dev/xvdba"] {
+            assert!(is_device_name(name), "{name}");
+        }
+        for name in ["sdf", "/dev/nvme1n1", "/dev/sd", "/dev/xvdabc", "/dev/sdF"] {
+            assert!(!is_device_name(name), "{name}");
+        }
+        assert!(is_snapshot_id("snap-0123456789abcdef0"));
+        assert!(!is_snapshot_id("snap-xyz"));
+        for key in [
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "mrk-1234abcd12ab34cd56ef1234567890ab",
+            "alias/ebs-images",
+            "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:eu-west-1:123456789012:alias/ebs-images",
+        ] {
+            assert!(is_kms_key(key), "{key}");
+        }
+        for key in [
+            "ebs-images",
+            "alias/",
+            "arn:aws:kms:eu-west-1:1:key/x",
+            "1234abcd",
+        ] {
+            assert!(!is_kms_key(key), "{key}");
+        }
     }
 }
