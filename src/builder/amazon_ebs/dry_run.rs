@@ -49,7 +49,11 @@ impl Check {
     fn judge<T>(operation: &'static str, result: Result<T, ApiError>) -> Check {
         let verdict = match result {
             Err(e) if e.code_is("DryRunOperation") => Verdict::Allowed,
-            Err(e) if e.code_is("UnauthorizedOperation") => Verdict::Denied(e.message.clone()),
+            // EC2 says UnauthorizedOperation; AccessDenied is IAM's word in
+            // other services' answers.
+            Err(e) if e.code_is("UnauthorizedOperation") || e.code_is("AccessDenied") => {
+                Verdict::Denied(e.message.clone())
+            }
             Err(e) if operation == "CreateImage" && e.is_not_found() => {
                 Verdict::Unchecked("needs the build's instance".into())
             }
