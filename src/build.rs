@@ -27,6 +27,8 @@ pub struct BuildOptions {
     pub rebuild: RebuildPolicy,
     /// The manifest an earlier run left, for its package inventories.
     pub previous_manifest: Option<serde_json::Value>,
+    /// `--dry-run`: each source checks what it would do and makes nothing.
+    pub dry_run: bool,
 }
 
 /// One source's build, as the manifest records it.
@@ -138,6 +140,7 @@ pub async fn run_all(
             artifacts: Vec::new(),
             manifest: serde_json::Map::new(),
             rebuild: opts.rebuild,
+            dry_run: opts.dry_run,
             packages: None,
             previous_packages: previous_packages(
                 opts.previous_manifest.as_ref(),

@@ -35,6 +35,8 @@ pub struct BuildContext {
     pub manifest: serde_json::Map<String, serde_json::Value>,
     /// Whether an unchanged build may reuse the family's newest image.
     pub rebuild: RebuildPolicy,
+    /// `build --dry-run`: check what the build would do, make nothing.
+    pub dry_run: bool,
     /// The machine's packages, once the provisioners are done.
     pub packages: Option<crate::inventory::Inventory>,
     /// The previous build's, to say what changed.
@@ -55,6 +57,9 @@ impl HasBuild for BuildContext {
 /// Runs the build for `ctx.source` with its builder's steps.
 pub async fn run(ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext) {
     let config = ctx.source.config.clone();
+    if ctx.dry_run {
+        return config.dry_run(ctx, opts).await;
+    }
     config.build(ctx, opts).await
 }
 

@@ -61,6 +61,12 @@ pub struct BuildArgs {
     #[command(flatten)]
     output: OutputArgs,
 
+    /// Make nothing: resolve the source image, network and names, and send
+    /// each call that would make a resource with DryRun, to check that IAM
+    /// allows it. Fails naming the denied actions.
+    #[arg(long, env = "IMGBUILD_DRY_RUN")]
+    dry_run: bool,
+
     /// Time allowed for cleanup after a build ends, e.g. "10m".
     #[arg(long, value_name = "DURATION", default_value = "15m", env = "IMGBUILD_CLEANUP_TIMEOUT", value_parser = parse_duration)]
     cleanup_timeout: HumanDuration,
@@ -110,6 +116,7 @@ pub fn run(args: BuildArgs, verbosity: Verbosity, color: ColorChoice) -> Result<
             if_changed: args.if_changed || template.rebuild.if_changed,
             max_age: args.max_age.map(|d| d.0).or(template.rebuild.max_age),
         },
+        dry_run: args.dry_run,
     };
     let mut results = runtime.block_on(async {
         tokio::spawn(watch_signals(cancel.clone()));
@@ -118,6 +125,9 @@ pub fn run(args: BuildArgs, verbosity: Verbosity, color: ColorChoice) -> Result<
     // Background SSH threads may still be finishing a cancelled transfer; don't wait for them.
     runtime.shutdown_background();
 
+    if args.dry_run {
+        return dry_run_report(&results, &mask, json, &cancel);
+    }
     // In JSON mode the artifacts were already events on stdout.
     if !json {
         for r in &results {
@@ -142,16 +152,48 @@ pub fn run(args: BuildArgs, verbosity: Verbosity, color: ColorChoice) -> Result<
             eprintln!("warning: cannot write {}: {e}", path.display());
         }
     }
-    if results
-        .iter()
-        .any(|r| !r.artifacts.is_empty() || r.outcome != Outcome::Succeeded)
-        && let Err(e) = build::write_manifest(&args.manifest, &template, &results, &mask)
+    if results.iter().any(|r| {
+        !r.artifacts.is_empty()
+            || r.outcome != Outcome::Succeeded
+            || r.details.contains_key("skipped")
+    }) && let Err(e) = build::write_manifest(&args.manifest, &template, &results, &mask)
     {
         eprintln!(
             "warning: cannot write manifest {}: {e}",
             args.manifest.display()
         );
     }
+    outcome(&results, &cancel)
+}
+
+/// `--dry-run`: each source's checks on stdout (`aws: ec2:RunInstances:
+/// allowed`); no manifest, no dotenv, as nothing was built.
+fn dry_run_report(
+    results: &[build::BuildResult],
+    mask: &Mask,
+    json: bool,
+    cancel: &CancellationToken,
+) -> Result<(), Error> {
+    if !json {
+        for r in results {
+            match r.details.get("dry_run").and_then(|c| c.as_array()) {
+                Some(checks) => {
+                    for check in checks.iter().filter_map(|c| c.as_str()) {
+                        println!("{}: {}", r.name, mask.text(check));
+                    }
+                }
+                None if r.outcome == Outcome::Succeeded => {
+                    println!("{}: nothing to check ({})", r.name, r.builder_type);
+                }
+                None => {}
+            }
+        }
+    }
+    outcome(results, cancel)
+}
+
+/// Exit status: interrupted, else failed naming each failed build, else fine.
+fn outcome(results: &[build::BuildResult], cancel: &CancellationToken) -> Result<(), Error> {
     if cancel.is_cancelled() || results.iter().any(|r| r.outcome == Outcome::Cancelled) {
         return Err(Error::Interrupted);
     }

@@ -66,9 +66,7 @@ pub fn packer_key(key: &str) -> Option<&'static str> {
         "run_volume_tags" => "`run_tags` also tag the build instance's volumes",
         "communicator" => "imgbuild always connects with SSH; the `ssh_*` settings configure it",
         "ssh_pty" => "imgbuild runs scripts without a terminal; there is no `ssh_pty`",
-        "vpc_filter" | "subnet_filter" | "security_group_filter" => {
-            "imgbuild takes ids: `vpc_id`, `subnet_id`, `security_group_ids`"
-        }
+        "security_group_filter" => "imgbuild takes security groups by id: `security_group_ids`",
         "source_ami_owners" => "give the owners in `source_ami_filter`: `owners = [\"amazon\"]`",
         "force_delete_snapshot" => {
             "`force_deregister = true` also deletes the replaced AMI's snapshots"

@@ -29,6 +29,17 @@ pub trait SourceConfig: Debug + Send + Sync {
     fn provides(&self) -> &'static [&'static str];
     /// Runs the build with this type's builder.
     async fn build(&self, ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext);
+    /// `build --dry-run`: checks what the build would need, making nothing.
+    /// A type with nothing to check says so and succeeds.
+    async fn dry_run(&self, mut ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext) {
+        ctx.events.info(format!(
+            "--dry-run checks cloud permissions; a `{}` source has none to check",
+            self.type_name()
+        ));
+        let nothing: Vec<Box<dyn crate::pipeline::Step<BuildContext>>> = Vec::new();
+        let report = crate::pipeline::run(nothing, &mut ctx, opts).await;
+        (report, ctx)
+    }
     /// The fingerprint parts of the base this source would start from today
     /// (an AMI lookup, a checksum, the state of a package archive).
     async fn fingerprint_base(&self, _template: &Template) -> Result<Vec<Part>, String> {

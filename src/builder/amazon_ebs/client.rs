@@ -1,4 +1,4 @@
-//! EC2 clients and their errors. Credentials, region and endpoint come from
+//! EC2 (and SSM) clients and their errors. Credentials, region and endpoint come from
 //! the standard AWS chain (environment, profiles, SSO, web identity), so
 //! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_EC2` work as with any AWS tool.
 
@@ -64,6 +64,15 @@ pub fn ec2(shared: &SdkConfig, region: &str) -> Client {
         .region(Region::new(region.to_string()))
         .build();
     Client::from_conf(config)
+}
+
+/// An SSM client for `region`, with the same credentials, retries and
+/// endpoint settings as the EC2 clients (`AWS_ENDPOINT_URL_SSM` works too).
+pub fn ssm(shared: &SdkConfig, region: &str) -> aws_sdk_ssm::Client {
+    let config = aws_sdk_ssm::config::Builder::from(shared)
+        .region(Region::new(region.to_string()))
+        .build();
+    aws_sdk_ssm::Client::from_conf(config)
 }
 
 /// A failed EC2 call: the operation, EC2's error code and its message.

@@ -5,12 +5,14 @@
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
+use aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
 use aws_sdk_ec2::types::{
     Filter, IamInstanceProfileSpecification, Instance, InstanceNetworkInterfaceSpecification,
     InstanceStateName, InstanceType, ResourceType, ShutdownBehavior,
 };
 
 use super::client::{Api, ApiError};
+use super::source_ami::SourceAmi;
 use super::{EbsContext, Made, block_devices, encryption, tags};
 use crate::builder::ssh_target;
 use crate::events::Leftover;
@@ -38,71 +40,7 @@ impl Step<EbsContext> for Launch {
             .source_ami
             .clone()
             .ok_or_else(|| StepError::failed("no source AMI was resolved"))?;
-        let scope = &ctx.build.scope;
-        let expand = |s: &str| scope.expand(s).map_err(StepError::failed);
-        let instance_type = expand(
-            ctx.config
-                .instance_type
-                .as_deref()
-                .unwrap_or(DEFAULT_INSTANCE_TYPE),
-        )?;
-        let user_data = match (&ctx.config.user_data, &ctx.config.user_data_file) {
-            (Some(text), _) => Some(expand(text)?),
-            (None, Some(file)) => {
-                let path = ctx.build.template.dir().join(expand(file)?);
-                Some(std::fs::read_to_string(&path).map_err(|e| {
-                    StepError::failed(format!("user_data_file {}: {e}", path.display()))
-                })?)
-            }
-            (None, None) => None,
-        };
-        let mut request = ctx
-            .client
-            .run_instances()
-            .image_id(&source.id)
-            .instance_type(InstanceType::from(instance_type.as_str()))
-            .min_count(1)
-            .max_count(1)
-            .set_key_name(ctx.key_name.clone())
-            .set_user_data(user_data.map(|u| base64(u.as_bytes())))
-            .metadata_options(super::metadata::options(&ctx.config))
-            .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
-            // Same token on every retry of this call: EC2 then never starts a second instance.
-            .client_token(format!("imgbuild-{}", ctx.build.build_id))
-            .tag_specifications(tags::at_creation(ResourceType::Instance, &ctx.temp_tags))
-            .tag_specifications(tags::at_creation(ResourceType::Volume, &ctx.temp_tags));
-        if let Some(profile) = &ctx.config.iam_instance_profile {
-            let profile = expand(profile)?;
-            let spec = IamInstanceProfileSpecification::builder();
-            let spec = if profile.starts_with("arn:") {
-                spec.arn(profile)
-            } else {
-                spec.name(profile)
-            };
-            request = request.iam_instance_profile(spec.build());
-        }
-        let settings = block_devices::expanded(ctx).map_err(StepError::failed)?;
-        encryption::check_copies(&settings, &ctx.region, &ctx.copy_regions)
-            .map_err(StepError::failed)?;
-        let root = source.root_device_name.as_deref();
-        let mappings = block_devices::launch(&settings, &ctx.region, &source.id, root)
-            .map_err(StepError::failed)?;
-        request = request.set_block_device_mappings(Some(mappings).filter(|m| !m.is_empty()));
-        request = match ctx.config.associate_public_ip {
-            // A public address is chosen per network interface, which then carries the subnet and groups.
-            Some(public) => request.network_interfaces(
-                InstanceNetworkInterfaceSpecification::builder()
-                    .device_index(0)
-                    .associate_public_ip_address(public)
-                    .delete_on_termination(true)
-                    .set_subnet_id(ctx.subnet_id.clone())
-                    .set_groups(Some(ctx.security_group_ids.clone()))
-                    .build(),
-            ),
-            None => request
-                .set_subnet_id(ctx.subnet_id.clone())
-                .set_security_group_ids(Some(ctx.security_group_ids.clone())),
-        };
+        let (request, instance_type) = launch_request(ctx, &source)?;
         self.requested = true;
         let out = request.send().await.api("RunInstances").map_err(|e| {
             StepError::failed(format!(
@@ -189,6 +127,80 @@ impl Step<EbsContext> for Launch {
             .map(|id| Made::Instance.leftover(id, &ctx.region, ""))
             .collect()
     }
+}
+
+/// The RunInstances request for this build (sent as is, or with `DryRun`
+/// by `build --dry-run`), and the instance type it asks for.
+pub(super) fn launch_request(
+    ctx: &EbsContext,
+    source: &SourceAmi,
+) -> Result<(RunInstancesFluentBuilder, String), StepError> {
+    let scope = &ctx.build.scope;
+    let expand = |s: &str| scope.expand(s).map_err(StepError::failed);
+    let instance_type = expand(
+        ctx.config
+            .instance_type
+            .as_deref()
+            .unwrap_or(DEFAULT_INSTANCE_TYPE),
+    )?;
+    let user_data = match (&ctx.config.user_data, &ctx.config.user_data_file) {
+        (Some(text), _) => Some(expand(text)?),
+        (None, Some(file)) => {
+            let path = ctx.build.template.dir().join(expand(file)?);
+            Some(std::fs::read_to_string(&path).map_err(|e| {
+                StepError::failed(format!("user_data_file {}: {e}", path.display()))
+            })?)
+        }
+        (None, None) => None,
+    };
+    let mut request = ctx
+        .client
+        .run_instances()
+        .image_id(&source.id)
+        .instance_type(InstanceType::from(instance_type.as_str()))
+        .min_count(1)
+        .max_count(1)
+        .set_key_name(ctx.key_name.clone())
+        .set_user_data(user_data.map(|u| base64(u.as_bytes())))
+        .metadata_options(super::metadata::options(&ctx.config))
+        .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
+        // Same token on every retry of this call: EC2 then never starts a second instance.
+        .client_token(format!("imgbuild-{}", ctx.build.build_id))
+        .tag_specifications(tags::at_creation(ResourceType::Instance, &ctx.temp_tags))
+        .tag_specifications(tags::at_creation(ResourceType::Volume, &ctx.temp_tags));
+    if let Some(profile) = &ctx.config.iam_instance_profile {
+        let profile = expand(profile)?;
+        let spec = IamInstanceProfileSpecification::builder();
+        let spec = if profile.starts_with("arn:") {
+            spec.arn(profile)
+        } else {
+            spec.name(profile)
+        };
+        request = request.iam_instance_profile(spec.build());
+    }
+    let settings = block_devices::expanded(ctx).map_err(StepError::failed)?;
+    encryption::check_copies(&settings, &ctx.region, &ctx.copy_regions)
+        .map_err(StepError::failed)?;
+    let root = source.root_device_name.as_deref();
+    let mappings = block_devices::launch(&settings, &ctx.region, &source.id, root)
+        .map_err(StepError::failed)?;
+    request = request.set_block_device_mappings(Some(mappings).filter(|m| !m.is_empty()));
+    request = match ctx.config.associate_public_ip {
+        // A public address is chosen per network interface, which then carries the subnet and groups.
+        Some(public) => request.network_interfaces(
+            InstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .associate_public_ip_address(public)
+                .delete_on_termination(true)
+                .set_subnet_id(ctx.subnet_id.clone())
+                .set_groups(Some(ctx.security_group_ids.clone()))
+                .build(),
+        ),
+        None => request
+            .set_subnet_id(ctx.subnet_id.clone())
+            .set_security_group_ids(Some(ctx.security_group_ids.clone())),
+    };
+    Ok((request, instance_type))
 }
 
 /// Stops the instance so the image is taken from a quiet disk.

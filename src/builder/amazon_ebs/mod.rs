@@ -10,6 +10,7 @@ mod block_devices;
 mod client;
 mod deprecation;
 mod disable;
+mod dry_run;
 mod encryption;
 mod family;
 mod finished;
@@ -20,10 +21,13 @@ mod lifetime;
 mod made;
 mod metadata;
 mod naming;
+mod network;
 mod removal;
 mod security_group;
 mod sharing;
+mod skip;
 mod source_ami;
+mod ssm;
 mod store;
 mod strays;
 mod sweep;
@@ -237,21 +241,30 @@ pub async fn run(
         reuse: None,
     };
     // Nothing is made until the fingerprint says a build is needed.
-    let decide: Vec<Box<dyn Step<EbsContext>>> = vec![
-        Box::new(family::FindFamily),
-        Box::new(FindSourceAmi),
-        Box::new(family::CheckChanged),
-    ];
+    let mut decide: Vec<Box<dyn Step<EbsContext>>> =
+        vec![Box::new(family::FindFamily), Box::new(FindSourceAmi)];
+    // Without an image there is no fingerprint to compare or to store.
+    if !ebs.config.skip_create_ami {
+        decide.push(Box::new(family::CheckChanged));
+    }
     let decided = pipeline::run(decide, &mut ebs, opts).await;
     if decided.outcome != Outcome::Succeeded {
         return (decided, ebs.build);
+    }
+    if ebs.build.dry_run {
+        let report = decided.followed_by(dry_run::run(&mut ebs, opts).await);
+        return (report, ebs.build);
     }
     if let Some(reused) = ebs.reuse.clone() {
         family::record_reuse(&mut ebs, &reused);
         return (decided, ebs.build);
     }
+    if ebs.config.skip_create_ami {
+        return skip::run(ebs, decided, opts).await;
+    }
     let mut steps: Vec<Box<dyn Step<EbsContext>>> = vec![
         Box::new(naming::NameImage),
+        Box::new(network::ResolveNetwork),
         Box::new(key_pair::KeyPair::default()),
         Box::new(security_group::SecurityGroup::default()),
         Box::new(instance::Launch::default()),
@@ -334,23 +347,31 @@ async fn region(config: &AmazonEbsConfig, scope: &Scope) -> Result<(SdkConfig, S
 pub async fn fingerprint_base(config: &AmazonEbsConfig, scope: &Scope) -> Result<Part, String> {
     let (shared, region) = region(config, scope).await?;
     let client = client::ec2(&shared, &region);
-    let found = find_source_ami(&client, &region, config, scope).await?;
+    let found = find_source_ami(&shared, &client, &region, config, scope).await?;
     Ok(family::base_part(&found))
 }
 
 async fn find_source_ami(
+    shared: &SdkConfig,
     client: &aws_sdk_ec2::Client,
     region: &str,
     config: &AmazonEbsConfig,
     scope: &Scope,
 ) -> Result<SourceAmi, String> {
-    match (&config.source_ami, &config.source_ami_filter) {
-        (Some(id), _) => {
-            let id = scope.expand(id).map_err(|e| e.to_string())?;
-            source_ami::by_id(client, region, &id).await
+    let expand = |s: &str| scope.expand(s).map_err(|e| e.to_string());
+    match (
+        &config.source_ami,
+        &config.source_ami_filter,
+        &config.source_ami_ssm_parameter,
+    ) {
+        (Some(id), _, _) => source_ami::by_id(client, region, &expand(id)?).await,
+        (None, Some(filter), _) => source_ami::by_filter(client, region, filter, scope).await,
+        (None, None, Some(name)) => ssm::resolve(shared, client, region, &expand(name)?)
+            .await
+            .map_err(|e| e.to_string()),
+        (None, None, None) => {
+            Err("no `source_ami`, `source_ami_filter` or `source_ami_ssm_parameter`".into())
         }
-        (None, Some(filter)) => source_ami::by_filter(client, region, filter, scope).await,
-        (None, None) => Err("no `source_ami` or `source_ami_filter`".into()),
     }
 }
 
@@ -364,9 +385,15 @@ impl Step<EbsContext> for FindSourceAmi {
     }
 
     async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
-        let found = find_source_ami(&ctx.client, &ctx.region, &ctx.config, &ctx.build.scope)
-            .await
-            .map_err(StepError::failed)?;
+        let found = find_source_ami(
+            &ctx.shared,
+            &ctx.client,
+            &ctx.region,
+            &ctx.config,
+            &ctx.build.scope,
+        )
+        .await
+        .map_err(StepError::failed)?;
         if let Some(problem) = attributes::source_problem(&ctx.config, &found) {
             return Err(StepError::failed(problem));
         }
@@ -374,7 +401,11 @@ impl Step<EbsContext> for FindSourceAmi {
             "source AMI: {} ({}, owner {})",
             found.id, found.name, found.owner
         ));
-        ctx.build.scope.set("source.ami", found.id.clone());
+        let scope = &mut ctx.build.scope;
+        scope.set("source.ami", found.id.clone());
+        scope.set("source.ami_name", found.name.clone());
+        scope.set("source.ami_owner", found.owner.clone());
+        scope.set("source.ami_creation_date", found.creation_date.clone());
         ctx.source_ami = Some(found);
         Ok(())
     }

@@ -1,5 +1,5 @@
-//! The network the instance goes in, and a temporary security group that
-//! admits SSH only from where this build connects.
+//! A temporary security group that admits SSH only from where this build
+//! connects, in the network `network::ResolveNetwork` chose.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -32,7 +32,10 @@ impl Step<EbsContext> for SecurityGroup {
     }
 
     async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
-        let vpc = resolve_vpc(ctx).await.map_err(StepError::failed)?;
+        let vpc = ctx
+            .vpc_id
+            .clone()
+            .ok_or_else(|| StepError::failed("no network was chosen"))?;
         if let Some(ids) = ctx.config.security_group_ids.clone() {
             ctx.security_group_ids = ctx
                 .build
@@ -165,74 +168,6 @@ async fn find_by_name(ctx: &EbsContext, name: &str, vpc: &str) -> Option<String>
         .first()
         .and_then(|g| g.group_id())
         .map(str::to_string)
-}
-
-/// The VPC the instance goes in: the subnet's, `vpc_id`, or the default VPC.
-async fn resolve_vpc(ctx: &mut EbsContext) -> Result<String, String> {
-    let scope = &ctx.build.scope;
-    let subnet = ctx
-        .config
-        .subnet_id
-        .as_deref()
-        .map(|s| scope.expand(s))
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let vpc = ctx
-        .config
-        .vpc_id
-        .as_deref()
-        .map(|s| scope.expand(s))
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let vpc = if let Some(subnet) = &subnet {
-        let out = ctx
-            .client
-            .describe_subnets()
-            .subnet_ids(subnet)
-            .send()
-            .await
-            .api("DescribeSubnets")
-            .map_err(|e| format!("subnet {subnet}: {e}"))?;
-        let found = out
-            .subnets()
-            .first()
-            .and_then(|s| s.vpc_id())
-            .map(str::to_string);
-        let found =
-            found.ok_or_else(|| format!("subnet {subnet} does not exist in {}", ctx.region))?;
-        if let Some(vpc) = &vpc
-            && vpc != &found
-        {
-            return Err(format!(
-                "subnet {subnet} is in {found}, not in vpc_id {vpc}"
-            ));
-        }
-        found
-    } else if let Some(vpc) = vpc {
-        vpc
-    } else {
-        let out = ctx
-            .client
-            .describe_vpcs()
-            .filters(Filter::builder().name("is-default").values("true").build())
-            .send()
-            .await
-            .api("DescribeVpcs")
-            .map_err(|e| e.to_string())?;
-        out.vpcs()
-            .first()
-            .and_then(|v| v.vpc_id())
-            .map(str::to_string)
-            .ok_or_else(|| {
-                format!(
-                    "{} has no default VPC; set `subnet_id` or `vpc_id`",
-                    ctx.region
-                )
-            })?
-    };
-    ctx.subnet_id = subnet;
-    ctx.vpc_id = Some(vpc.clone());
-    Ok(vpc)
 }
 
 /// The port the instance's sshd listens on. With an `ssh_host` override,

@@ -100,10 +100,7 @@ pub async fn by_filter(
         .map(|o| expand(o))
         .collect::<Result<Vec<_>, _>>()?;
     described.push(format!("owners={}", owners.join(",")));
-    let out = client
-        .describe_images()
-        .set_owners(Some(owners))
-        .set_filters(Some(filters))
+    let out = describe_request(client, owners, filters, filter.include_deprecated)
         .send()
         .await
         .api("DescribeImages")
@@ -115,6 +112,20 @@ pub async fn by_filter(
             described.join(" ")
         )
     })
+}
+
+/// DescribeImages for a filter; EC2 leaves deprecated images out unless asked.
+fn describe_request(
+    client: &Client,
+    owners: Vec<String>,
+    filters: Vec<Filter>,
+    include_deprecated: bool,
+) -> aws_sdk_ec2::operation::describe_images::builders::DescribeImagesFluentBuilder {
+    client
+        .describe_images()
+        .set_owners(Some(owners))
+        .set_filters(Some(filters))
+        .set_include_deprecated(include_deprecated.then_some(true))
 }
 
 /// Chooses among matches. With `most_recent`, the latest CreationDate wins;
@@ -188,6 +199,18 @@ mod tests {
             ami("ami-2", "aaa", "2026-01-01T00:00:00.000Z"),
         ];
         assert_eq!(pick(newer, true).unwrap().id, "ami-2");
+    }
+
+    #[test]
+    fn deprecated_images_are_asked_for_only_when_included() {
+        let client = super::super::client::offline("us-east-1");
+        let request =
+            |include| describe_request(&client, vec!["amazon".into()], Vec::new(), include);
+        assert_eq!(
+            request(true).as_input().get_include_deprecated(),
+            &Some(true)
+        );
+        assert_eq!(request(false).as_input().get_include_deprecated(), &None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod qemu;
 
 pub use amazon_ebs::{
     AmazonEbsConfig, AmiFilter, BlockDevice, DEFAULT_AMI_NAME, DEFAULT_EBS_KEY, PUBLIC_GROUP,
-    SshInterface, WaitTimeouts, ami_name_problem, default_region, root_short_form,
+    SshInterface, SubnetFilter, VpcFilter, WaitTimeouts, ami_name_problem, default_region,
+    is_ami_id, root_short_form,
 };
 pub use qemu::{Accelerator, BootstrapConfig, Compression, QemuConfig};

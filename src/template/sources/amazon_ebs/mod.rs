@@ -17,15 +17,18 @@ use crate::template::schema::{HumanDuration, SshConfig};
 use crate::template::source::{SourceConfig, SourceSchema};
 
 mod attributes;
+mod base_image;
 mod block_devices;
 mod encryption;
 mod metadata;
+mod network;
 mod region;
 mod rules;
 mod sharing;
 
 pub use block_devices::{BlockDevice, root_short_form};
 pub use encryption::DEFAULT_EBS_KEY;
+pub use network::{SubnetFilter, VpcFilter};
 pub use region::default_region;
 pub use rules::{ami_name_problem, is_ami_id};
 use rules::{is_cidr, is_region};
@@ -38,9 +41,13 @@ pub struct AmazonEbsConfig {
     pub region: Option<String>,
     pub source_ami: Option<String>,
     pub source_ami_filter: Option<AmiFilter>,
+    /// An SSM parameter holding the base AMI's id (AWS publishes these).
+    pub source_ami_ssm_parameter: Option<String>,
     pub instance_type: Option<String>,
     pub subnet_id: Option<String>,
     pub vpc_id: Option<String>,
+    pub subnet_filter: Option<SubnetFilter>,
+    pub vpc_filter: Option<VpcFilter>,
     pub associate_public_ip: Option<bool>,
     pub iam_instance_profile: Option<String>,
     pub user_data: Option<String>,
@@ -96,6 +103,9 @@ pub struct AmazonEbsConfig {
     pub ami_regions: Vec<String>,
     #[serde(default)]
     pub force_deregister: bool,
+    /// Provision and clean up without making an image (a test of the build).
+    #[serde(default)]
+    pub skip_create_ami: bool,
     /// The AMI and its copies become deprecated this long after the build.
     pub deprecate_after: Option<HumanDuration>,
     #[serde(default)]
@@ -114,6 +124,9 @@ pub struct AmiFilter {
     pub filters: BTreeMap<String, String>,
     #[serde(default)]
     pub most_recent: bool,
+    /// Deprecated images match too (DescribeImages leaves them out otherwise).
+    #[serde(default)]
+    pub include_deprecated: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -149,10 +162,23 @@ impl SourceConfig for AmazonEbsConfig {
     }
 
     fn provides(&self) -> &'static [&'static str] {
-        &["ami", "id", "region", "instance_id"]
+        &[
+            "ami",
+            "ami_name",
+            "ami_owner",
+            "ami_creation_date",
+            "id",
+            "region",
+            "instance_id",
+        ]
     }
 
     async fn build(&self, ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext) {
+        crate::builder::amazon_ebs::run(ctx, self.clone(), opts).await
+    }
+
+    /// The same run: it checks `ctx.dry_run` once the reads are done.
+    async fn dry_run(&self, ctx: BuildContext, opts: &RunOptions) -> (RunReport, BuildContext) {
         crate::builder::amazon_ebs::run(ctx, self.clone(), opts).await
     }
 
@@ -186,43 +212,8 @@ impl SourceSchema for AmazonEbsConfig {
     const TYPE: &'static str = "amazon-ebs";
 
     fn check(&self, ssh: &SshConfig, checker: &mut Checker<'_>) {
-        match (&self.source_ami, &self.source_ami_filter) {
-            (None, None) => {
-                checker.error(
-                    "",
-                    "an `amazon-ebs` source needs `source_ami` or `source_ami_filter`",
-                );
-            }
-            (Some(_), Some(_)) => {
-                checker.error(
-                    "source_ami",
-                    "set either `source_ami` or `source_ami_filter`, not both",
-                );
-            }
-            _ => {}
-        }
-        if let Some(ami) = &self.source_ami
-            && !ami.contains("${")
-            && !is_ami_id(ami)
-        {
-            checker
-                .error("source_ami", format!("`{ami}` is not an AMI id"))
-                .help = Some("AMI ids look like `ami-0123456789abcdef0`".into());
-        }
-        if let Some(filter) = &self.source_ami_filter {
-            if filter.owners.is_empty() {
-                checker.error("source_ami_filter", "`source_ami_filter` needs `owners`").help = Some(
-                    "name who publishes the image, e.g. `owners = [\"amazon\"]` or an account id; without it anyone's AMI could match"
-                        .into(),
-                );
-            }
-            if filter.name.is_none() && filter.filters.is_empty() {
-                checker.error(
-                    "source_ami_filter",
-                    "`source_ami_filter` needs `name` or `filters`",
-                );
-            }
-        }
+        base_image::check(self, checker);
+        network::check(self, checker);
         self.check_region(checker);
         self.check_ami_name(checker);
         if self.user_data.is_some() && self.user_data_file.is_some() {
