@@ -12,6 +12,7 @@ mod family;
 mod finished;
 mod image;
 mod instance;
+mod instance_profile;
 mod key_pair;
 mod lifetime;
 mod made;
@@ -19,6 +20,7 @@ mod naming;
 mod removal;
 mod security_group;
 mod source_ami;
+mod spot;
 mod store;
 mod strays;
 mod sweep;
@@ -109,6 +111,8 @@ pub struct EbsContext {
     pub subnet_id: Option<String>,
     pub security_group_ids: Vec<String>,
     pub instance_id: Option<String>,
+    /// The temporary instance profile made for the instance, if any.
+    pub instance_profile: Option<String>,
     /// Every image made: the build region's first, then copies as they start.
     pub images: Records,
     /// Earlier images of this name and version, in every target region.
@@ -225,6 +229,7 @@ pub async fn run(
         subnet_id: None,
         security_group_ids: Vec::new(),
         instance_id: None,
+        instance_profile: None,
         images: Arc::new(Mutex::new(Vec::new())),
         family: Vec::new(),
         build_number: 0,
@@ -249,6 +254,7 @@ pub async fn run(
         Box::new(naming::NameImage),
         Box::new(key_pair::KeyPair::default()),
         Box::new(security_group::SecurityGroup::default()),
+        Box::new(instance_profile::TemporaryInstanceProfile::default()),
         Box::new(instance::Launch::default()),
         Box::new(Connect),
         Box::new(Provision),

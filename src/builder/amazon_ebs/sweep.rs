@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use super::Made;
 use super::client::{self, Api, ApiError};
 use super::removal;
+use super::spot;
 use super::strays::{self, Stray, Verdict};
 use crate::wait::{self, Poll, WaitParams};
 
@@ -157,6 +158,11 @@ async fn sweep_region(
                 .map_err(|e| e.to_string()),
             Made::Image => remove_image(client, &s.id, &s.snapshots).await,
             Made::Snapshot => delete_snapshot(client, &s.id).await,
+            Made::SpotRequest => spot::cancel(client, std::slice::from_ref(&s.id))
+                .await
+                .map_err(|e| e.to_string()),
+            // strays::find looks in EC2 only.
+            Made::Role | Made::InstanceProfile => Ok(()),
         };
         if let Err(e) = done {
             out[i].action =

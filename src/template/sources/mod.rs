@@ -4,7 +4,7 @@ mod amazon_ebs;
 mod qemu;
 
 pub use amazon_ebs::{
-    AmazonEbsConfig, AmiFilter, DEFAULT_AMI_NAME, SshInterface, WaitTimeouts, ami_name_problem,
-    default_region,
+    AUTO_PRICE, AmazonEbsConfig, AmiFilter, DEFAULT_AMI_NAME, PolicyDocument, SshInterface,
+    WaitTimeouts, ami_name_problem, default_region, is_spot_price,
 };
 pub use qemu::{Accelerator, BootstrapConfig, Compression, QemuConfig};
