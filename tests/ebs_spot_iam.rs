@@ -511,3 +511,104 @@ error: t.toml:61:89: unknown field `Principal`, expected one of `Sid`, `Effect`,
         .run();
     assert_eq!(moto.api_actions(), Vec::<String>::new());
 }
+
+/// A spot request tagged as a killed build's, long expired, made by hand:
+/// moto records none for a spot RunInstances.
+fn expired_spot_request(w: &World) -> String {
+    use aws_sdk_ec2::types::{RequestSpotLaunchSpecification, ResourceType, Tag, TagSpecification};
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    let ec2 = w.ec2(REGION);
+    let out = ec2
+        .block(
+            ec2.client
+                .request_spot_instances()
+                .spot_price("0.05")
+                .launch_specification(
+                    RequestSpotLaunchSpecification::builder()
+                        .image_id(common::ebs::AL2023_6_18)
+                        .instance_type("t3.micro".into())
+                        .build(),
+                )
+                .tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(ResourceType::SpotInstancesRequest)
+                        .tags(tag("imgbuild:temporary", "true"))
+                        .tags(tag("imgbuild:build-id", "0badc0ffee00"))
+                        .tags(tag("imgbuild:started-at", "2026-01-01T00:00:00Z"))
+                        .tags(tag("imgbuild:expires-at", "2026-01-01T01:00:00Z"))
+                        .build(),
+                )
+                .send(),
+        )
+        .expect("RequestSpotInstances");
+    out.spot_instance_requests()[0]
+        .spot_instance_request_id()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn gc_removes_the_instance_profile_and_spot_request_of_a_killed_build() {
+    let mut w = World::new();
+    let before = iam_names(&w);
+    let request = expired_spot_request(&w);
+    assert_eq!(open_spot_requests(&w), vec![request.clone()]);
+
+    // A build whose timeouts add up to seconds, killed while it provisions.
+    let marker = w.scratch.path("provisioning");
+    let template = w.template(
+        &format!("{SSM_POLICY}\nssh_timeout = \"5s\""),
+        &format!(
+            "[source.aws.timeouts]\ninstance_running = \"1s\"\ninstance_stopped = \"1s\"\nimage_available = \"1s\"\nsnapshots_completed = \"1s\"\ninstance_terminated = \"1s\"\n\n[[provisioner]]\ntype = \"shell\"\ninline = [\"touch {}\", \"sleep 60\"]\n",
+            marker.display()
+        ),
+    );
+    let killed = w
+        .command(&["build", "--cleanup-timeout", "1s"])
+        .arg(&template)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert!(
+        wait_for_file(&marker, Duration::from_secs(60)),
+        "the build never provisioned"
+    );
+    common::send_signal(&killed, libc::SIGKILL);
+    let _ = wait_output(killed, Duration::from_secs(10));
+    let role = w.moto.calls("CreateRole")[0]["RoleName"].clone();
+    let build_id = role["imgbuild-".len()..].to_string();
+    let (roles, profiles) = iam_names(&w);
+    assert!(
+        roles.contains(&role) && profiles.contains(&role),
+        "what SIGKILL left"
+    );
+    let expires =
+        tags_of(&w.moto.calls("CreateRole")[0], "Tags.member")["imgbuild:expires-at"].clone();
+    let expires = humantime::parse_rfc3339(&expires).expect("expires-at");
+    assert!(
+        common::wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
+            std::time::SystemTime::now() > expires + Duration::from_secs(1)
+        }),
+        "the killed build's time never ran out"
+    );
+
+    let scratch = std::mem::replace(&mut w.scratch, common::Scratch::new());
+    let home = scratch.dir.path().to_path_buf();
+    Test::in_scratch(scratch)
+        .envs(common::moto::aws_vars(&w.endpoint, &home))
+        .args(["gc", "--older-than", "0s", "--region", REGION])
+        .limit(BUILD_LIMIT)
+        .stdout_contains(&format!(
+            "global: removed IAM role {role} (build {build_id})\n"
+        ))
+        .stdout_contains(&format!(
+            "{REGION}: removed spot request {request} (build 0badc0ffee00)\n"
+        ))
+        // Its instance, security group and key pair; the spot request; the role.
+        .stderr("gc: removed 5, kept 0\n")
+        .run();
+    assert_eq!(iam_names(&w), before);
+    assert_eq!(open_spot_requests(&w), Vec::<String>::new());
+}

@@ -68,9 +68,13 @@ pub fn ec2(shared: &SdkConfig, region: &str) -> Client {
 }
 
 /// The IAM client, with the same credentials, endpoint settings and retry
-/// policy. IAM is global: the region only signs the calls.
-pub fn iam(shared: &SdkConfig) -> aws_sdk_iam::Client {
-    aws_sdk_iam::Client::new(shared)
+/// policy. IAM is global: `region` only picks the partition (aws, aws-cn,
+/// aws-us-gov) and signs the calls.
+pub fn iam(shared: &SdkConfig, region: &str) -> aws_sdk_iam::Client {
+    let config = aws_sdk_iam::config::Builder::from(shared)
+        .region(Region::new(region.to_string()))
+        .build();
+    aws_sdk_iam::Client::from_conf(config)
 }
 
 /// A failed EC2 or IAM call: the operation, the service's error code and its message.

@@ -24,17 +24,17 @@ pub const POLICY_NAME: &str = "imgbuild";
 /// Who may take the role: EC2, for the build's instance.
 const TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
-/// What this step asked IAM for, in order; recorded before each call, as
-/// the names are the build's alone and deleting what was never made only
-/// answers NoSuchEntity.
+/// What this step asked IAM for; recorded before each call, as the names
+/// are the build's alone and removing what was never made only answers
+/// NoSuchEntity.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Progress {
     #[default]
     Nothing,
+    /// The role and its policy.
     Role,
-    Policy,
+    /// The profile too, with the role in it.
     Profile,
-    RoleInProfile,
 }
 
 #[derive(Default)]
@@ -54,7 +54,7 @@ impl Step<EbsContext> for TemporaryInstanceProfile {
             return Ok(());
         };
         let policy = document.to_json();
-        let iam = client::iam(&ctx.shared);
+        let iam = client::iam(&ctx.shared, &ctx.region);
         let name = format!("imgbuild-{}", ctx.build.build_id);
         let tags = iam_tags(&ctx.temp_tags);
         self.name = Some(name.clone());
@@ -71,7 +71,6 @@ impl Step<EbsContext> for TemporaryInstanceProfile {
             .await
             .api("CreateRole")
             .map_err(|e| failed("IAM role", e))?;
-        self.progress = Progress::Policy;
         iam.put_role_policy()
             .role_name(&name)
             .policy_name(POLICY_NAME)
@@ -89,7 +88,6 @@ impl Step<EbsContext> for TemporaryInstanceProfile {
             .await
             .api("CreateInstanceProfile")
             .map_err(|e| failed("instance profile", e))?;
-        self.progress = Progress::RoleInProfile;
         iam.add_role_to_instance_profile()
             .instance_profile_name(&name)
             .role_name(&name)
@@ -139,73 +137,25 @@ impl Step<EbsContext> for TemporaryInstanceProfile {
         let Some(name) = self.name.take() else {
             return Vec::new();
         };
-        let iam = client::iam(&ctx.shared);
-        let gone = |r: Result<(), ApiError>| match r {
-            Err(e) if e.is_no_such_entity() => Ok(()),
-            other => other,
-        };
-        let mut left = Vec::new();
-        let mut profile = Ok(());
-        if self.progress >= Progress::RoleInProfile {
-            profile = gone(
-                iam.remove_role_from_instance_profile()
-                    .instance_profile_name(&name)
-                    .role_name(&name)
-                    .send()
-                    .await
-                    .api("RemoveRoleFromInstanceProfile")
-                    .map(|_| ()),
-            );
+        let iam = client::iam(&ctx.shared, &ctx.region);
+        if self.progress >= Progress::Profile
+            && let Err(e) = remove_profile(&iam, &name).await
+        {
+            let kept = format!("kept: instance profile {name} is still there");
+            return vec![
+                Made::InstanceProfile.leftover(&name, &ctx.region, e.to_string()),
+                Made::Role.leftover(&name, &ctx.region, kept),
+            ];
         }
-        if self.progress >= Progress::Profile && profile.is_ok() {
-            profile = gone(
-                iam.delete_instance_profile()
-                    .instance_profile_name(&name)
-                    .send()
-                    .await
-                    .api("DeleteInstanceProfile")
-                    .map(|_| ()),
-            );
+        match remove_role(&iam, &name).await {
+            Ok(()) => {
+                ctx.build
+                    .events
+                    .info(format!("deleted IAM role and instance profile {name}"));
+                Vec::new()
+            }
+            Err(e) => vec![Made::Role.leftover(&name, &ctx.region, e.to_string())],
         }
-        if let Err(e) = &profile {
-            left.push(Made::InstanceProfile.leftover(&name, &ctx.region, e.to_string()));
-        }
-        let mut role = Ok(());
-        if self.progress >= Progress::Policy {
-            role = gone(
-                iam.delete_role_policy()
-                    .role_name(&name)
-                    .policy_name(POLICY_NAME)
-                    .send()
-                    .await
-                    .api("DeleteRolePolicy")
-                    .map(|_| ()),
-            );
-        }
-        // A role still in a profile cannot go.
-        if role.is_ok() && profile.is_ok() {
-            role = gone(
-                iam.delete_role()
-                    .role_name(&name)
-                    .send()
-                    .await
-                    .api("DeleteRole")
-                    .map(|_| ()),
-            );
-        }
-        match role {
-            Err(e) => left.push(Made::Role.leftover(&name, &ctx.region, e.to_string())),
-            Ok(()) if left.is_empty() => ctx
-                .build
-                .events
-                .info(format!("deleted IAM role and instance profile {name}")),
-            Ok(()) => left.push(Made::Role.leftover(
-                &name,
-                &ctx.region,
-                "kept: its instance profile is still there",
-            )),
-        }
-        left
     }
 
     fn made(&self, ctx: &EbsContext) -> Vec<Leftover> {
@@ -217,6 +167,53 @@ impl Step<EbsContext> for TemporaryInstanceProfile {
             made.push(Made::InstanceProfile.leftover(name, &ctx.region, ""));
         }
         made
+    }
+}
+
+/// Takes the role of the same name out of instance profile `name`, then
+/// deletes the profile; what is already gone counts as done.
+pub async fn remove_profile(iam: &aws_sdk_iam::Client, name: &str) -> Result<(), ApiError> {
+    gone(
+        iam.remove_role_from_instance_profile()
+            .instance_profile_name(name)
+            .role_name(name)
+            .send()
+            .await
+            .api("RemoveRoleFromInstanceProfile"),
+    )?;
+    gone(
+        iam.delete_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .api("DeleteInstanceProfile"),
+    )
+}
+
+/// Deletes role `name` and its inline policy; a role still in a profile
+/// cannot go, so [`remove_profile`] comes first.
+pub async fn remove_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<(), ApiError> {
+    gone(
+        iam.delete_role_policy()
+            .role_name(name)
+            .policy_name(POLICY_NAME)
+            .send()
+            .await
+            .api("DeleteRolePolicy"),
+    )?;
+    gone(
+        iam.delete_role()
+            .role_name(name)
+            .send()
+            .await
+            .api("DeleteRole"),
+    )
+}
+
+fn gone<T>(result: Result<T, ApiError>) -> Result<(), ApiError> {
+    match result {
+        Err(e) if !e.is_no_such_entity() => Err(e),
+        _ => Ok(()),
     }
 }
 

@@ -10,6 +10,7 @@ mod deprecation;
 mod disable;
 mod family;
 mod finished;
+mod iam_strays;
 mod image;
 mod instance;
 mod instance_profile;
