@@ -512,6 +512,69 @@ error: t.toml:61:89: unknown field `Principal`, expected one of `Sid`, `Effect`,
     assert_eq!(moto.api_actions(), Vec::<String>::new());
 }
 
+#[test]
+fn the_launch_waits_until_ec2_knows_the_new_instance_profile() {
+    let mut w = World::new();
+    // What EC2 answers for a profile IAM made a moment ago.
+    let proxy = FaultProxy::refusing(
+        &w.moto.endpoint(),
+        &["RunInstances:InvalidParameterValue:400:Value (imgbuild) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name";
+            2],
+        w.scratch.path("proxy.log"),
+    );
+    w.endpoint = proxy.endpoint();
+    let template = w.template(SSM_POLICY, PROVISION);
+    let before = iam_names(&w);
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = format!("{}\ncalls: {:?}", describe(&out), proxy.calls());
+    assert!(out.status.success(), "{log}");
+    let launches: Vec<String> = proxy
+        .calls()
+        .into_iter()
+        .filter(|(a, _)| a == "RunInstances")
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(
+        launches,
+        ["InvalidParameterValue", "InvalidParameterValue", "ok"],
+        "{log}"
+    );
+    assert_eq!(iam_names(&w), before, "{log}");
+    assert_eq!(temporary_leftovers(&w), Vec::<String>::new(), "{log}");
+}
+
+#[test]
+fn another_invalid_parameter_fails_the_launch_at_once() {
+    let mut w = World::new();
+    let proxy = FaultProxy::refusing(
+        &w.moto.endpoint(),
+        &["RunInstances:InvalidParameterValue:400:Invalid value for parameter instanceType"],
+        w.scratch.path("proxy.log"),
+    );
+    w.endpoint = proxy.endpoint();
+    let template = w.template(SSM_POLICY, PROVISION);
+    let before = iam_names(&w);
+    let baseline = w.snapshot_baseline();
+    let out = run(&mut w.build(&template), BUILD_LIMIT);
+    let log = format!("{}\ncalls: {:?}", describe(&out), proxy.calls());
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "step \"launch instance\" failed: launching on-demand t3.micro from {} in {REGION}: RunInstances failed: InvalidParameterValue: Invalid value for parameter instanceType\n",
+            common::ebs::AL2023_6_18
+        )),
+        "{log}"
+    );
+    let launches = proxy
+        .calls()
+        .iter()
+        .filter(|(a, _)| a == "RunInstances")
+        .count();
+    assert_eq!(launches, 1, "{log}");
+    assert_eq!(iam_names(&w), before, "{log}");
+    w.assert_clean(&baseline, &log);
+}
+
 /// A spot request tagged as a killed build's, long expired, made by hand:
 /// moto records none for a spot RunInstances.
 fn expired_spot_request(w: &World) -> String {

@@ -11,8 +11,9 @@ Usage: ec2_fault_proxy.py LISTEN_PORT MOTO_URL SEED FRACTION LOG
                           [--actions A,B,...] [--delay SECONDS]
   --actions  fault only these actions (default: every action)
   --delay    hold every answer this long (a slow EC2)
-  --refuse ACTION:CODE:STATUS  answer the next call of ACTION with this
-             error code and HTTP status instead of passing it on; repeated,
+  --refuse ACTION:CODE:STATUS[:MESSAGE]  answer the next call of ACTION
+             with this error code, HTTP status (and message) instead of
+             passing it on; repeated,
              the calls of ACTION get the refusals in the order given, and
              later ones pass (with SEED's faults off for that action)
   --max-seconds  exit after this long (default 900), so a test that dies
@@ -52,7 +53,7 @@ def action_of(body):
 
 
 def refusal_for(action):
-    """(code, status) of the next --refuse for `action`, or None."""
+    """(code, status, message) of the next --refuse for `action`, or None."""
     with LOCK:
         queue = ARGS.refuse.get(action)
         return queue.pop(0) if queue else None
@@ -94,7 +95,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def forward(self, body):
         action = action_of(body)
         refusal = refusal_for(action)
-        code, status = refusal if refusal else (fault_for(action), 503)
+        code, status, message = refusal if refusal else (fault_for(action), 503, None)
         if ARGS.delay:
             time.sleep(ARGS.delay)
         if code:
@@ -102,7 +103,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             data = (
                 '<?xml version="1.0" encoding="UTF-8"?>\n'
                 f"<Response><Errors><Error><Code>{code}</Code>"
-                f"<Message>{MESSAGES.get(code, code)}</Message></Error></Errors>"
+                f"<Message>{message or MESSAGES.get(code, code)}</Message></Error></Errors>"
                 "<RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>"
             ).encode()
             self.send_response(status)
@@ -141,8 +142,8 @@ def main(argv):
     args = parser.parse_args(argv[1:])
     refuse = {}
     for spec in args.refuse:
-        action, code, status = spec.split(":")
-        refuse.setdefault(action, []).append((code, int(status)))
+        action, code, status, *message = spec.split(":", 3)
+        refuse.setdefault(action, []).append((code, int(status), "".join(message)))
     args.refuse = refuse
     args.refused_actions = set(refuse)
     upstream = urllib.parse.urlsplit(args.moto_url)

@@ -13,6 +13,7 @@ use super::client::{self, Api, ApiError};
 use super::{EbsContext, Made, tags};
 use crate::events::Leftover;
 use crate::pipeline::{Ending, Step, StepError};
+use crate::template::sources::PolicyDocument;
 use crate::wait::{self, Poll, Transient, WaitParams};
 
 /// The IAM path of every role and profile a build makes: the IAM policy
@@ -37,10 +38,21 @@ enum Progress {
     Profile,
 }
 
-#[derive(Default)]
 pub struct TemporaryInstanceProfile {
+    /// The role's inline policy, as IAM takes it.
+    policy: String,
     name: Option<String>,
     progress: Progress,
+}
+
+impl TemporaryInstanceProfile {
+    pub fn new(policy: &PolicyDocument) -> TemporaryInstanceProfile {
+        TemporaryInstanceProfile {
+            policy: policy.to_json(),
+            name: None,
+            progress: Progress::Nothing,
+        }
+    }
 }
 
 #[async_trait]
@@ -50,10 +62,6 @@ impl Step<EbsContext> for TemporaryInstanceProfile {
     }
 
     async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
-        let Some(document) = &ctx.config.temporary_iam_instance_profile_policy_document else {
-            return Ok(());
-        };
-        let policy = document.to_json();
         let iam = client::iam(&ctx.shared, &ctx.region);
         let name = format!("imgbuild-{}", ctx.build.build_id);
         let tags = iam_tags(&ctx.temp_tags);
@@ -74,7 +82,7 @@ impl Step<EbsContext> for TemporaryInstanceProfile {
         iam.put_role_policy()
             .role_name(&name)
             .policy_name(POLICY_NAME)
-            .policy_document(policy)
+            .policy_document(&self.policy)
             .send()
             .await
             .api("PutRolePolicy")

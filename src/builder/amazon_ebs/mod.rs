@@ -255,14 +255,21 @@ pub async fn run(
         Box::new(naming::NameImage),
         Box::new(key_pair::KeyPair::default()),
         Box::new(security_group::SecurityGroup::default()),
-        Box::new(instance_profile::TemporaryInstanceProfile::default()),
+    ];
+    // Before the launch, so that its cleanup comes once the instance is gone.
+    if let Some(policy) = &ebs.config.temporary_iam_instance_profile_policy_document {
+        steps.push(Box::new(instance_profile::TemporaryInstanceProfile::new(
+            policy,
+        )));
+    }
+    steps.extend::<[Box<dyn Step<EbsContext>>; 6]>([
         Box::new(instance::Launch::default()),
         Box::new(Connect),
         Box::new(Provision),
         Box::new(CollectPackages),
         Box::new(instance::Stop),
         Box::new(image::CreateImage::default()),
-    ];
+    ]);
     if !ebs.copy_regions.is_empty() {
         steps.push(Box::new(image::CopyImage::default()));
     }
