@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::{
 };
 
 use super::client::{Api, ApiError};
-use super::{EbsContext, Made, spot, tags};
+use super::{EbsContext, Made, spot, spot_requests, tags};
 use crate::builder::ssh_target;
 use crate::events::Leftover;
 use crate::pipeline::{Ending, Step, StepError};
@@ -26,7 +26,7 @@ pub struct Launch {
     /// RunInstances was sent; if its answer was lost (a cancel), cleanup
     /// finds the instance by the build-id tag it was created with.
     requested: bool,
-    spot: spot::SpotRequests,
+    spot: spot_requests::SpotRequests,
 }
 
 #[async_trait]

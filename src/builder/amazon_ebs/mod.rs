@@ -22,6 +22,7 @@ mod removal;
 mod security_group;
 mod source_ami;
 mod spot;
+mod spot_requests;
 mod store;
 mod strays;
 mod sweep;

@@ -11,21 +11,20 @@
 
 use std::fmt;
 
-use aws_sdk_ec2::Client;
 use aws_sdk_ec2::config::interceptors::InterceptorContext;
 use aws_sdk_ec2::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
 use aws_sdk_ec2::operation::run_instances::{RunInstancesError, RunInstancesOutput};
 use aws_sdk_ec2::types::{
-    Filter, InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceType, MarketType,
+    InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceType, MarketType,
     ResourceType, SpotInstanceType, SpotMarketOptions,
 };
 
-use super::client::{self, Api, ApiError};
+use super::client::{self, ApiError};
 use super::instance::DEFAULT_INSTANCE_TYPE;
-use super::{EbsContext, Made, instance_profile, tags};
-use crate::events::Leftover;
+use super::spot_requests::SpotRequests;
+use super::{EbsContext, instance_profile, tags};
 use crate::template::sources::{AUTO_PRICE, is_spot_price};
 
 /// One launch to try.
@@ -139,15 +138,6 @@ fn after(short: &[(Attempt, ApiError)]) -> String {
     }
 }
 
-/// Spot requests a build's launch may have made, for its cleanup.
-#[derive(Debug, Default)]
-pub struct SpotRequests {
-    /// A spot launch was sent; if its answer was lost, cleanup finds the
-    /// request by the build-id tag it was created with.
-    requested: bool,
-    ids: Vec<String>,
-}
-
 /// Sends `request` for each attempt in turn until one launches. Each
 /// attempt has its own client token: EC2 refuses a token reused with other
 /// parameters, and a retry of one attempt must still start one instance.
@@ -174,7 +164,7 @@ pub async fn launch(
                     ResourceType::SpotInstancesRequest,
                     &ctx.temp_tags,
                 ));
-            spot.requested = true;
+            spot.sent();
         }
         let next_in_line = i + 1 < attempts.len();
         let send = || {
@@ -190,11 +180,10 @@ pub async fn launch(
         };
         match instance_profile::while_unknown_to_ec2(ctx, send).await {
             Ok(out) => {
-                spot.ids.extend(
+                spot.record(
                     out.instances()
                         .iter()
-                        .filter_map(|i| i.spot_instance_request_id())
-                        .map(str::to_string),
+                        .filter_map(|i| i.spot_instance_request_id()),
                 );
                 return Ok((out, attempt.clone()));
             }
@@ -262,95 +251,6 @@ fn market_options(max_price: Option<String>) -> InstanceMarketOptionsRequest {
                 .build(),
         )
         .build()
-}
-
-impl SpotRequests {
-    /// Cancels the build's spot requests: those RunInstances named and any
-    /// other still open or active with the build's tag.
-    pub async fn cancel(&mut self, ctx: &EbsContext) -> Vec<Leftover> {
-        if !self.requested {
-            return Vec::new();
-        }
-        let mut ids = std::mem::take(&mut self.ids);
-        match find_by_build(&ctx.client, &ctx.build.build_id).await {
-            Ok(found) => ids.extend(found),
-            Err(e) => tracing::warn!("looking for spot requests of build: {e}"),
-        }
-        ids.sort();
-        ids.dedup();
-        if ids.is_empty() {
-            return Vec::new();
-        }
-        match cancel(&ctx.client, &ids).await {
-            Ok(()) => {
-                ctx.build
-                    .events
-                    .info(format!("cancelled spot request {}", ids.join(", ")));
-                Vec::new()
-            }
-            Err(e) => ids
-                .iter()
-                .map(|id| Made::SpotRequest.leftover(id, &ctx.region, e.to_string()))
-                .collect(),
-        }
-    }
-
-    pub fn made(&self, ctx: &EbsContext) -> Vec<Leftover> {
-        self.ids
-            .iter()
-            .map(|id| Made::SpotRequest.leftover(id, &ctx.region, ""))
-            .collect()
-    }
-}
-
-/// Cancels `ids`; one already gone counts as done.
-pub async fn cancel(client: &Client, ids: &[String]) -> Result<(), ApiError> {
-    match client
-        .cancel_spot_instance_requests()
-        .set_spot_instance_request_ids(Some(ids.to_vec()))
-        .send()
-        .await
-        .api("CancelSpotInstanceRequests")
-    {
-        Err(e) if !e.is_not_found() => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// Open or active spot requests with `key` = `value`.
-pub async fn find_open(
-    client: &Client,
-    key: &str,
-    value: &str,
-) -> Result<Vec<aws_sdk_ec2::types::SpotInstanceRequest>, ApiError> {
-    let out = client
-        .describe_spot_instance_requests()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{key}"))
-                .values(value)
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name("state")
-                .values("open")
-                .values("active")
-                .build(),
-        )
-        .send()
-        .await
-        .api("DescribeSpotInstanceRequests")?;
-    Ok(out.spot_instance_requests().to_vec())
-}
-
-async fn find_by_build(client: &Client, build_id: &str) -> Result<Vec<String>, ApiError> {
-    Ok(find_open(client, tags::BUILD_ID, build_id)
-        .await?
-        .iter()
-        .filter_map(|r| r.spot_instance_request_id())
-        .map(str::to_string)
-        .collect())
 }
 
 #[cfg(test)]

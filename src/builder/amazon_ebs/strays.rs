@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::client::{Api, ApiError};
 use super::tags::{BUILD_ID, EXPIRES_AT, STARTED_AT, TEMPORARY, UNFINISHED, marked};
-use super::{Made, spot};
+use super::{Made, spot_requests};
 
 /// One thing a build left.
 #[derive(Debug, Clone)]
@@ -135,7 +135,7 @@ pub async fn find(client: &Client) -> Result<Vec<Stray>, ApiError> {
         let id = i.instance_id().unwrap_or_default();
         found.push(stray(Made::Instance, id, i.tags(), smithy(i.launch_time())));
     }
-    for r in spot::find_open(client, TEMPORARY, "true").await? {
+    for r in spot_requests::find_open(client, TEMPORARY, "true").await? {
         let id = r.spot_instance_request_id().unwrap_or_default();
         found.push(stray(
             Made::SpotRequest,

@@ -14,7 +14,7 @@ use super::Made;
 use super::client::{self, Api, ApiError};
 use super::iam_strays;
 use super::removal;
-use super::spot;
+use super::spot_requests;
 use super::strays::{self, Stray, Verdict};
 use crate::wait::{self, Poll, WaitParams};
 
@@ -202,7 +202,7 @@ async fn sweep_region(
                 .map_err(|e| e.to_string()),
             Made::Image => remove_image(client, &s.id, &s.snapshots).await,
             Made::Snapshot => delete_snapshot(client, &s.id).await,
-            Made::SpotRequest => spot::cancel(client, std::slice::from_ref(&s.id))
+            Made::SpotRequest => spot_requests::cancel(client, std::slice::from_ref(&s.id))
                 .await
                 .map_err(|e| e.to_string()),
             // In IAM, not in a region: sweep_iam's.
