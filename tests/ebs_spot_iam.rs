@@ -575,9 +575,9 @@ fn another_invalid_parameter_fails_the_launch_at_once() {
     w.assert_clean(&baseline, &log);
 }
 
-/// A spot request tagged as a killed build's, long expired, made by hand:
-/// moto records none for a spot RunInstances.
-fn expired_spot_request(w: &World) -> String {
+/// A spot request tagged as build `build_id`'s, made by hand: moto records
+/// none for a spot RunInstances. (moto starts an untagged instance for it.)
+fn spot_request(w: &World, build_id: &str, expires_at: &str) -> String {
     use aws_sdk_ec2::types::{RequestSpotLaunchSpecification, ResourceType, Tag, TagSpecification};
     let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
     let ec2 = w.ec2(REGION);
@@ -596,9 +596,9 @@ fn expired_spot_request(w: &World) -> String {
                     TagSpecification::builder()
                         .resource_type(ResourceType::SpotInstancesRequest)
                         .tags(tag("imgbuild:temporary", "true"))
-                        .tags(tag("imgbuild:build-id", "0badc0ffee00"))
+                        .tags(tag("imgbuild:build-id", build_id))
                         .tags(tag("imgbuild:started-at", "2026-01-01T00:00:00Z"))
-                        .tags(tag("imgbuild:expires-at", "2026-01-01T01:00:00Z"))
+                        .tags(tag("imgbuild:expires-at", expires_at))
                         .build(),
                 )
                 .send(),
@@ -614,7 +614,7 @@ fn expired_spot_request(w: &World) -> String {
 fn gc_removes_the_instance_profile_and_spot_request_of_a_killed_build() {
     let mut w = World::new();
     let before = iam_names(&w);
-    let request = expired_spot_request(&w);
+    let request = spot_request(&w, "0badc0ffee00", "2026-01-01T01:00:00Z");
     assert_eq!(open_spot_requests(&w), vec![request.clone()]);
 
     // A build whose timeouts add up to seconds, killed while it provisions.
@@ -674,4 +674,57 @@ fn gc_removes_the_instance_profile_and_spot_request_of_a_killed_build() {
         .run();
     assert_eq!(iam_names(&w), before);
     assert_eq!(open_spot_requests(&w), Vec::<String>::new());
+}
+
+#[test]
+fn the_cleanup_cancels_the_builds_spot_request_found_by_its_tag() {
+    let w = World::new();
+    // The provisioner waits while the test makes the build's spot request.
+    let (running, made) = (w.scratch.path("running"), w.scratch.path("made"));
+    let template = w.template(
+        "spot_price = \"auto\"",
+        &format!(
+            "[[provisioner]]\ntype = \"shell\"\ninline = [\"touch {}\", \"for i in $(seq 300); do [ -e {} ] && break; sleep 0.2; done\"]\n",
+            running.display(),
+            made.display()
+        ),
+    );
+    let child = w
+        .build(&template)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    assert!(
+        wait_for_file(&running, Duration::from_secs(60)),
+        "the provisioner never started"
+    );
+    let instance = w.ec2(REGION).instances()[0].clone();
+    let build_id = common::moto::tag(instance.tags(), "imgbuild:build-id")
+        .expect("build id")
+        .to_string();
+    let request = spot_request(&w, &build_id, "2099-01-01T00:00:00Z");
+    std::fs::write(&made, "").unwrap();
+    let out = wait_output(child, BUILD_LIMIT);
+    let log = describe(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        text(&out.stderr).contains(&format!("cancelled spot request {request}\n")),
+        "{log}"
+    );
+    let cancels = w.moto.calls("CancelSpotInstanceRequests");
+    assert_eq!(cancels.len(), 1, "{log}");
+    assert_eq!(cancels[0].get("SpotInstanceRequestId.1"), Some(&request));
+    assert_eq!(open_spot_requests(&w), Vec::<String>::new());
+    let ours = w
+        .ec2(REGION)
+        .instances()
+        .into_iter()
+        .find(|i| i.instance_id() == instance.instance_id())
+        .unwrap();
+    assert_eq!(
+        ours.state().and_then(|s| s.name()).map(|n| n.as_str()),
+        Some("terminated")
+    );
 }
