@@ -38,7 +38,13 @@ impl SpotRequests {
         let mut ids = std::mem::take(&mut self.ids);
         match find_by_build(&ctx.client, &ctx.build.build_id).await {
             Ok(found) => ids.extend(found),
-            Err(e) => tracing::warn!("looking for spot requests of build: {e}"),
+            Err(e) => ctx.build.events.warn(format!(
+                "looking for the spot requests of build {}: {e}; see aws ec2 describe-spot-instance-requests --filters Name=tag:{},Values={} --region {}",
+                ctx.build.build_id,
+                tags::BUILD_ID,
+                ctx.build.build_id,
+                ctx.region
+            )),
         }
         ids.sort();
         ids.dedup();
