@@ -489,7 +489,7 @@ fn a_launch_volume_ec2_refuses_fails_the_launch_and_leaves_nothing() {
     assert_eq!(
         stderr.lines().last(),
         Some(
-            "error: build `aws`: step \"launch instance\" failed: launching t3.micro from ami-0e1e769742d1cfb49 in us-east-1: RunInstances failed: MissingParameter: The request must contain the parameter size or snapshotId"
+            "error: build `aws`: step \"launch instance\" failed: launching on-demand t3.micro from ami-0e1e769742d1cfb49 in us-east-1: RunInstances failed: MissingParameter: The request must contain the parameter size or snapshotId"
         ),
         "{log}"
     );

@@ -78,6 +78,31 @@ impl FaultProxy {
         }
     }
 
+    /// Answers the calls of an action with the refusals given for it, in
+    /// order ("RunInstances:InsufficientInstanceCapacity:500"); passes on
+    /// every other call.
+    pub fn refusing(moto_endpoint: &str, refusals: &[&str], log: PathBuf) -> FaultProxy {
+        let port = free_port();
+        let mut args = vec![
+            port.to_string(),
+            moto_endpoint.to_string(),
+            "0".into(),
+            "0".into(),
+            log.display().to_string(),
+            "--max-seconds".into(),
+            "900".into(),
+        ];
+        for refusal in refusals {
+            args.push("--refuse".into());
+            args.push(refusal.to_string());
+        }
+        FaultProxy {
+            port,
+            log,
+            _helper: Helper::start("ec2_fault_proxy.py", &args),
+        }
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

@@ -11,6 +11,11 @@ Usage: ec2_fault_proxy.py LISTEN_PORT MOTO_URL SEED FRACTION LOG
                           [--actions A,B,...] [--delay SECONDS]
   --actions  fault only these actions (default: every action)
   --delay    hold every answer this long (a slow EC2)
+  --refuse ACTION:CODE:STATUS[:MESSAGE]  answer the next call of ACTION
+             with this error code, HTTP status (and message) instead of
+             passing it on; repeated,
+             the calls of ACTION get the refusals in the order given, and
+             later ones pass (with SEED's faults off for that action)
   --max-seconds  exit after this long (default 900), so a test that dies
              cannot leave it running
 Every call is logged to LOG as one line, "ACTION CODE" (CODE is `ok` for a
@@ -47,8 +52,17 @@ def action_of(body):
     return (form.get("Action") or [""])[0]
 
 
+def refusal_for(action):
+    """(code, status, message) of the next --refuse for `action`, or None."""
+    with LOCK:
+        queue = ARGS.refuse.get(action)
+        return queue.pop(0) if queue else None
+
+
 def fault_for(action):
     """The error code this call gets, or None to pass it on."""
+    if action in ARGS.refused_actions:
+        return None
     if not action or (ARGS.actions and action not in ARGS.actions):
         return None
     with LOCK:
@@ -80,7 +94,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def forward(self, body):
         action = action_of(body)
-        code = fault_for(action)
+        refusal = refusal_for(action)
+        code, status, message = refusal if refusal else (fault_for(action), 503, None)
         if ARGS.delay:
             time.sleep(ARGS.delay)
         if code:
@@ -88,10 +103,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             data = (
                 '<?xml version="1.0" encoding="UTF-8"?>\n'
                 f"<Response><Errors><Error><Code>{code}</Code>"
-                f"<Message>{MESSAGES[code]}</Message></Error></Errors>"
+                f"<Message>{message or MESSAGES.get(code, code)}</Message></Error></Errors>"
                 "<RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>"
             ).encode()
-            self.send_response(503)
+            self.send_response(status)
             self.send_header("Content-Type", "text/xml;charset=UTF-8")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -123,7 +138,14 @@ def main(argv):
     parser.add_argument("--actions", default="")
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--max-seconds", type=float, default=900.0)
+    parser.add_argument("--refuse", action="append", default=[])
     args = parser.parse_args(argv[1:])
+    refuse = {}
+    for spec in args.refuse:
+        action, code, status, *message = spec.split(":", 3)
+        refuse.setdefault(action, []).append((code, int(status), "".join(message)))
+    args.refuse = refuse
+    args.refused_actions = set(refuse)
     upstream = urllib.parse.urlsplit(args.moto_url)
     args.host, args.port = upstream.hostname, upstream.port
     args.actions = {a for a in args.actions.split(",") if a}

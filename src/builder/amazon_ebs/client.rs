@@ -1,6 +1,7 @@
-//! EC2 (and SSM) clients and their errors. Credentials, region and endpoint come from
-//! the standard AWS chain (environment, profiles, SSO, web identity), so
-//! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_EC2` work as with any AWS tool.
+//! EC2, SSM and IAM clients and their errors. Credentials, region and
+//! endpoint come from the standard AWS chain (environment, profiles, SSO,
+//! web identity), so `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_EC2` /
+//! `AWS_ENDPOINT_URL_SSM` / `AWS_ENDPOINT_URL_IAM` work as with any AWS tool.
 
 use std::fmt;
 use std::time::Duration;
@@ -75,7 +76,17 @@ pub fn ssm(shared: &SdkConfig, region: &str) -> aws_sdk_ssm::Client {
     aws_sdk_ssm::Client::from_conf(config)
 }
 
-/// A failed EC2 call: the operation, EC2's error code and its message.
+/// The IAM client, with the same credentials, endpoint settings and retry
+/// policy. IAM is global: `region` only picks the partition (aws, aws-cn,
+/// aws-us-gov) and signs the calls.
+pub fn iam(shared: &SdkConfig, region: &str) -> aws_sdk_iam::Client {
+    let config = aws_sdk_iam::config::Builder::from(shared)
+        .region(Region::new(region.to_string()))
+        .build();
+    aws_sdk_iam::Client::from_conf(config)
+}
+
+/// A failed EC2, SSM or IAM call: the operation, the service's error code and its message.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub operation: &'static str,
@@ -110,6 +121,26 @@ impl ApiError {
         )
     }
 
+    /// EC2 has no room for this launch now (in this type, zone or price):
+    /// another instance type, or on-demand, may still launch.
+    pub fn is_capacity_shortage(&self) -> bool {
+        self.code.as_deref().is_some_and(is_capacity_shortage)
+    }
+
+    /// EC2 does not know an instance profile IAM made a moment ago yet.
+    pub fn is_instance_profile_unknown(&self) -> bool {
+        self.code_is("InvalidParameterValue")
+            && self
+                .message
+                .to_ascii_lowercase()
+                .contains("invalid iam instance profile")
+    }
+
+    /// IAM's answer for a role, profile or policy that does not exist.
+    pub fn is_no_such_entity(&self) -> bool {
+        self.code_is("NoSuchEntity")
+    }
+
     /// EC2 or the network between had a bad moment: a 5xx answer, or
     /// EC2's own codes for one.
     pub fn is_server_fault(&self) -> bool {
@@ -125,6 +156,18 @@ impl ApiError {
                 )
             )
     }
+}
+
+/// EC2's codes for "no room for this launch now"; it answers some with HTTP 500.
+pub fn is_capacity_shortage(code: &str) -> bool {
+    matches!(
+        code,
+        "InsufficientInstanceCapacity"
+            | "InsufficientCapacity"
+            | "SpotMaxPriceTooLow"
+            | "MaxSpotInstanceCountExceeded"
+            | "InsufficientHostCapacity"
+    )
 }
 
 /// In imgbuild's own waits and retries, a resource made a moment ago and not
@@ -224,6 +267,41 @@ mod tests {
         }
         assert!(error(None, Some(503)).is_transient());
         assert!(error(Some("Whatever"), Some(500)).is_transient());
+    }
+
+    #[test]
+    fn capacity_shortages_let_another_type_try() {
+        for code in [
+            "InsufficientInstanceCapacity",
+            "InsufficientCapacity",
+            "SpotMaxPriceTooLow",
+            "MaxSpotInstanceCountExceeded",
+        ] {
+            assert!(
+                error(Some(code), Some(400)).is_capacity_shortage(),
+                "{code}"
+            );
+        }
+        for code in [
+            "InvalidParameterValue",
+            "Unsupported",
+            "UnauthorizedOperation",
+        ] {
+            assert!(
+                !error(Some(code), Some(400)).is_capacity_shortage(),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_profile_not_yet_known_to_ec2_is_told_apart() {
+        let unknown = ApiError {
+            message: "Value (imgbuild-0a1b) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name".into(),
+            ..error(Some("InvalidParameterValue"), Some(400))
+        };
+        assert!(unknown.is_instance_profile_unknown());
+        assert!(!error(Some("InvalidParameterValue"), Some(400)).is_instance_profile_unknown());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::ResourceType;
 
 use super::client::{Api, ApiError};
-use super::{EbsContext, instance, naming, network, tags};
+use super::{EbsContext, instance, naming, network, spot, tags};
 use crate::builder::temporary_key;
 use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
 
@@ -170,7 +170,11 @@ impl Step<EbsContext> for CheckPermissions {
         }
         // Without the temporary key pair and group, which a dry run does
         // not make, the launch names none of them.
-        let (request, _) = instance::launch_request(ctx, &source)?;
+        let attempts = spot::planned(ctx).map_err(StepError::failed)?;
+        let first = attempts
+            .first()
+            .ok_or_else(|| StepError::failed("no launch to try"))?;
+        let request = spot::with_attempt(ctx, instance::launch_request(ctx, &source)?, first, 0);
         let result = request.dry_run(true).send().await.api("RunInstances");
         checks.push(Check::judge("RunInstances", result));
         if !ctx.config.skip_create_ami {

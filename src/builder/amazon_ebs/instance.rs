@@ -8,12 +8,12 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
 use aws_sdk_ec2::types::{
     Filter, IamInstanceProfileSpecification, Instance, InstanceNetworkInterfaceSpecification,
-    InstanceStateName, InstanceType, ResourceType, ShutdownBehavior,
+    InstanceStateName, ResourceType, ShutdownBehavior,
 };
 
 use super::client::{Api, ApiError};
 use super::source_ami::SourceAmi;
-use super::{EbsContext, Made, block_devices, encryption, tags};
+use super::{EbsContext, Made, block_devices, encryption, spot, spot_requests, tags};
 use crate::builder::ssh_target;
 use crate::events::Leftover;
 use crate::pipeline::{Ending, Step, StepError};
@@ -27,6 +27,7 @@ pub struct Launch {
     /// RunInstances was sent; if its answer was lost (a cancel), cleanup
     /// finds the instance by the build-id tag it was created with.
     requested: bool,
+    spot: spot_requests::SpotRequests,
 }
 
 #[async_trait]
@@ -40,14 +41,12 @@ impl Step<EbsContext> for Launch {
             .source_ami
             .clone()
             .ok_or_else(|| StepError::failed("no source AMI was resolved"))?;
-        let (request, instance_type) = launch_request(ctx, &source)?;
+        let attempts = spot::planned(ctx).map_err(StepError::failed)?;
+        let request = launch_request(ctx, &source)?;
         self.requested = true;
-        let out = request.send().await.api("RunInstances").map_err(|e| {
-            StepError::failed(format!(
-                "launching {instance_type} from {} in {}: {e}",
-                source.id, ctx.region
-            ))
-        })?;
+        let (out, launched) = spot::launch(ctx, request, &attempts, &mut self.spot)
+            .await
+            .map_err(StepError::failed)?;
         let id = out
             .instances()
             .first()
@@ -58,7 +57,7 @@ impl Step<EbsContext> for Launch {
         ctx.build.scope.set("source.instance_id", id.clone());
         ctx.build.scope.set("source.id", id.clone());
         ctx.build.events.info(format!(
-            "launched {instance_type} instance {id} from {}; waiting for it to run",
+            "launched {launched} instance {id} from {}; waiting for it to run",
             source.id
         ));
         ctx.build
@@ -111,7 +110,8 @@ impl Step<EbsContext> for Launch {
             (None, true) => find_by_build(&ctx.client, &ctx.build.build_id).await,
             (None, false) => Vec::new(),
         };
-        let mut left = Vec::new();
+        // Cancelled first: an open request could still start an instance.
+        let mut left = self.spot.cancel(ctx).await;
         for id in ids {
             match terminate(&ctx.client, &id, ctx.waits.terminated).await {
                 Ok(()) => ctx.build.events.info(format!("terminated instance {id}")),
@@ -125,24 +125,20 @@ impl Step<EbsContext> for Launch {
         ctx.instance_id
             .iter()
             .map(|id| Made::Instance.leftover(id, &ctx.region, ""))
+            .chain(self.spot.made(ctx))
             .collect()
     }
 }
 
-/// The RunInstances request for this build (sent as is, or with `DryRun`
-/// by `build --dry-run`), and the instance type it asks for.
+/// The RunInstances request for this build, less what each launch of
+/// `spot::planned` adds (instance type, market, client token): sent by the
+/// launch, or with `DryRun` by `build --dry-run`.
 pub(super) fn launch_request(
     ctx: &EbsContext,
     source: &SourceAmi,
-) -> Result<(RunInstancesFluentBuilder, String), StepError> {
+) -> Result<RunInstancesFluentBuilder, StepError> {
     let scope = &ctx.build.scope;
     let expand = |s: &str| scope.expand(s).map_err(StepError::failed);
-    let instance_type = expand(
-        ctx.config
-            .instance_type
-            .as_deref()
-            .unwrap_or(DEFAULT_INSTANCE_TYPE),
-    )?;
     let user_data = match (&ctx.config.user_data, &ctx.config.user_data_file) {
         (Some(text), _) => Some(expand(text)?),
         (None, Some(file)) => {
@@ -157,19 +153,20 @@ pub(super) fn launch_request(
         .client
         .run_instances()
         .image_id(&source.id)
-        .instance_type(InstanceType::from(instance_type.as_str()))
         .min_count(1)
         .max_count(1)
         .set_key_name(ctx.key_name.clone())
         .set_user_data(user_data.map(|u| base64(u.as_bytes())))
         .metadata_options(super::metadata::options(&ctx.config))
         .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
-        // Same token on every retry of this call: EC2 then never starts a second instance.
-        .client_token(format!("imgbuild-{}", ctx.build.build_id))
         .tag_specifications(tags::at_creation(ResourceType::Instance, &ctx.temp_tags))
         .tag_specifications(tags::at_creation(ResourceType::Volume, &ctx.temp_tags));
-    if let Some(profile) = &ctx.config.iam_instance_profile {
-        let profile = expand(profile)?;
+    let profile = match (&ctx.instance_profile, &ctx.config.iam_instance_profile) {
+        (Some(temporary), _) => Some(temporary.clone()),
+        (None, Some(written)) => Some(expand(written)?),
+        (None, None) => None,
+    };
+    if let Some(profile) = profile {
         let spec = IamInstanceProfileSpecification::builder();
         let spec = if profile.starts_with("arn:") {
             spec.arn(profile)
@@ -200,7 +197,7 @@ pub(super) fn launch_request(
             .set_subnet_id(ctx.subnet_id.clone())
             .set_security_group_ids(Some(ctx.security_group_ids.clone())),
     };
-    Ok((request, instance_type))
+    Ok(request)
 }
 
 /// Stops the instance so the image is taken from a quiet disk.

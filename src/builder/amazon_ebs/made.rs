@@ -10,6 +10,10 @@ pub enum Made {
     Instance,
     Image,
     Snapshot,
+    SpotRequest,
+    /// IAM: global, so its command names no region.
+    Role,
+    InstanceProfile,
 }
 
 impl Made {
@@ -20,6 +24,9 @@ impl Made {
             Made::Instance => "instance",
             Made::Image => "image",
             Made::Snapshot => "snapshot",
+            Made::SpotRequest => "spot request",
+            Made::Role => "IAM role",
+            Made::InstanceProfile => "instance profile",
         }
     }
 
@@ -31,6 +38,20 @@ impl Made {
             Made::Instance => format!("terminate-instances --instance-ids {id}"),
             Made::Image => format!("deregister-image --image-id {id}"),
             Made::Snapshot => format!("delete-snapshot --snapshot-id {id}"),
+            Made::SpotRequest => {
+                format!("cancel-spot-instance-requests --spot-instance-request-ids {id}")
+            }
+            Made::Role => {
+                let policy = super::instance_profile::POLICY_NAME;
+                return format!(
+                    "aws iam delete-role-policy --role-name {id} --policy-name {policy}; aws iam delete-role --role-name {id}"
+                );
+            }
+            Made::InstanceProfile => {
+                return format!(
+                    "aws iam remove-role-from-instance-profile --instance-profile-name {id} --role-name {id}; aws iam delete-instance-profile --instance-profile-name {id}"
+                );
+            }
         };
         format!("aws ec2 {remove_with} --region {region}")
     }

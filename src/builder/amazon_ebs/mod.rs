@@ -14,8 +14,10 @@ mod dry_run;
 mod encryption;
 mod family;
 mod finished;
+mod iam_strays;
 mod image;
 mod instance;
+mod instance_profile;
 mod key_pair;
 mod lifetime;
 mod made;
@@ -27,6 +29,8 @@ mod security_group;
 mod sharing;
 mod skip;
 mod source_ami;
+mod spot;
+mod spot_requests;
 mod ssm;
 mod store;
 mod strays;
@@ -118,6 +122,8 @@ pub struct EbsContext {
     pub subnet_id: Option<String>,
     pub security_group_ids: Vec<String>,
     pub instance_id: Option<String>,
+    /// The temporary instance profile made for the instance, if any.
+    pub instance_profile: Option<String>,
     /// Every image made: the build region's first, then copies as they start.
     pub images: Records,
     /// Earlier images of this name and version, in every target region.
@@ -234,6 +240,7 @@ pub async fn run(
         subnet_id: None,
         security_group_ids: Vec::new(),
         instance_id: None,
+        instance_profile: None,
         images: Arc::new(Mutex::new(Vec::new())),
         family: Vec::new(),
         build_number: 0,
@@ -262,17 +269,10 @@ pub async fn run(
     if ebs.config.skip_create_ami {
         return skip::run(ebs, decided, opts).await;
     }
-    let mut steps: Vec<Box<dyn Step<EbsContext>>> = vec![
-        Box::new(naming::NameImage),
-        Box::new(network::ResolveNetwork),
-        Box::new(key_pair::KeyPair::default()),
-        Box::new(security_group::SecurityGroup::default()),
-        Box::new(instance::Launch::default()),
-        Box::new(Connect),
-        Box::new(Provision),
-        Box::new(CollectPackages),
-        Box::new(instance::Stop),
-    ];
+    let mut steps: Vec<Box<dyn Step<EbsContext>>> = vec![Box::new(naming::NameImage)];
+    steps.extend(up_to_provisioning(&ebs.config));
+    steps.push(Box::new(CollectPackages));
+    steps.push(Box::new(instance::Stop));
     if attributes::EnhancedNetworking::wanted(&ebs.config) {
         steps.push(Box::new(attributes::EnhancedNetworking));
     }
@@ -318,6 +318,26 @@ pub async fn run(
         m.insert("amis".into(), amis.into());
     }
     (report, ebs.build)
+}
+
+/// The steps from the network to the provisioners, which a build that
+/// keeps no image (`skip_create_ami`) runs too.
+fn up_to_provisioning(config: &AmazonEbsConfig) -> Vec<Box<dyn Step<EbsContext>>> {
+    let mut steps: Vec<Box<dyn Step<EbsContext>>> = vec![
+        Box::new(network::ResolveNetwork),
+        Box::new(key_pair::KeyPair::default()),
+        Box::new(security_group::SecurityGroup::default()),
+    ];
+    // Before the launch, so that its cleanup comes once the instance is gone.
+    if let Some(policy) = &config.temporary_iam_instance_profile_policy_document {
+        steps.push(Box::new(instance_profile::TemporaryInstanceProfile::new(
+            policy,
+        )));
+    }
+    steps.push(Box::new(instance::Launch::default()));
+    steps.push(Box::new(Connect));
+    steps.push(Box::new(Provision));
+    steps
 }
 
 /// The AWS configuration and the build region: the template's `region`,

@@ -5,9 +5,8 @@
 
 use async_trait::async_trait;
 
-use super::{EbsContext, instance, key_pair, network, security_group};
+use super::EbsContext;
 use crate::builder::BuildContext;
-use crate::builder::steps::{Connect, Provision};
 use crate::events::Outcome;
 use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
 
@@ -21,15 +20,8 @@ pub async fn run(
     decided: RunReport,
     opts: &RunOptions,
 ) -> (RunReport, BuildContext) {
-    let steps: Vec<Box<dyn Step<EbsContext>>> = vec![
-        Box::new(network::ResolveNetwork),
-        Box::new(key_pair::KeyPair::default()),
-        Box::new(security_group::SecurityGroup::default()),
-        Box::new(instance::Launch::default()),
-        Box::new(Connect),
-        Box::new(Provision),
-        Box::new(NoImage),
-    ];
+    let mut steps = super::up_to_provisioning(&ctx.config);
+    steps.push(Box::new(NoImage));
     let report = decided.followed_by(pipeline::run(steps, &mut ctx, opts).await);
     let m = &mut ctx.build.manifest;
     m.insert("region".into(), ctx.region.clone().into());

@@ -1,5 +1,5 @@
 //! What builds made and never removed, in one region: temporary instances,
-//! key pairs and security groups (`imgbuild:temporary`), and images and
+//! spot requests, key pairs and security groups (`imgbuild:temporary`), and images and
 //! snapshots of builds that never finished (`imgbuild:unfinished`). Each
 //! is judged on its own: it may go only once it is older than the age
 //! asked for and its build's time (`imgbuild:expires-at`) is up.
@@ -12,9 +12,9 @@ use aws_sdk_ec2::types::{Filter, Tag};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::Made;
 use super::client::{Api, ApiError};
 use super::tags::{BUILD_ID, EXPIRES_AT, STARTED_AT, TEMPORARY, UNFINISHED, marked};
+use super::{Made, spot_requests};
 
 /// One thing a build left.
 #[derive(Debug, Clone)]
@@ -86,7 +86,7 @@ fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
         .and_then(|t| t.value())
 }
 
-fn time(value: Option<&str>) -> Option<OffsetDateTime> {
+pub(super) fn time(value: Option<&str>) -> Option<OffsetDateTime> {
     value.and_then(|v| OffsetDateTime::parse(v, &Rfc3339).ok())
 }
 
@@ -106,7 +106,8 @@ fn stray(kind: Made, id: &str, tags: &[Tag], made: Option<OffsetDateTime>) -> St
 }
 
 /// Everything in the region that builds left, in the order it can be
-/// removed: instances, security groups, key pairs, images, snapshots.
+/// removed: instances, spot requests, security groups, key pairs, images,
+/// snapshots.
 pub async fn find(client: &Client) -> Result<Vec<Stray>, ApiError> {
     let mut found = Vec::new();
     let by_tag = |key: &str| {
@@ -133,6 +134,15 @@ pub async fn find(client: &Client) -> Result<Vec<Stray>, ApiError> {
     for i in instances.reservations().iter().flat_map(|r| r.instances()) {
         let id = i.instance_id().unwrap_or_default();
         found.push(stray(Made::Instance, id, i.tags(), smithy(i.launch_time())));
+    }
+    for r in spot_requests::find_open(client, TEMPORARY, "true").await? {
+        let id = r.spot_instance_request_id().unwrap_or_default();
+        found.push(stray(
+            Made::SpotRequest,
+            id,
+            r.tags(),
+            smithy(r.create_time()),
+        ));
     }
     let groups = client
         .describe_security_groups()

@@ -1,7 +1,8 @@
 //! `imgbuild gc`: removes what killed builds left, in every region at once,
 //! in the order EC2 needs: instances terminated and waited for, then their
-//! security groups and key pairs, then unfinished images with their
-//! snapshots, then snapshots of images never registered.
+//! spot requests, security groups and key pairs, then unfinished images
+//! with their snapshots, then snapshots of images never registered; then,
+//! once for all regions, temporary IAM roles with their instance profiles.
 
 use std::time::Duration;
 
@@ -11,7 +12,9 @@ use time::OffsetDateTime;
 
 use super::Made;
 use super::client::{self, Api, ApiError};
+use super::iam_strays;
 use super::removal;
+use super::spot_requests;
 use super::strays::{self, Stray, Verdict};
 use crate::swept::{Swept, SweptAction};
 use crate::wait::{self, Poll, WaitParams};
@@ -39,7 +42,7 @@ pub async fn sweep(
     regions.dedup();
     let now = OffsetDateTime::now_utc();
     let mut work = tokio::task::JoinSet::new();
-    for region in regions {
+    for region in regions.clone() {
         let client = client::ec2(&shared, &region);
         work.spawn(async move {
             let found = strays::find(&client).await;
@@ -62,11 +65,25 @@ pub async fn sweep(
             Err(e) => failures.push(e),
         }
     }
+    // After the instances: IAM keeps a profile an instance uses.
+    let iam = client::iam(&shared, &regions[0]);
+    match iam_strays::find(&iam).await {
+        Ok(found) => swept.extend(sweep_iam(&iam, found, now, older_than, dry_run).await),
+        Err(e) => failures.push(format!("finding what builds left in IAM: {e}")),
+    }
     Ok((swept, failures))
 }
 
+/// Where IAM's strays are said to be: IAM has no regions.
+const IAM: &str = "global";
+
 fn commands(stray: &Stray, region: &str) -> Vec<String> {
-    std::iter::once(stray.kind.command(&stray.id, region))
+    // A role goes with the instance profile of its name.
+    let profile =
+        matches!(stray.kind, Made::Role).then(|| Made::InstanceProfile.command(&stray.id, region));
+    profile
+        .into_iter()
+        .chain(std::iter::once(stray.kind.command(&stray.id, region)))
         .chain(
             stray
                 .snapshots
@@ -76,28 +93,26 @@ fn commands(stray: &Stray, region: &str) -> Vec<String> {
         .collect()
 }
 
-async fn sweep_region(
-    client: &Client,
+/// What becomes of each stray, and the index and kind of each to remove.
+fn judged(
     region: &str,
     found: Vec<Stray>,
     now: OffsetDateTime,
     older_than: Duration,
     dry_run: bool,
-) -> Vec<Swept> {
+) -> (Vec<Swept>, Vec<(usize, Made)>) {
     let mut out = Vec::new();
-    let mut kinds = Vec::new();
     let mut going = Vec::new();
     for stray in found {
         let verdict = strays::judge(&stray, now, older_than);
         let action = match verdict {
             Verdict::Sweep if dry_run => SweptAction::WouldRemove,
             Verdict::Sweep => {
-                going.push(out.len());
+                going.push((out.len(), stray.kind));
                 SweptAction::Removed
             }
             kept => SweptAction::Kept(kept.to_string()),
         };
-        kinds.push(stray.kind);
         out.push(Swept {
             place: region.into(),
             resource: stray.resource(),
@@ -108,12 +123,40 @@ async fn sweep_region(
             action,
         });
     }
+    (out, going)
+}
+
+async fn sweep_iam(
+    iam: &aws_sdk_iam::Client,
+    found: Vec<Stray>,
+    now: OffsetDateTime,
+    older_than: Duration,
+    dry_run: bool,
+) -> Vec<Swept> {
+    let (mut out, going) = judged(IAM, found, now, older_than, dry_run);
+    for (i, _) in going {
+        if let Err(e) = iam_strays::remove(iam, &out[i].id).await {
+            out[i].action = SweptAction::Failed(format!("removing IAM role {}: {e}", out[i].id));
+        }
+    }
+    out
+}
+
+async fn sweep_region(
+    client: &Client,
+    region: &str,
+    found: Vec<Stray>,
+    now: OffsetDateTime,
+    older_than: Duration,
+    dry_run: bool,
+) -> Vec<Swept> {
+    let (mut out, going) = judged(region, found, now, older_than, dry_run);
     // Instances first, all at once, and waited for: their network
     // interfaces hold the security groups.
     let instances: Vec<usize> = going
         .iter()
-        .copied()
-        .filter(|&i| matches!(kinds[i], Made::Instance))
+        .filter(|(_, kind)| matches!(kind, Made::Instance))
+        .map(|&(i, _)| i)
         .collect();
     if !instances.is_empty() {
         let ids: Vec<String> = instances.iter().map(|&i| out[i].id.clone()).collect();
@@ -123,9 +166,9 @@ async fn sweep_region(
             }
         }
     }
-    for i in going {
+    for (i, kind) in going {
         let s = &out[i];
-        let done = match kinds[i] {
+        let done = match kind {
             // Terminated above.
             Made::Instance => Ok(()),
             Made::SecurityGroup => delete_group(client, &s.id).await,
@@ -139,6 +182,11 @@ async fn sweep_region(
                 .map_err(|e| e.to_string()),
             Made::Image => remove_image(client, &s.id, &s.snapshots).await,
             Made::Snapshot => delete_snapshot(client, &s.id).await,
+            Made::SpotRequest => spot_requests::cancel(client, std::slice::from_ref(&s.id))
+                .await
+                .map_err(|e| e.to_string()),
+            // In IAM, not in a region: sweep_iam's.
+            Made::Role | Made::InstanceProfile => Ok(()),
         };
         if let Err(e) = done {
             out[i].action =

@@ -20,19 +20,23 @@ mod attributes;
 mod base_image;
 mod block_devices;
 mod encryption;
+mod instance_profile;
 mod metadata;
 mod network;
 mod region;
 mod rules;
 mod sharing;
+mod spot;
 
 pub use block_devices::{BlockDevice, root_short_form};
 pub use encryption::DEFAULT_EBS_KEY;
+pub use instance_profile::PolicyDocument;
 pub use network::{SubnetFilter, VpcFilter};
 pub use region::default_region;
 pub use rules::{ami_name_problem, is_ami_id};
 use rules::{is_cidr, is_region};
 pub use sharing::PUBLIC_GROUP;
+pub use spot::{AUTO_PRICE, is_spot_price};
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +54,13 @@ pub struct AmazonEbsConfig {
     pub vpc_filter: Option<VpcFilter>,
     pub associate_public_ip: Option<bool>,
     pub iam_instance_profile: Option<String>,
+    /// The inline policy of a role and instance profile made for the build alone.
+    pub temporary_iam_instance_profile_policy_document: Option<PolicyDocument>,
+    /// A spot instance at most this price ("auto": at most the on-demand price).
+    pub spot_price: Option<String>,
+    /// Tried in order when EC2 has no spot capacity (instead of `instance_type`).
+    pub spot_instance_types: Option<Vec<String>>,
+    pub fallback_to_on_demand: Option<bool>,
     pub user_data: Option<String>,
     pub user_data_file: Option<String>,
     pub root_volume_size: Option<i32>,
@@ -216,6 +227,8 @@ impl SourceSchema for AmazonEbsConfig {
         network::check(self, checker);
         self.check_region(checker);
         self.check_ami_name(checker);
+        spot::check(self, checker);
+        instance_profile::check(self, checker);
         if self.user_data.is_some() && self.user_data_file.is_some() {
             checker.error(
                 "user_data_file",
