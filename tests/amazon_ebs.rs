@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::ebs::{AL2023_6_18, BUILD_LIMIT, COPY_REGION, REGION, World, describe};
+use common::links::FaultProxy;
 use common::moto::{Moto, aws_env, tag};
 use common::{Scratch, imgbuild, run, send_signal, text, wait_output};
 
@@ -384,7 +385,15 @@ fn sigterm_during_provisioning_removes_everything() {
 /// the builder waits on the image, and cleanup must remove it.
 #[test]
 fn sigint_while_the_image_is_made_removes_the_image_and_snapshots() {
-    let w = World::new();
+    let mut w = World::new();
+    // The call after CreateImage waits: the signal lands inside "create image".
+    let proxy = FaultProxy::holding_after(
+        &w.moto.endpoint(),
+        "CreateImage",
+        60,
+        w.scratch.path("proxy.log"),
+    );
+    w.endpoint = proxy.endpoint();
     let template = w.template("", "");
     let baseline = w.snapshot_baseline();
     let mut child = w
@@ -408,10 +417,10 @@ fn sigint_while_the_image_is_made_removes_the_image_and_snapshots() {
         all
     });
     let created = rx.recv_timeout(Duration::from_secs(90));
-    w.moto.pause();
+    let held = common::wait_until(Duration::from_secs(50), Duration::from_millis(20), || {
+        proxy.calls().iter().any(|(_, code)| code == "held")
+    });
     send_signal(&child, libc::SIGINT);
-    std::thread::sleep(Duration::from_millis(500));
-    w.moto.resume();
     let out = wait_output(child, Duration::from_secs(60));
     let stderr = reader.join().expect("reader");
     let log = format!(
@@ -420,6 +429,7 @@ fn sigint_while_the_image_is_made_removes_the_image_and_snapshots() {
         text(&out.stdout)
     );
     let created = created.unwrap_or_else(|_| panic!("no image was created\n{log}"));
+    assert!(held, "the call after CreateImage was never held\n{log}");
     let ami = created
         .split_whitespace()
         .find(|w| w.starts_with("ami-"))

@@ -57,6 +57,45 @@ impl FaultProxy {
         actions: &[&str],
         log: PathBuf,
     ) -> FaultProxy {
+        let mut more = Vec::new();
+        if !actions.is_empty() {
+            more.push("--actions".into());
+            more.push(actions.join(","));
+        }
+        FaultProxy::with(moto_endpoint, seed, fraction, more, log)
+    }
+
+    /// Answers the calls of an action with the refusals given for it, in
+    /// order ("RunInstances:InsufficientInstanceCapacity:500"); passes on
+    /// every other call.
+    pub fn refusing(moto_endpoint: &str, refusals: &[&str], log: PathBuf) -> FaultProxy {
+        let more = refusals
+            .iter()
+            .flat_map(|r| ["--refuse".to_string(), r.to_string()])
+            .collect();
+        FaultProxy::with(moto_endpoint, 0, 0.0, more, log)
+    }
+
+    /// Passes every call on, but holds the first call after one of `action`
+    /// for `seconds`: a window in which the build is surely inside the step
+    /// that made that call.
+    pub fn holding_after(
+        moto_endpoint: &str,
+        action: &str,
+        seconds: u32,
+        log: PathBuf,
+    ) -> FaultProxy {
+        let more = vec!["--hold-after".into(), format!("{action}:{seconds}")];
+        FaultProxy::with(moto_endpoint, 0, 0.0, more, log)
+    }
+
+    fn with(
+        moto_endpoint: &str,
+        seed: u64,
+        fraction: f64,
+        more: Vec<String>,
+        log: PathBuf,
+    ) -> FaultProxy {
         let port = free_port();
         let mut args = vec![
             port.to_string(),
@@ -67,35 +106,7 @@ impl FaultProxy {
             "--max-seconds".into(),
             "900".into(),
         ];
-        if !actions.is_empty() {
-            args.push("--actions".into());
-            args.push(actions.join(","));
-        }
-        FaultProxy {
-            port,
-            log,
-            _helper: Helper::start("ec2_fault_proxy.py", &args),
-        }
-    }
-
-    /// Answers the calls of an action with the refusals given for it, in
-    /// order ("RunInstances:InsufficientInstanceCapacity:500"); passes on
-    /// every other call.
-    pub fn refusing(moto_endpoint: &str, refusals: &[&str], log: PathBuf) -> FaultProxy {
-        let port = free_port();
-        let mut args = vec![
-            port.to_string(),
-            moto_endpoint.to_string(),
-            "0".into(),
-            "0".into(),
-            log.display().to_string(),
-            "--max-seconds".into(),
-            "900".into(),
-        ];
-        for refusal in refusals {
-            args.push("--refuse".into());
-            args.push(refusal.to_string());
-        }
+        args.extend(more);
         FaultProxy {
             port,
             log,

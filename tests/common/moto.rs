@@ -148,21 +148,6 @@ impl Drop for Moto {
 }
 
 impl Moto {
-    /// Freezes the server (SIGSTOP): requests wait until `resume`.
-    pub fn pause(&self) {
-        // SAFETY: kill(2) on the child process this struct owns.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGSTOP);
-        }
-    }
-
-    pub fn resume(&self) {
-        // SAFETY: as above.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGCONT);
-        }
-    }
-
     /// Stops the server for good: every later EC2 call fails to connect.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

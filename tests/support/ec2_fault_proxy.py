@@ -16,10 +16,13 @@ Usage: ec2_fault_proxy.py LISTEN_PORT MOTO_URL SEED FRACTION LOG
              passing it on; repeated,
              the calls of ACTION get the refusals in the order given, and
              later ones pass (with SEED's faults off for that action)
+  --hold-after ACTION:SECONDS  hold the first call that comes after a
+             call of ACTION was passed on this long (a window in which a
+             test can act, e.g. signal the build, however busy the machine)
   --max-seconds  exit after this long (default 900), so a test that dies
              cannot leave it running
 Every call is logged to LOG as one line, "ACTION CODE" (CODE is `ok` for a
-call passed on). Prints "ready" once it listens. Stdlib only.
+call passed on, `held` when the --hold-after hold begins). Prints "ready" once it listens. Stdlib only.
 """
 
 import argparse
@@ -35,6 +38,8 @@ import urllib.parse
 LOCK = threading.Lock()
 # action -> how many calls of it were seen
 COUNTS = {}
+# --hold-after: "armed" once ACTION passed, "done" once a call was held
+HOLD = {"armed": False, "done": False}
 # Hop-by-hop headers are not forwarded.
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 FAULTS = ("Unavailable", "RequestLimitExceeded")
@@ -74,6 +79,21 @@ def fault_for(action):
     return draw.choice(FAULTS)
 
 
+def hold_now():
+    """Whether this call is the one --hold-after holds."""
+    with LOCK:
+        if HOLD["armed"] and not HOLD["done"]:
+            HOLD["done"] = True
+            return True
+        return False
+
+
+def passed(action):
+    with LOCK:
+        if ARGS.hold_after and action == ARGS.hold_after[0]:
+            HOLD["armed"] = True
+
+
 def log(action, code):
     with LOCK, open(ARGS.log, "a", encoding="utf-8") as f:
         f.write(f"{action or '-'} {code}\n")
@@ -98,6 +118,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         code, status, message = refusal if refusal else (fault_for(action), 503, None)
         if ARGS.delay:
             time.sleep(ARGS.delay)
+        if hold_now():
+            log(action, "held")
+            time.sleep(ARGS.hold_after[1])
         if code:
             log(action, code)
             data = (
@@ -119,6 +142,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data = response.read()
         upstream.close()
         log(action, "ok")
+        passed(action)
         self.send_response(response.status)
         for key, value in response.getheaders():
             if key.lower() not in HOP and key.lower() not in {"server", "date"}:
@@ -139,7 +163,11 @@ def main(argv):
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--max-seconds", type=float, default=900.0)
     parser.add_argument("--refuse", action="append", default=[])
+    parser.add_argument("--hold-after", default="")
     args = parser.parse_args(argv[1:])
+    if args.hold_after:
+        action, seconds = args.hold_after.split(":")
+        args.hold_after = (action, float(seconds))
     refuse = {}
     for spec in args.refuse:
         action, code, status, *message = spec.split(":", 3)
