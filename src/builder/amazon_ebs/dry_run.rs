@@ -5,11 +5,10 @@
 //! nothing is made either way.
 
 use async_trait::async_trait;
-use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::ResourceType;
 
 use super::client::{Api, ApiError};
-use super::{EbsContext, instance, naming, network, spot, tags};
+use super::{EbsContext, instance, key_pair, naming, network, security_group, spot, tags};
 use crate::builder::temporary_key;
 use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
 
@@ -130,13 +129,8 @@ impl Step<EbsContext> for CheckPermissions {
             Some(key) => ctx.key_name = Some(scope.expand(key).map_err(StepError::failed)?),
             None => {
                 let (_, public) = temporary_key(&name);
-                let result = ctx
-                    .client
-                    .import_key_pair()
+                let result = key_pair::import_request(ctx, &name, public)
                     .dry_run(true)
-                    .key_name(&name)
-                    .public_key_material(Blob::new(public.into_bytes()))
-                    .tag_specifications(tags::at_creation(ResourceType::KeyPair, &ctx.temp_tags))
                     .send()
                     .await
                     .api("ImportKeyPair");
@@ -148,20 +142,8 @@ impl Step<EbsContext> for CheckPermissions {
                 ctx.security_group_ids = scope.expand_all(ids).map_err(StepError::failed)?;
             }
             None => {
-                let result = ctx
-                    .client
-                    .create_security_group()
+                let result = security_group::create_request(ctx, &name, &vpc)
                     .dry_run(true)
-                    .group_name(&name)
-                    .description(format!(
-                        "Temporary SSH access for imgbuild build {}",
-                        ctx.build.build_id
-                    ))
-                    .vpc_id(&vpc)
-                    .tag_specifications(tags::at_creation(
-                        ResourceType::SecurityGroup,
-                        &ctx.temp_tags,
-                    ))
                     .send()
                     .await
                     .api("CreateSecurityGroup");

@@ -2,6 +2,7 @@
 //! private half stays in memory), or the user's existing key pair.
 
 use async_trait::async_trait;
+use aws_sdk_ec2::operation::import_key_pair::builders::ImportKeyPairFluentBuilder;
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::ResourceType;
 
@@ -58,12 +59,7 @@ impl Step<EbsContext> for KeyPair {
         // Recorded before the call: the name is ours alone, and deleting a key
         // pair that was never made is harmless.
         self.imported = Some(name.clone());
-        let out = ctx
-            .client
-            .import_key_pair()
-            .key_name(&name)
-            .public_key_material(Blob::new(public.into_bytes()))
-            .tag_specifications(tags::at_creation(ResourceType::KeyPair, &ctx.temp_tags))
+        let out = import_request(ctx, &name, public)
             .send()
             .await
             .api("ImportKeyPair")
@@ -108,4 +104,18 @@ impl Step<EbsContext> for KeyPair {
             .map(|name| Made::KeyPair.leftover(name, &ctx.region, ""))
             .collect()
     }
+}
+
+/// The ImportKeyPair request for this build's key (sent as is, or with
+/// `DryRun` by `build --dry-run`).
+pub(super) fn import_request(
+    ctx: &EbsContext,
+    name: &str,
+    public: String,
+) -> ImportKeyPairFluentBuilder {
+    ctx.client
+        .import_key_pair()
+        .key_name(name)
+        .public_key_material(Blob::new(public.into_bytes()))
+        .tag_specifications(tags::at_creation(ResourceType::KeyPair, &ctx.temp_tags))
 }

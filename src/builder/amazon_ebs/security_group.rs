@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_ec2::operation::create_security_group::builders::CreateSecurityGroupFluentBuilder;
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, ResourceType};
 
 use super::client::Api;
@@ -52,19 +53,7 @@ impl Step<EbsContext> for SecurityGroup {
         let port = sg_port(ctx).map_err(StepError::failed)?;
         let name = format!("imgbuild-{}", ctx.build.build_id);
         self.requested = Some((name.clone(), vpc.clone()));
-        let out = ctx
-            .client
-            .create_security_group()
-            .group_name(&name)
-            .description(format!(
-                "Temporary SSH access for imgbuild build {}",
-                ctx.build.build_id
-            ))
-            .vpc_id(&vpc)
-            .tag_specifications(tags::at_creation(
-                ResourceType::SecurityGroup,
-                &ctx.temp_tags,
-            ))
+        let out = create_request(ctx, &name, &vpc)
             .send()
             .await
             .api("CreateSecurityGroup")
@@ -298,6 +287,27 @@ async fn public_address() -> Result<IpAddr, String> {
     })
     .await
     .map_err(|e| e.to_string())?
+}
+
+/// The CreateSecurityGroup request for this build's group (sent as is, or
+/// with `DryRun` by `build --dry-run`).
+pub(super) fn create_request(
+    ctx: &EbsContext,
+    name: &str,
+    vpc: &str,
+) -> CreateSecurityGroupFluentBuilder {
+    ctx.client
+        .create_security_group()
+        .group_name(name)
+        .description(format!(
+            "Temporary SSH access for imgbuild build {}",
+            ctx.build.build_id
+        ))
+        .vpc_id(vpc)
+        .tag_specifications(tags::at_creation(
+            ResourceType::SecurityGroup,
+            &ctx.temp_tags,
+        ))
 }
 
 #[cfg(test)]
