@@ -254,7 +254,7 @@ fn images_lists_both_regions_and_prune_keeps_the_newest_and_whatever_is_used() {
 
     // The plan, and the commands; nothing goes.
     let before = (snapshot_ids(&w, REGION), snapshot_ids(&w, COPY_REGION));
-    let shared = "shared with other accounts (--include-shared removes it)";
+    let shared = "shared with other accounts, or its snapshots are (--include-shared removes it)";
     let plan = [
         kept("would keep", &west[&5], "newest 1"),
         kept("would keep", &west[&4], "newest 2"),
@@ -361,7 +361,7 @@ fn an_image_that_cannot_go_is_named_with_the_commands_and_the_rest_still_go() {
     imgbuild(&mut w, &["prune", "template.toml", "--keep", "1"], |t| {
         t.env("AWS_MAX_ATTEMPTS", "1")
             .stdout(&kept("kept", &east[&3], "newest 1"))
-            .stderr_contains("web 1.2: removed 0 images (0 B), kept 1, 2 failed (below)\n")
+            .stderr_contains("web 1.2: removed no image, kept 1, 2 failed (below)\n")
             .stderr_contains(&failed(&east[&2]))
             .stderr_contains(&by_hand(&east[&2]))
             .stderr_contains(&failed(&east[&1]))
@@ -377,4 +377,36 @@ fn an_image_that_cannot_go_is_named_with_the_commands_and_the_rest_still_go() {
             .count(),
         2
     );
+}
+
+#[test]
+fn an_image_whose_snapshots_other_accounts_may_copy_counts_as_shared() {
+    let mut w = World::new();
+    // The older build gives its snapshots to another account, the newer does not.
+    let given = w.template("snapshot_users = [\"111122223333\"]", "");
+    let out = run(&mut w.build(&given), BUILD_LIMIT);
+    assert!(out.status.success(), "{}", describe(&out));
+    let plain = w.template("", "");
+    let out = run(&mut w.build(&plain), BUILD_LIMIT);
+    assert!(out.status.success(), "{}", describe(&out));
+    let east = family(&w, REGION);
+    let shared = "shared with other accounts, or its snapshots are (--include-shared removes it)";
+
+    imgbuild(&mut w, &["prune", "template.toml", "--keep", "1"], |t| {
+        t.stdout(
+            &[
+                kept("kept", &east[&2], "newest 1"),
+                kept("kept", &east[&1], shared),
+            ]
+            .concat(),
+        )
+        .stderr("web 1.2: removed no image, kept 2\n")
+    });
+    assert_eq!(builds(&w, REGION), [1, 2]);
+    imgbuild(
+        &mut w,
+        &["prune", "template.toml", "--keep", "1", "--include-shared"],
+        |t| t.stdout_contains(&removed("removed", &east[&1], false)),
+    );
+    assert_eq!(builds(&w, REGION), [2]);
 }

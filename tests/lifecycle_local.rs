@@ -136,7 +136,7 @@ fn local_images_are_listed_and_pruned_to_the_newest() {
         .stdout_contains(
             "local: kept output/web-1.2-1/web-1.2-1.qcow2 (build 1 of web 1.2): built 2026-11-01T02:00:00Z, not older than 3650d\n",
         )
-        .stderr("web 1.2: removed 0 images (0 B), kept 3\n")
+        .stderr("web 1.2: removed no image, kept 3\n")
         .run();
 
     // The template's [retention] says how many; no flag needed.

@@ -326,11 +326,14 @@ fn summary(label: &str, outcomes: &[Outcome], how: How) -> String {
             Action::WouldDisable | Action::Disabled | Action::AlreadyDisabled => {}
         }
     }
-    let images = format!(
-        "{gone} image{} ({})",
-        if gone == 1 { "" } else { "s" },
-        size_text(bytes)
-    );
+    let images = match gone {
+        0 => "no image".to_string(),
+        _ => format!(
+            "{gone} image{} ({})",
+            if gone == 1 { "" } else { "s" },
+            size_text(bytes)
+        ),
+    };
     let mut line = if dry_run {
         format!("{label}: would remove {images} and keep {kept}")
     } else {

@@ -59,7 +59,9 @@ impl fmt::Display for Kept {
             ),
             Kept::Unknown => f.write_str("built at an unknown time, so not known to be old"),
             Kept::Pending => f.write_str("still being made (pending)"),
-            Kept::Shared => f.write_str("shared with other accounts (--include-shared removes it)"),
+            Kept::Shared => f.write_str(
+                "shared with other accounts, or its snapshots are (--include-shared removes it)",
+            ),
         }
     }
 }

@@ -10,7 +10,7 @@ use aws_config::SdkConfig;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{Image, ImageAttributeName, ImageState};
+use aws_sdk_ec2::types::{Image, ImageAttributeName, ImageState, SnapshotAttributeName};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -43,6 +43,13 @@ pub enum Ec2StoreError {
     Permissions {
         region: String,
         image: String,
+        #[source]
+        source: ApiError,
+    },
+    #[error("reading who may copy snapshot {snapshot} in {region}: {source}")]
+    SnapshotPermissions {
+        region: String,
+        snapshot: String,
         #[source]
         source: ApiError,
     },
@@ -179,7 +186,29 @@ impl ImageStore for Ec2Store {
                 image: id.clone(),
                 source,
             })?;
-        Ok(!out.launch_permissions().is_empty())
+        if !out.launch_permissions().is_empty() {
+            return Ok(true);
+        }
+        // Accounts given its snapshots (`snapshot_users`) depend on them as much.
+        for snapshot in &image.stored {
+            let out = self
+                .client
+                .describe_snapshot_attribute()
+                .snapshot_id(&snapshot.id)
+                .attribute(SnapshotAttributeName::CreateVolumePermission)
+                .send()
+                .await
+                .api("DescribeSnapshotAttribute")
+                .map_err(|source| Ec2StoreError::SnapshotPermissions {
+                    region: self.region.clone(),
+                    snapshot: snapshot.id.clone(),
+                    source,
+                })?;
+            if !out.create_volume_permissions().is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     async fn remove(&self, image: &Listed, stored: &[Stored]) -> Result<(), StoreError> {
