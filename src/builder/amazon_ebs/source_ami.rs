@@ -2,7 +2,7 @@
 //! image unless `most_recent` picks among several.
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{Filter, Image};
+use aws_sdk_ec2::types::{ArchitectureValues, Filter, Image};
 
 use super::client::Api;
 use crate::template::Scope;
@@ -30,7 +30,15 @@ impl SourceAmi {
             owner: image.owner_id().unwrap_or_default().to_string(),
             creation_date: image.creation_date().unwrap_or_default().to_string(),
             root_device_name: image.root_device_name().map(str::to_string),
-            boot_mode: image.boot_mode().map(|m| m.as_str().to_string()),
+            // EC2 reports none for an image that boots its architecture's
+            // default: UEFI on Arm, legacy BIOS on x86.
+            boot_mode: Some(match (image.boot_mode(), image.architecture()) {
+                (Some(mode), _) => mode.as_str().to_string(),
+                (None, Some(ArchitectureValues::Arm64 | ArchitectureValues::Arm64Mac)) => {
+                    "uefi".to_string()
+                }
+                (None, _) => "legacy-bios".to_string(),
+            }),
             tpm_support: image.tpm_support().map(|t| t.as_str().to_string()),
         }
     }

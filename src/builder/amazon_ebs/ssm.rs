@@ -19,11 +19,14 @@ pub enum SsmError {
     },
     #[error("source_ami_ssm_parameter {name} does not exist in {region}")]
     NotFound { name: String, region: String },
-    #[error("source_ami_ssm_parameter {name} in {region} holds `{value}`, not an AMI id")]
+    /// The value is not shown: a parameter named by mistake may hold a secret.
+    #[error(
+        "source_ami_ssm_parameter {name} in {region} holds {chars} characters that are not an AMI id"
+    )]
     NotAnAmi {
         name: String,
         region: String,
-        value: String,
+        chars: usize,
     },
     #[error("source_ami_ssm_parameter {name} names {id}, but {problem}")]
     NoSuchImage {
@@ -83,7 +86,7 @@ async fn ami_id(ssm: &aws_sdk_ssm::Client, region: &str, name: &str) -> Result<S
         Err(SsmError::NotAnAmi {
             name: name.to_string(),
             region: region.to_string(),
-            value,
+            chars: value.chars().count(),
         })
     }
 }

@@ -35,7 +35,8 @@ pub(super) fn check(config: &AmazonEbsConfig, checker: &mut Checker<'_>) {
                 "tpm_support",
                 format!("`tpm_support` may only be \"{TPM_V2}\", not `{tpm}`"),
             );
-        } else if !matches!(boot_mode, Some("uefi" | "uefi-preferred")) {
+        } else if boot_mode == Some("legacy-bios") {
+            // Left out, the source AMI's boot mode is checked at build time.
             checker.error(
                 "tpm_support",
                 "`tpm_support` needs `boot_mode = \"uefi\"` (or \"uefi-preferred\"): NitroTPM works only with UEFI boot",
