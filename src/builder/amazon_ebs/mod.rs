@@ -8,6 +8,7 @@
 mod attributes;
 mod block_devices;
 mod client;
+mod copy;
 mod deprecation;
 mod disable;
 mod dry_run;
@@ -16,6 +17,7 @@ mod family;
 mod finished;
 mod iam_strays;
 mod image;
+mod image_removal;
 mod instance;
 mod instance_profile;
 mod key_pair;
@@ -278,7 +280,7 @@ pub async fn run(
     }
     steps.push(Box::new(image::CreateImage::default()));
     if !ebs.copy_regions.is_empty() {
-        steps.push(Box::new(image::CopyImage::default()));
+        steps.push(Box::new(copy::CopyImage::default()));
     }
     if sharing::Sharing::wanted(&ebs.config) {
         steps.push(Box::new(sharing::ShareImages));
