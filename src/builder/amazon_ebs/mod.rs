@@ -21,6 +21,7 @@ mod image_removal;
 mod instance;
 mod instance_profile;
 mod key_pair;
+mod launch_request;
 mod lifetime;
 mod made;
 mod metadata;
