@@ -2,6 +2,7 @@
 //! endpoint come from the standard AWS chain (environment, profiles, SSO,
 //! web identity), so `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_EC2` /
 //! `AWS_ENDPOINT_URL_SSM` / `AWS_ENDPOINT_URL_IAM` work as with any AWS tool.
+//! The build region is the template's `region` when it sets one.
 
 use std::fmt;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
+use crate::template::Scope;
+use crate::template::sources::AmazonEbsConfig;
 use crate::wait::Transient;
 
 /// How many times the SDK tries one EC2 call. EC2 answers bursts of load
@@ -57,6 +60,32 @@ fn user_set_retries(shared: &SdkConfig) -> bool {
         || shared.retry_config().is_some_and(|r| {
             r.max_attempts() != default.max_attempts() || r.mode() != default.mode()
         })
+}
+
+/// The AWS configuration and the build region: the template's `region`,
+/// else the standard chain's.
+pub(super) async fn region(
+    config: &AmazonEbsConfig,
+    scope: &Scope,
+) -> Result<(SdkConfig, String), String> {
+    let written = match config
+        .region
+        .as_deref()
+        .map(|r| scope.expand(r))
+        .transpose()
+    {
+        // Empty (e.g. an unset variable) means "the standard chain decides".
+        Ok(r) => r.filter(|r| !r.is_empty()),
+        Err(e) => return Err(format!("region: {e}")),
+    };
+    let shared = load(written.as_deref()).await;
+    match written.or_else(|| shared.region().map(|r| r.to_string())) {
+        Some(region) => Ok((shared, region)),
+        None => Err(
+            "no AWS region: set `region` in the source, AWS_REGION, or a region in the AWS profile"
+                .into(),
+        ),
+    }
 }
 
 /// An EC2 client for `region`, sharing credentials and endpoint settings.

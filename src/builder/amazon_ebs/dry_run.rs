@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::ResourceType;
 
 use super::client::{Api, ApiError};
-use super::{EbsContext, instance, key_pair, naming, network, security_group, spot, tags};
+use super::{EbsContext, key_pair, launch_request, naming, network, security_group, spot, tags};
 use crate::builder::temporary_key;
 use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
 
@@ -156,7 +156,8 @@ impl Step<EbsContext> for CheckPermissions {
         let first = attempts
             .first()
             .ok_or_else(|| StepError::failed("no launch to try"))?;
-        let request = spot::with_attempt(ctx, instance::launch_request(ctx, &source)?, first, 0);
+        let request =
+            spot::with_attempt(ctx, launch_request::launch_request(ctx, &source)?, first, 0);
         let result = request.dry_run(true).send().await.api("RunInstances");
         checks.push(Check::judge("RunInstances", result));
         if !ctx.config.skip_create_ami {

@@ -1,20 +1,21 @@
-//! The image: create it from the stopped instance, tag it and its snapshots,
-//! copy it to other regions. If the build does not succeed, every
-//! image it made is deregistered and its snapshots deleted.
+//! The image: create it from the stopped instance, wait for it and tag its
+//! snapshots, and keep the record of every image the build made (copies
+//! included), which the cleanup removes if the build does not succeed.
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{AttributeValue, Filter, ImageState, ResourceType, SnapshotState};
+use aws_sdk_ec2::types::{AttributeValue, ImageState, ResourceType, SnapshotState};
 
 use super::client::{self, Api};
 use super::family::NUMBER_ATTEMPTS;
+use super::image_removal::{find_by_build, remove_image, replace_same_name};
 use super::tags::{self, Tags};
-use super::{EbsContext, Made, Waits, block_devices, encryption};
-use crate::events::{EventSink, Leftover};
+use super::{EbsContext, Made, Waits, block_devices};
+use crate::events::Leftover;
 use crate::pipeline::{Ending, Step, StepError};
-use crate::wait::{self, Poll, WaitParams};
+use crate::wait::{self, Poll};
 
 /// An image this build made, in one region.
 #[derive(Debug, Clone)]
@@ -28,7 +29,7 @@ pub struct ImageRecord {
 /// id the moment EC2 returns it.
 pub type Records = Arc<Mutex<Vec<ImageRecord>>>;
 
-fn record(records: &Records, region: &str, id: &str) {
+pub(super) fn record(records: &Records, region: &str, id: &str) {
     records.lock().expect("image records").push(ImageRecord {
         region: region.into(),
         id: id.into(),
@@ -197,7 +198,7 @@ impl Step<EbsContext> for CreateImage {
 }
 
 /// The images recorded so far in the regions `pick` selects, and their snapshots.
-fn recorded(ctx: &EbsContext, pick: impl Fn(&str) -> bool) -> Vec<Leftover> {
+pub(super) fn recorded(ctx: &EbsContext, pick: impl Fn(&str) -> bool) -> Vec<Leftover> {
     let records = ctx.images.lock().expect("image records");
     let mut made = Vec::new();
     for image in records.iter().filter(|r| pick(&r.region)) {
@@ -215,7 +216,7 @@ pub fn is_name_clash(e: &client::ApiError) -> bool {
 }
 
 /// Waits for the image, tags its snapshots, waits for them; returns their ids.
-async fn finish_image(
+pub(super) async fn finish_image(
     client: &Client,
     region: &str,
     id: &str,
@@ -331,322 +332,4 @@ async fn finish_image(
     .await
     .map_err(|e| e.to_string())?;
     Ok(snapshots)
-}
-
-/// `force_deregister`: removes this account's images named `name` in `region`.
-async fn replace_same_name(
-    client: &Client,
-    region: &str,
-    name: &str,
-    events: &EventSink,
-    api_waits: WaitParams,
-) -> Result<(), String> {
-    let found = same_name(client, name)
-        .await
-        .map_err(|e| format!("looking for AMIs named `{name}` in {region}: {e}"))?;
-    for image in found {
-        events.info(format!(
-            "force_deregister: removing {} ({name}) in {region}",
-            image.id
-        ));
-        let left = remove_image(
-            client,
-            &ImageRecord {
-                region: region.into(),
-                ..image
-            },
-            events,
-            api_waits,
-        )
-        .await;
-        if let Some(l) = left.first() {
-            return Err(format!(
-                "force_deregister could not remove {} {}: {}",
-                l.resource, l.id, l.reason
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Images owned by this account with exactly `name`.
-pub async fn same_name(client: &Client, name: &str) -> Result<Vec<ImageRecord>, client::ApiError> {
-    let out = client
-        .describe_images()
-        .owners("self")
-        .filters(Filter::builder().name("name").values(name).build())
-        .send()
-        .await
-        .api("DescribeImages")?;
-    Ok(out
-        .images()
-        .iter()
-        .filter(|i| i.name() == Some(name))
-        .map(|i| to_record("", i))
-        .collect())
-}
-
-fn to_record(region: &str, image: &aws_sdk_ec2::types::Image) -> ImageRecord {
-    ImageRecord {
-        region: region.into(),
-        id: image.image_id().unwrap_or_default().into(),
-        snapshots: image
-            .block_device_mappings()
-            .iter()
-            .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()))
-            .map(str::to_string)
-            .collect(),
-    }
-}
-
-async fn find_by_build(client: &Client, region: &str, build_id: &str) -> Vec<ImageRecord> {
-    let out = client
-        .describe_images()
-        .owners("self")
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{}", tags::BUILD_ID))
-                .values(build_id)
-                .build(),
-        )
-        .send()
-        .await;
-    match out {
-        Ok(out) => out.images().iter().map(|i| to_record(region, i)).collect(),
-        Err(e) => {
-            tracing::warn!("looking for images of build {build_id}: {e}");
-            Vec::new()
-        }
-    }
-}
-
-/// Deregisters the image first (a snapshot in use cannot be deleted), then deletes its snapshots.
-async fn remove_image(
-    client: &Client,
-    image: &ImageRecord,
-    events: &EventSink,
-    api_waits: WaitParams,
-) -> Vec<Leftover> {
-    let (id, region) = (&image.id, &image.region);
-    let mut snapshots = image.snapshots.clone();
-    if let Ok(out) = client.describe_images().image_ids(id).send().await {
-        for found in out.images() {
-            snapshots.extend(to_record(region, found).snapshots);
-        }
-    }
-    snapshots.sort();
-    snapshots.dedup();
-    let mut left = Vec::new();
-    match client
-        .deregister_image()
-        .image_id(id)
-        .send()
-        .await
-        .api("DeregisterImage")
-    {
-        Ok(_) => events.info(format!("deregistered image {id} in {region}")),
-        Err(e) if e.is_not_found() || e.code_is("InvalidAMIID.Unavailable") => {}
-        Err(e) => {
-            left.push(Made::Image.leftover(id, region, e.to_string()));
-            // Its snapshots stay in use; name them so they are not forgotten.
-            for s in &snapshots {
-                left.push(Made::Snapshot.leftover(s, region, format!("still used by image {id}")));
-            }
-            return left;
-        }
-    }
-    for s in snapshots {
-        let result = super::removal::delete_snapshot(client, &s, api_waits).await;
-        match result {
-            Ok(true) => events.info(format!("deleted snapshot {s} in {region}")),
-            Ok(false) => {}
-            Err(e) => left.push(Made::Snapshot.leftover(&s, region, e.to_string())),
-        }
-    }
-    left
-}
-
-/// `ami_regions`: copies the image to every other region at once.
-#[derive(Default)]
-pub struct CopyImage {
-    /// Copies were requested; a copy whose answer a cancel lost is found by
-    /// the build-id tag it was created with.
-    requested: bool,
-}
-
-#[async_trait]
-impl Step<EbsContext> for CopyImage {
-    fn name(&self) -> &'static str {
-        "copy image"
-    }
-
-    async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
-        let source = ctx
-            .images
-            .lock()
-            .expect("image records")
-            .first()
-            .cloned()
-            .ok_or_else(|| StepError::failed("no image to copy"))?;
-        let settings = block_devices::expanded(ctx).map_err(StepError::failed)?;
-        let mut tasks = tokio::task::JoinSet::new();
-        self.requested = true;
-        for region in ctx.copy_regions.clone() {
-            let client = client::ec2(&ctx.shared, &region);
-            let encryption = encryption::copy_encryption(&settings, &ctx.region, &region)
-                .map_err(StepError::failed)?;
-            let job = CopyJob {
-                client,
-                region: region.clone(),
-                source_region: ctx.region.clone(),
-                source_id: source.id.clone(),
-                name: ctx.ami_name.clone(),
-                description: format!("copy of {} from {}", source.id, ctx.region),
-                image_tags: tags::unfinished(&ctx.image_tags, &ctx.lifetime),
-                snapshot_tags: tags::unfinished(&ctx.snapshot_tags, &ctx.lifetime),
-                waits: ctx.waits,
-                records: ctx.images.clone(),
-                force_deregister: ctx.config.force_deregister,
-                events: ctx.build.events.clone(),
-                encryption,
-            };
-            ctx.build
-                .events
-                .info(format!("copying {} to {region}", source.id));
-            tasks.spawn(async move { (region, job.run().await) });
-        }
-        let mut failures = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((_, Ok(()))) => {}
-                Ok((region, Err(e))) => failures.push(format!("{region}: {e}")),
-                Err(e) => failures.push(format!("a copy task stopped: {e}")),
-            }
-        }
-        failures.sort();
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(StepError::failed(format!(
-                "copying {} failed in {} region(s):\n  {}",
-                source.id,
-                failures.len(),
-                failures.join("\n  ")
-            )))
-        }
-    }
-
-    async fn cleanup(&mut self, ctx: &mut EbsContext, ending: Ending) -> Vec<Leftover> {
-        if ending.keep_outputs() {
-            return Vec::new();
-        }
-        let mut copies: Vec<ImageRecord> = ctx
-            .images
-            .lock()
-            .expect("image records")
-            .iter()
-            .filter(|r| r.region != ctx.region)
-            .cloned()
-            .collect();
-        if self.requested {
-            for region in &ctx.copy_regions {
-                if !copies.iter().any(|c| &c.region == region) {
-                    let client = client::ec2(&ctx.shared, region);
-                    copies.extend(find_by_build(&client, region, &ctx.build.build_id).await);
-                }
-            }
-        }
-        let mut left = Vec::new();
-        for copy in copies {
-            let client = client::ec2(&ctx.shared, &copy.region);
-            left.extend(remove_image(&client, &copy, &ctx.build.events, ctx.waits.api).await);
-        }
-        left
-    }
-
-    fn made(&self, ctx: &EbsContext) -> Vec<Leftover> {
-        recorded(ctx, |region| region != ctx.region)
-    }
-}
-
-struct CopyJob {
-    client: Client,
-    region: String,
-    source_region: String,
-    source_id: String,
-    name: String,
-    description: String,
-    image_tags: Tags,
-    snapshot_tags: Tags,
-    waits: Waits,
-    records: Records,
-    force_deregister: bool,
-    events: EventSink,
-    /// `Encrypted` and `KmsKeyId` of the copy.
-    encryption: (Option<bool>, Option<String>),
-}
-
-impl CopyJob {
-    async fn run(self) -> Result<(), String> {
-        if self.force_deregister {
-            replace_same_name(
-                &self.client,
-                &self.region,
-                &self.name,
-                &self.events,
-                self.waits.api,
-            )
-            .await?;
-        }
-        let out = self
-            .client
-            .copy_image()
-            .source_region(&self.source_region)
-            .source_image_id(&self.source_id)
-            .name(&self.name)
-            .description(&self.description)
-            .set_encrypted(self.encryption.0)
-            .set_kms_key_id(self.encryption.1.clone())
-            .tag_specifications(tags::at_creation(ResourceType::Image, &self.image_tags))
-            .send()
-            .await
-            .api("CopyImage")
-            .map_err(|e| e.to_string())?;
-        let id = out.image_id().unwrap_or_default().to_string();
-        record(&self.records, &self.region, &id);
-        self.events.info(format!(
-            "copy {id} in {} started; waiting for it to become available",
-            self.region
-        ));
-        self.events.waiting(
-            &format!("copy {id} in {} to become available", self.region),
-            self.waits.image.timeout,
-        );
-        // Tags on copies are applied here: CopyImage does not carry them everywhere.
-        wait::retrying(self.waits.api, "tag image copy", || {
-            let request = self
-                .client
-                .create_tags()
-                .resources(&id)
-                .set_tags(Some(tags::sdk(&self.image_tags)));
-            async move { request.send().await.api("CreateTags") }
-        })
-        .await
-        .map_err(|e| format!("tagging {id}: {e}"))?;
-        let snapshots = finish_image(
-            &self.client,
-            &self.region,
-            &id,
-            &self.snapshot_tags,
-            &self.waits,
-            &self.records,
-        )
-        .await?;
-        self.events.info(format!(
-            "copy {id} is available in {} (snapshots {})",
-            self.region,
-            snapshots.join(", ")
-        ));
-        Ok(())
-    }
 }

@@ -8,6 +8,7 @@
 mod attributes;
 mod block_devices;
 mod client;
+mod copy;
 mod deprecation;
 mod disable;
 mod dry_run;
@@ -16,9 +17,11 @@ mod family;
 mod finished;
 mod iam_strays;
 mod image;
+mod image_removal;
 mod instance;
 mod instance_profile;
 mod key_pair;
+mod launch_request;
 mod lifetime;
 mod made;
 mod metadata;
@@ -38,23 +41,22 @@ mod sweep;
 mod tags;
 mod usage;
 
+pub use source_ami::fingerprint_base;
 pub use store::stores;
 pub use sweep::sweep;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_config::SdkConfig;
 
 use crate::communicator::Credential;
 use crate::events::{Artifact, Outcome};
 use crate::family::FamilyImage;
 use crate::fingerprint::Fingerprint;
-use crate::fingerprint::Part;
-use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
+use crate::pipeline::{self, RunOptions, RunReport, Step};
+use crate::template::HumanDuration;
 use crate::template::sources::AmazonEbsConfig;
-use crate::template::{HumanDuration, Scope};
 use crate::wait::WaitParams;
 
 use super::packages::CollectPackages;
@@ -194,7 +196,7 @@ pub async fn run(
     config: AmazonEbsConfig,
     opts: &RunOptions,
 ) -> (RunReport, BuildContext) {
-    let (shared, region) = match region(&config, &ctx.scope).await {
+    let (shared, region) = match client::region(&config, &ctx.scope).await {
         Ok(found) => found,
         Err(e) => return (pipeline::failed_before_start("prepare", e), ctx),
     };
@@ -248,8 +250,10 @@ pub async fn run(
         reuse: None,
     };
     // Nothing is made until the fingerprint says a build is needed.
-    let mut decide: Vec<Box<dyn Step<EbsContext>>> =
-        vec![Box::new(family::FindFamily), Box::new(FindSourceAmi)];
+    let mut decide: Vec<Box<dyn Step<EbsContext>>> = vec![
+        Box::new(family::FindFamily),
+        Box::new(source_ami::FindSourceAmi),
+    ];
     // Without an image there is no fingerprint to compare or to store.
     if !ebs.config.skip_create_ami {
         decide.push(Box::new(family::CheckChanged));
@@ -278,7 +282,7 @@ pub async fn run(
     }
     steps.push(Box::new(image::CreateImage::default()));
     if !ebs.copy_regions.is_empty() {
-        steps.push(Box::new(image::CopyImage::default()));
+        steps.push(Box::new(copy::CopyImage::default()));
     }
     if sharing::Sharing::wanted(&ebs.config) {
         steps.push(Box::new(sharing::ShareImages));
@@ -338,95 +342,4 @@ fn up_to_provisioning(config: &AmazonEbsConfig) -> Vec<Box<dyn Step<EbsContext>>
     steps.push(Box::new(Connect));
     steps.push(Box::new(Provision));
     steps
-}
-
-/// The AWS configuration and the build region: the template's `region`,
-/// else the standard chain's.
-async fn region(config: &AmazonEbsConfig, scope: &Scope) -> Result<(SdkConfig, String), String> {
-    let written = match config
-        .region
-        .as_deref()
-        .map(|r| scope.expand(r))
-        .transpose()
-    {
-        // Empty (e.g. an unset variable) means "the standard chain decides".
-        Ok(r) => r.filter(|r| !r.is_empty()),
-        Err(e) => return Err(format!("region: {e}")),
-    };
-    let shared = client::load(written.as_deref()).await;
-    match written.or_else(|| shared.region().map(|r| r.to_string())) {
-        Some(region) => Ok((shared, region)),
-        None => Err(
-            "no AWS region: set `region` in the source, AWS_REGION, or a region in the AWS profile"
-                .into(),
-        ),
-    }
-}
-
-/// The fingerprint part for the base AMI the source resolves to today.
-pub async fn fingerprint_base(config: &AmazonEbsConfig, scope: &Scope) -> Result<Part, String> {
-    let (shared, region) = region(config, scope).await?;
-    let client = client::ec2(&shared, &region);
-    let found = find_source_ami(&shared, &client, &region, config, scope).await?;
-    Ok(family::base_part(&found))
-}
-
-async fn find_source_ami(
-    shared: &SdkConfig,
-    client: &aws_sdk_ec2::Client,
-    region: &str,
-    config: &AmazonEbsConfig,
-    scope: &Scope,
-) -> Result<SourceAmi, String> {
-    let expand = |s: &str| scope.expand(s).map_err(|e| e.to_string());
-    match (
-        &config.source_ami,
-        &config.source_ami_filter,
-        &config.source_ami_ssm_parameter,
-    ) {
-        (Some(id), _, _) => source_ami::by_id(client, region, &expand(id)?).await,
-        (None, Some(filter), _) => source_ami::by_filter(client, region, filter, scope).await,
-        (None, None, Some(name)) => ssm::resolve(shared, client, region, &expand(name)?)
-            .await
-            .map_err(|e| e.to_string()),
-        (None, None, None) => {
-            Err("no `source_ami`, `source_ami_filter` or `source_ami_ssm_parameter`".into())
-        }
-    }
-}
-
-/// Resolves the base AMI.
-struct FindSourceAmi;
-
-#[async_trait]
-impl Step<EbsContext> for FindSourceAmi {
-    fn name(&self) -> &'static str {
-        "find source AMI"
-    }
-
-    async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
-        let found = find_source_ami(
-            &ctx.shared,
-            &ctx.client,
-            &ctx.region,
-            &ctx.config,
-            &ctx.build.scope,
-        )
-        .await
-        .map_err(StepError::failed)?;
-        if let Some(problem) = attributes::source_problem(&ctx.config, &found) {
-            return Err(StepError::failed(problem));
-        }
-        ctx.build.events.info(format!(
-            "source AMI: {} ({}, owner {})",
-            found.id, found.name, found.owner
-        ));
-        let scope = &mut ctx.build.scope;
-        scope.set("source.ami", found.id.clone());
-        scope.set("source.ami_name", found.name.clone());
-        scope.set("source.ami_owner", found.owner.clone());
-        scope.set("source.ami_creation_date", found.creation_date.clone());
-        ctx.source_ami = Some(found);
-        Ok(())
-    }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{EbsContext, family, image, tags};
+use super::{EbsContext, family, image_removal, tags};
 use crate::pipeline::{Step, StepError};
 use crate::template::sources::{DEFAULT_AMI_NAME, ami_name_problem};
 
@@ -70,7 +70,7 @@ impl EbsContext {
     pub(super) async fn name_taken(&self, name: &str) -> Result<Option<(String, String)>, String> {
         for region in self.target_regions() {
             let client = self.client_in(&region);
-            let taken = image::same_name(&client, name)
+            let taken = image_removal::same_name(&client, name)
                 .await
                 .map_err(|e| format!("{region}: {e}"))?;
             if let Some(existing) = taken.first() {

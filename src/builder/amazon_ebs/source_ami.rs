@@ -1,12 +1,19 @@
-//! Finding the base AMI: by id, or by a filter that must match exactly one
-//! image unless `most_recent` picks among several.
+//! Finding the base AMI: by id, by a filter that must match exactly one
+//! image unless `most_recent` picks among several, or by an SSM parameter;
+//! the step that resolves it for the build, and the fingerprint part it
+//! gives `--if-changed`.
 
+use async_trait::async_trait;
+use aws_config::SdkConfig;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{ArchitectureValues, Filter, Image};
 
-use super::client::Api;
+use super::client::{self, Api};
+use super::{EbsContext, attributes, family, ssm};
+use crate::fingerprint::Part;
+use crate::pipeline::{Step, StepError};
 use crate::template::Scope;
-use crate::template::sources::AmiFilter;
+use crate::template::sources::{AmazonEbsConfig, AmiFilter};
 
 /// The base image, as far as launching from it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +178,74 @@ pub fn pick(mut found: Vec<SourceAmi>, most_recent: bool) -> Result<SourceAmi, S
                 ))
             })
             .expect("not empty")),
+    }
+}
+
+/// The fingerprint part for the base AMI the source resolves to today.
+pub async fn fingerprint_base(config: &AmazonEbsConfig, scope: &Scope) -> Result<Part, String> {
+    let (shared, region) = client::region(config, scope).await?;
+    let client = client::ec2(&shared, &region);
+    let found = find_source_ami(&shared, &client, &region, config, scope).await?;
+    Ok(family::base_part(&found))
+}
+
+async fn find_source_ami(
+    shared: &SdkConfig,
+    client: &aws_sdk_ec2::Client,
+    region: &str,
+    config: &AmazonEbsConfig,
+    scope: &Scope,
+) -> Result<SourceAmi, String> {
+    let expand = |s: &str| scope.expand(s).map_err(|e| e.to_string());
+    match (
+        &config.source_ami,
+        &config.source_ami_filter,
+        &config.source_ami_ssm_parameter,
+    ) {
+        (Some(id), _, _) => by_id(client, region, &expand(id)?).await,
+        (None, Some(filter), _) => by_filter(client, region, filter, scope).await,
+        (None, None, Some(name)) => ssm::resolve(shared, client, region, &expand(name)?)
+            .await
+            .map_err(|e| e.to_string()),
+        (None, None, None) => {
+            Err("no `source_ami`, `source_ami_filter` or `source_ami_ssm_parameter`".into())
+        }
+    }
+}
+
+/// Resolves the base AMI.
+pub(super) struct FindSourceAmi;
+
+#[async_trait]
+impl Step<EbsContext> for FindSourceAmi {
+    fn name(&self) -> &'static str {
+        "find source AMI"
+    }
+
+    async fn run(&mut self, ctx: &mut EbsContext) -> Result<(), StepError> {
+        let found = find_source_ami(
+            &ctx.shared,
+            &ctx.client,
+            &ctx.region,
+            &ctx.config,
+            &ctx.build.scope,
+        )
+        .await
+        .map_err(StepError::failed)?;
+        if let Some(problem) = attributes::source_problem(&ctx.config, &found) {
+            return Err(StepError::failed(problem));
+        }
+        ctx.build.events.info(format!(
+            "source AMI: {} ({}, owner {})",
+            found.id, found.name, found.owner
+        ));
+        let scope = &mut ctx.build.scope;
+        scope.set("source.ami", found.id.clone());
+        scope.set("source.ami_name", found.name.clone());
+        scope.set("source.ami_owner", found.owner.clone());
+        scope.set("source.ami_creation_date", found.creation_date.clone());
+        ctx.source_ami = Some(found);
+        Ok(())
     }
 }
 

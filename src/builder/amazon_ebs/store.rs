@@ -278,7 +278,7 @@ pub async fn stores(
 ) -> Result<Vec<Arc<dyn ImageStore>>, String> {
     let (shared, mut places): (SdkConfig, Vec<String>) = match config {
         Some(config) => {
-            let (shared, region) = super::region(config, scope).await?;
+            let (shared, region) = super::client::region(config, scope).await?;
             let copies = scope
                 .expand_all(&config.ami_regions)
                 .map_err(|e| format!("ami_regions: {e}"))?;
