@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -396,13 +395,7 @@ fn sigint_while_the_image_is_made_removes_the_image_and_snapshots() {
     w.endpoint = proxy.endpoint();
     let template = w.template("", "");
     let baseline = w.snapshot_baseline();
-    let mut child = w
-        .build(&template)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = w.spawn_build(&template);
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {
@@ -570,11 +563,7 @@ fn bad_templates_fail_validation_without_calling_aws() {
     );
     assert!(out.status.success(), "{}", describe(&out));
 
-    assert_eq!(
-        moto.api_requests(),
-        Vec::<String>::new(),
-        "validation must not call AWS"
-    );
+    moto.assert_no_requests("validation must not call AWS");
 }
 
 #[test]

@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use common::ebs::{AL2023_6_18, BUILD_LIMIT, REGION, World, describe};
-use common::moto::{Moto, aws_vars, tag};
+use common::moto::{Moto, tag};
 use common::test::Test;
 use common::{run, text};
 
@@ -17,37 +15,11 @@ use common::{run, text};
 const AL2023_6_18_PARAMETER: &str =
     "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.18-x86_64";
 
-/// A template whose base AMI comes from `base` (lines of `[source.aws]`,
-/// or a `[source.aws.source_ami_filter]` table when empty), with `source`
-/// more lines of `[source.aws]` and `rest` more tables.
-fn template(w: &World, base: &str, source: &str, rest: &str) -> PathBuf {
-    let filter = if base.is_empty() {
-        "[source.aws.source_ami_filter]\nname = \"al2023-ami-2023*-x86_64\"\nowners = [\"amazon\"]\nmost_recent = true\n"
-    } else {
-        ""
-    };
-    let text = format!(
-        r#"name = "web"
-version = "1.2"
-
-[source.aws]
-type = "amazon-ebs"
-region = "{REGION}"
-ami_name = "web-${{image.version}}-${{build.id}}"
-temporary_sg_cidrs = ["10.0.0.0/8"]
-ssh_host = "127.0.0.1"
-ssh_port = {port}
-ssh_username = "root"
-ssh_timeout = "30s"
-{base}
-{source}
-
-{filter}
-{rest}
-"#,
-        port = w.ssh_port,
-    );
-    w.scratch.write("template.toml", &text)
+/// `validate` of `template`, written to `t.toml`.
+fn validate(template: &str) -> Test {
+    Test::new()
+        .file("t.toml", template)
+        .args(["validate", "t.toml"])
 }
 
 /// A shell provisioner that leaves `ran` in the test's folder.
@@ -66,7 +38,7 @@ fn skip_create_ami_provisions_then_leaves_nothing_and_takes_no_number() {
         "{}\n[variables.skip_image]\ntype = \"bool\"\ndefault = false\n",
         marker_provisioner(&w)
     );
-    let path = template(&w, "", "skip_create_ami = \"${var.skip_image}\"", &rest);
+    let path = w.template("skip_create_ami = \"${var.skip_image}\"", &rest);
     let baseline = w.snapshot_baseline();
     let out = run(
         w.build(&path).args([
@@ -132,12 +104,12 @@ fn skip_create_ami_provisions_then_leaves_nothing_and_takes_no_number() {
 #[test]
 fn dry_run_checks_each_call_with_dry_run_and_makes_nothing() {
     let moto = Moto::start();
-    let t = Test::new();
-    let home = t.dir().to_path_buf();
-    t.file(
-        "t.toml",
-        &format!(
-            r#"name = "web"
+    let (_, scratch) = Test::new()
+        .aws(&moto.endpoint())
+        .file(
+            "t.toml",
+            &format!(
+                r#"name = "web"
 version = "1.2"
 
 [source.aws]
@@ -152,21 +124,20 @@ type = "qemu"
 base_image = "base.qcow2"
 ssh_username = "root"
 "#
-        ),
-    )
-    .file("base.qcow2", "")
-    .envs(aws_vars(&moto.endpoint(), &home))
-    .args(["build", "--dry-run", "t.toml", "--dotenv", "out.env"])
-    .stdout(
-        "aws: ec2:ImportKeyPair: allowed\n\
+            ),
+        )
+        .file("base.qcow2", "")
+        .args(["build", "--dry-run", "t.toml", "--dotenv", "out.env"])
+        .stdout(
+            "aws: ec2:ImportKeyPair: allowed\n\
          aws: ec2:CreateSecurityGroup: allowed\n\
          aws: ec2:RunInstances: allowed\n\
          aws: ec2:CreateImage: allowed\n\
          local: nothing to check (qemu)\n",
-    )
-    .stderr_contains("--dry-run checks cloud permissions; a `qemu` source has none to check")
-    .status(0)
-    .run();
+        )
+        .stderr_contains("--dry-run checks cloud permissions; a `qemu` source has none to check")
+        .status(0)
+        .run();
 
     // Every call that makes something went with DryRun, and nothing was made.
     for action in [
@@ -191,22 +162,21 @@ ssh_username = "root"
     assert_eq!(ec2.own_images().len(), 0);
     assert_eq!(ec2.imgbuild_key_pairs(), Vec::<String>::new());
     assert_eq!(ec2.imgbuild_security_groups(), Vec::<String>::new());
-    assert!(!home.join("imgbuild-manifest.json").exists());
-    assert!(!home.join("out.env").exists());
+    assert!(!scratch.path("imgbuild-manifest.json").exists());
+    assert!(!scratch.path("out.env").exists());
 }
 
 #[test]
 fn dry_run_fails_naming_the_call_that_would_fail() {
     let moto = Moto::start();
-    let t = Test::new();
-    let home = t.dir().to_path_buf();
-    t.file(
+    Test::new()
+    .aws(&moto.endpoint())
+    .file(
         "t.toml",
         &format!(
             "name = \"web\"\nversion = \"1.2\"\n[source.aws]\ntype = \"amazon-ebs\"\nregion = \"{REGION}\"\nsource_ami = \"{AL2023_6_18}\"\nssh_username = \"root\"\nskip_create_ami = true\nsecurity_group_ids = [\"sg-0123456789abcdef0\"]\niam_instance_profile = \"no-such-profile\"\n"
         ),
     )
-    .envs(aws_vars(&moto.endpoint(), &home))
     .args(["build", "--dry-run", "t.toml"])
     .stdout(
         "aws: ec2:ImportKeyPair: allowed\n\
@@ -223,14 +193,11 @@ fn dry_run_fails_naming_the_call_that_would_fail() {
 #[test]
 fn the_base_ami_comes_from_ssm_and_its_name_lands_in_a_tag() {
     let w = World::new();
-    let path = template(
-        &w,
+    let path = w.template(
         &format!("source_ami_ssm_parameter = \"{AL2023_6_18_PARAMETER}\""),
-        "",
         "[source.aws.tags]\nBase = \"${source.ami_name}\"\nBaseOwner = \"${source.ami_owner}\"\nBaseDate = \"${source.ami_creation_date}\"\n",
     );
-    let out = run(&mut w.build(&path), BUILD_LIMIT);
-    let log = describe(&out);
+    let (out, log) = w.run_build(&path);
     assert!(out.status.success(), "{log}");
     let launches = w.moto.calls("RunInstances");
     assert_eq!(launches.len(), 1, "{log}");
@@ -257,17 +224,8 @@ fn the_base_ami_comes_from_ssm_and_its_name_lands_in_a_tag() {
 #[test]
 fn an_ssm_parameter_that_is_missing_or_names_no_image_is_a_clear_error() {
     let w = World::new();
-    let ssm = ssm_client(&w.moto);
-    ssm.1
-        .block_on(
-            ssm.0
-                .put_parameter()
-                .name("/team/base")
-                .value("ami-0123456789abcdef0")
-                .r#type(aws_sdk_ssm::types::ParameterType::String)
-                .send(),
-        )
-        .expect("PutParameter");
+    w.moto
+        .put_ssm_parameter(REGION, "/team/base", "ami-0123456789abcdef0");
     for (parameter, error) in [
         (
             "/team/base",
@@ -278,14 +236,8 @@ fn an_ssm_parameter_that_is_missing_or_names_no_image_is_a_clear_error() {
             "source_ami_ssm_parameter /team/none does not exist in us-east-1\n",
         ),
     ] {
-        let path = template(
-            &w,
-            &format!("source_ami_ssm_parameter = \"{parameter}\""),
-            "",
-            "",
-        );
-        let out = run(&mut w.build(&path), BUILD_LIMIT);
-        let log = describe(&out);
+        let path = w.template(&format!("source_ami_ssm_parameter = \"{parameter}\""), "");
+        let (out, log) = w.run_build(&path);
         assert_eq!(out.status.code(), Some(1), "{log}");
         assert!(
             text(&out.stderr).contains(&format!(
@@ -300,30 +252,16 @@ fn an_ssm_parameter_that_is_missing_or_names_no_image_is_a_clear_error() {
 #[test]
 fn the_fingerprint_follows_the_ami_the_parameter_names_today() {
     let moto = Moto::start();
-    let (ssm, runtime) = ssm_client(&moto);
-    let put = |value: &str| {
-        runtime
-            .block_on(
-                ssm.put_parameter()
-                    .name("/team/base")
-                    .value(value)
-                    .r#type(aws_sdk_ssm::types::ParameterType::String)
-                    .overwrite(true)
-                    .send(),
-            )
-            .expect("PutParameter");
-    };
+    let put = |value: &str| moto.put_ssm_parameter(REGION, "/team/base", value);
     let fingerprint = || {
-        let t = Test::new();
-        let home = t.dir().to_path_buf();
-        let (out, _) = t
+        let (out, _) = Test::new()
+            .aws(&moto.endpoint())
             .file(
                 "t.toml",
                 &format!(
                     "name = \"web\"\nversion = \"1.2\"\n[source.aws]\ntype = \"amazon-ebs\"\nregion = \"{REGION}\"\nsource_ami_ssm_parameter = \"/team/base\"\n"
                 ),
             )
-            .envs(aws_vars(&moto.endpoint(), &home))
             .args(["fingerprint", "t.toml"])
             .run();
         text(&out.stdout)
@@ -346,23 +284,6 @@ fn the_fingerprint_follows_the_ami_the_parameter_names_today() {
         after.lines().next(),
         "{before}\n{after}"
     );
-}
-
-/// A test-side SSM client on moto, with the runtime that drives it.
-fn ssm_client(moto: &Moto) -> (aws_sdk_ssm::Client, tokio::runtime::Runtime) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let config = aws_sdk_ssm::Config::builder()
-        .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
-        .region(aws_sdk_ssm::config::Region::new(REGION))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .build();
-    (aws_sdk_ssm::Client::from_conf(config), runtime)
 }
 
 /// Two subnets tagged `Purpose = builds` in the default VPC: a /28 with 11
@@ -407,15 +328,12 @@ fn build_subnets(w: &World) -> (String, String) {
 fn subnet_filter_with_most_free_picks_the_freer_subnet() {
     let w = World::new();
     let (small, large) = build_subnets(&w);
-    let path = template(
-        &w,
-        "",
+    let path = w.template(
         "",
         "[source.aws.subnet_filter]\nfilters = { \"tag:Purpose\" = \"builds\" }\nmost_free = true\n\n\
          [source.aws.vpc_filter]\nfilters = { \"is-default\" = \"true\" }\n",
     );
-    let out = run(&mut w.build(&path), BUILD_LIMIT);
-    let log = describe(&out);
+    let (out, log) = w.run_build(&path);
     assert!(out.status.success(), "{log}");
     let launches = w.moto.calls("RunInstances");
     assert_eq!(launches.len(), 1, "{log}");
@@ -445,14 +363,8 @@ fn a_subnet_filter_that_matches_nothing_or_several_fails_before_anything_is_made
             "step \"choose network\" failed: subnet_filter (tag:Purpose=builds) in us-east-1: 2 match (",
         ),
     ] {
-        let path = template(
-            &w,
-            "",
-            "",
-            &format!("[source.aws.subnet_filter]\n{filter}\n"),
-        );
-        let out = run(&mut w.build(&path), BUILD_LIMIT);
-        let log = describe(&out);
+        let path = w.template("", &format!("[source.aws.subnet_filter]\n{filter}\n"));
+        let (out, log) = w.run_build(&path);
         assert_eq!(out.status.code(), Some(1), "{log}");
         assert!(text(&out.stderr).contains(error), "{log}");
         w.assert_clean(&baseline, &log);
@@ -463,10 +375,8 @@ fn a_subnet_filter_that_matches_nothing_or_several_fails_before_anything_is_made
 
 #[test]
 fn bad_new_settings_are_refused_at_validate() {
-    Test::new()
-        .file(
-            "t.toml",
-            r#"name = "web"
+    validate(
+        r#"name = "web"
 version = "1.2"
 
 [source.aws]
@@ -520,10 +430,9 @@ ssh_username = "root"
 [source.reference.tags]
 Base = "${source.ami_nam}"
 "#,
-        )
-        .env_remove("AWS_REGION")
-        .args(["validate", "t.toml"])
-        .stdout("")
+    )
+    .env_remove("AWS_REGION")
+    .stdout("")
         .stderr(
             r#"error: t.toml:8:28: `source_ami` already gives the base AMI; set only one of `source_ami`, `source_ami_filter` or `source_ami_ssm_parameter`
  8 | source_ami_ssm_parameter = "/aws/service/ami latest"
@@ -580,10 +489,8 @@ error: t.toml:53:9: `${source.ami_nam}` is not provided by source "reference"
 
 #[test]
 fn the_source_ami_references_and_new_settings_validate() {
-    Test::new()
-        .file(
-            "t.toml",
-            r#"name = "web"
+    validate(
+        r#"name = "web"
 version = "1.2"
 
 [source.aws]
@@ -603,9 +510,8 @@ filters = { "tag:Name" = "builds" }
 [source.aws.tags]
 Base = "${source.ami_name} ${source.ami_owner} ${source.ami_creation_date}"
 "#,
-        )
-        .args(["validate", "t.toml"])
-        .stdout("t.toml: ok (1 source, 0 provisioners)\n")
-        .stderr("")
-        .run();
+    )
+    .stdout("t.toml: ok (1 source, 0 provisioners)\n")
+    .stderr("")
+    .run();
 }

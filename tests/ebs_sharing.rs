@@ -8,10 +8,10 @@ mod common;
 use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::{ImageAttributeName, SnapshotAttributeName};
-use common::ebs::{AL2023_6_18, BUILD_LIMIT, COPY_REGION, REGION, World, describe};
-use common::moto::{Moto, aws_vars};
+use common::ebs::{AL2023_6_18, COPY_REGION, REGION, World};
+use common::moto::Moto;
 use common::test::Test;
-use common::{run, text};
+use common::text;
 
 const ORG: &str = "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5";
 const OU: &str = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-a1b2-c3d4e5f6";
@@ -31,8 +31,7 @@ snapshot_groups = ["all"]"#
         ),
         "",
     );
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = describe(&out);
+    let (out, log) = w.run_build(&template);
     assert!(out.status.success(), "{log}");
     let stderr = text(&out.stderr);
 
@@ -149,8 +148,7 @@ ami_users = ["${{source.ami}}"]"#
         "",
     );
     let baseline = w.snapshot_baseline();
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = describe(&out);
+    let (out, log) = w.run_build(&template);
     assert_eq!(out.status.code(), Some(1), "{log}");
     let stderr = text(&out.stderr);
     let line = stderr
@@ -187,8 +185,7 @@ sriov_support = true
 boot_mode = "uefi""#,
         "",
     );
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = describe(&out);
+    let (out, log) = w.run_build(&template);
     assert!(out.status.success(), "{log}");
 
     // What the build instance was launched with, as moto keeps it.
@@ -248,31 +245,25 @@ boot_mode = "uefi""#,
 #[test]
 fn a_source_ami_that_boots_otherwise_fails_before_anything_is_made() {
     let w = World::new();
-    let template = w.template(r#"boot_mode = "legacy-bios""#, "");
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = describe(&out);
-    assert_eq!(out.status.code(), Some(1), "{log}");
-    assert!(
-        text(&out.stderr).contains(&format!(
-            "`boot_mode = \"legacy-bios\"` but source AMI {AL2023_6_18} has boot mode `uefi`; \
-             CreateImage keeps the source AMI's, so pick a source AMI registered with it"
-        )),
-        "{log}"
-    );
-    let template = w.template(
-        r#"boot_mode = "uefi"
-tpm_support = "v2.0""#,
-        "",
-    );
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = describe(&out);
-    assert_eq!(out.status.code(), Some(1), "{log}");
-    assert!(
-        text(&out.stderr).contains(&format!(
-            "`tpm_support = \"v2.0\"` but source AMI {AL2023_6_18} has NitroTPM support none"
-        )),
-        "{log}"
-    );
+    for (settings, error) in [
+        (
+            r#"boot_mode = "legacy-bios""#,
+            format!(
+                "`boot_mode = \"legacy-bios\"` but source AMI {AL2023_6_18} has boot mode `uefi`; \
+                 CreateImage keeps the source AMI's, so pick a source AMI registered with it"
+            ),
+        ),
+        (
+            "boot_mode = \"uefi\"\ntpm_support = \"v2.0\"",
+            format!(
+                "`tpm_support = \"v2.0\"` but source AMI {AL2023_6_18} has NitroTPM support none"
+            ),
+        ),
+    ] {
+        let (out, log) = w.run_build(&w.template(settings, ""));
+        assert_eq!(out.status.code(), Some(1), "{log}");
+        assert!(text(&out.stderr).contains(&error), "{log}");
+    }
     let actions = w.moto.api_actions();
     for made in ["ImportKeyPair", "CreateSecurityGroup", "RunInstances"] {
         assert!(!actions.iter().any(|a| a == made), "{made} in {actions:?}");
@@ -291,10 +282,9 @@ source_ami = "ami-0e1e769742d1cfb49"
 #[test]
 fn bad_sharing_and_instance_settings_fail_validation_without_calling_aws() {
     let moto = Moto::start();
-    let test = Test::new();
-    let home = test.path("home");
-    std::fs::create_dir_all(&home).unwrap();
-    test.file(
+    Test::new()
+    .aws(&moto.endpoint())
+    .file(
         "sharing.toml",
         &format!(
             r#"{HEAD}ami_users = ["210987654321", "2109"]
@@ -326,7 +316,6 @@ metadata_tags = "on"
     )
     .file("ena.toml", &format!("{HEAD}ena_support = \"yes\"\n"))
     .file("sriov.toml", &format!("{HEAD}sriov_support = 1\n"))
-    .envs(aws_vars(&moto.endpoint(), &home))
     .args([
         "validate",
         "sharing.toml",
@@ -409,11 +398,7 @@ error: sriov.toml:8:17: `sriov_support` expects a boolean (true or false), got 1
     )
     .status(2)
     .run();
-    assert_eq!(
-        moto.api_requests(),
-        Vec::<String>::new(),
-        "validation must not call AWS"
-    );
+    moto.assert_no_requests("validation must not call AWS");
 }
 
 #[test]

@@ -6,16 +6,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 use common::ebs::{BUILD_LIMIT, REGION, World, describe};
 use common::links::FaultProxy;
-use common::moto::{ACCOUNT, Moto};
+use common::moto::{ACCOUNT, Call, Moto};
 use common::test::Test;
-use common::{run, text, wait_for_file, wait_output};
-
-type Call = BTreeMap<String, String>;
+use common::{text, wait_for_file, wait_output};
 
 /// The values of `prefix.N.Key` / `prefix.N.Value` pairs in a call.
 fn tags_of(call: &Call, prefix: &str) -> BTreeMap<String, String> {
@@ -65,6 +64,41 @@ fn temporary_leftovers(w: &World) -> Vec<String> {
 
 const PROVISION: &str = "[[provisioner]]\ntype = \"shell\"\ninline = [\"true\"]\n";
 
+/// Sends the world's EC2 calls through a proxy that answers them with
+/// `refusals` (moto itself never runs short of capacity).
+fn refusing(w: &mut World, refusals: &[&str]) -> FaultProxy {
+    let proxy = FaultProxy::refusing(&w.moto.endpoint(), refusals, w.scratch.path("proxy.log"));
+    w.endpoint = proxy.endpoint();
+    proxy
+}
+
+/// Runs a build of `template`; its log shows the proxy's answers too.
+fn run_through(w: &World, proxy: &FaultProxy, template: &Path) -> (Output, String) {
+    let (out, log) = w.run_build(template);
+    (out, format!("{log}\ncalls: {:?}", proxy.calls()))
+}
+
+/// Starts a build whose provisioner waits until the test creates the path
+/// returned, and returns once the provisioner runs: a window in which to
+/// look at or change the build instance.
+fn start_held_build(w: &World, source: &str) -> (Child, PathBuf) {
+    let (running, release) = (w.scratch.path("running"), w.scratch.path("release"));
+    let template = w.template(
+        source,
+        &format!(
+            "[[provisioner]]\ntype = \"shell\"\ninline = [\"touch {}\", \"for i in $(seq 300); do [ -e {} ] && break; sleep 0.2; done\"]\n",
+            running.display(),
+            release.display()
+        ),
+    );
+    let child = w.spawn_build(&template);
+    assert!(
+        wait_for_file(&running, Duration::from_secs(60)),
+        "the provisioner never started"
+    );
+    (child, release)
+}
+
 #[test]
 fn spot_auto_launches_a_one_time_spot_instance_and_leaves_nothing() {
     let w = World::new();
@@ -72,8 +106,7 @@ fn spot_auto_launches_a_one_time_spot_instance_and_leaves_nothing() {
         "spot_price = \"auto\"\nspot_instance_types = [\"t3.small\"]",
         PROVISION,
     );
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = describe(&out);
+    let (out, log) = w.run_build(&template);
     assert!(out.status.success(), "{log}");
     assert!(
         text(&out.stderr).contains("launched spot t3.small instance i-"),
@@ -126,30 +159,21 @@ fn spot_falls_back_across_types_then_to_on_demand() {
     let mut w = World::new();
     // EC2 answers InsufficientInstanceCapacity with HTTP 500, which the SDK
     // would retry for minutes; the build moves on to the next type at once.
-    let proxy = FaultProxy::refusing(
-        &w.moto.endpoint(),
+    let proxy = refusing(
+        &mut w,
         &[
             "RunInstances:InsufficientInstanceCapacity:500",
             "RunInstances:SpotMaxPriceTooLow:400",
         ],
-        w.scratch.path("proxy.log"),
     );
-    w.endpoint = proxy.endpoint();
     let template = w.template(
         "spot_price = \"0.05\"\nspot_instance_types = [\"t3.small\", \"t3.medium\"]\nfallback_to_on_demand = true",
         PROVISION,
     );
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = format!("{}\ncalls: {:?}", describe(&out), proxy.calls());
+    let (out, log) = run_through(&w, &proxy, &template);
     assert!(out.status.success(), "{log}");
-    let launches: Vec<String> = proxy
-        .calls()
-        .into_iter()
-        .filter(|(a, _)| a == "RunInstances")
-        .map(|(_, c)| c)
-        .collect();
     assert_eq!(
-        launches,
+        proxy.answers("RunInstances"),
         ["InsufficientInstanceCapacity", "SpotMaxPriceTooLow", "ok"],
         "{log}"
     );
@@ -185,22 +209,19 @@ fn spot_falls_back_across_types_then_to_on_demand() {
 #[test]
 fn spot_without_fallback_fails_naming_every_type_tried() {
     let mut w = World::new();
-    let proxy = FaultProxy::refusing(
-        &w.moto.endpoint(),
+    let proxy = refusing(
+        &mut w,
         &[
             "RunInstances:InsufficientInstanceCapacity:500",
             "RunInstances:MaxSpotInstanceCountExceeded:400",
         ],
-        w.scratch.path("proxy.log"),
     );
-    w.endpoint = proxy.endpoint();
     let template = w.template(
         "spot_price = \"auto\"\nspot_instance_types = [\"t3.small\", \"t3.medium\"]",
         PROVISION,
     );
     let baseline = w.snapshot_baseline();
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = format!("{}\ncalls: {:?}", describe(&out), proxy.calls());
+    let (out, log) = run_through(&w, &proxy, &template);
     assert_eq!(out.status.code(), Some(1), "{log}");
     let stderr = text(&out.stderr);
     assert!(
@@ -216,39 +237,6 @@ fn spot_without_fallback_fails_naming_every_type_tried() {
     assert_eq!(w.moto.calls("RunInstances").len(), 0, "{log}");
     assert_eq!(open_spot_requests(&w), Vec::<String>::new());
     w.assert_clean(&baseline, &log);
-}
-
-/// A test-side IAM client on moto (IAM is global: one endpoint serves it).
-fn iam(w: &World) -> aws_sdk_iam::Client {
-    let config = aws_sdk_iam::Config::builder()
-        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
-        .region(aws_sdk_iam::config::Region::new(REGION))
-        .endpoint_url(w.moto.endpoint())
-        .credentials_provider(aws_sdk_iam::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .build();
-    aws_sdk_iam::Client::from_conf(config)
-}
-
-/// Every role and instance profile in IAM, by name.
-fn iam_names(w: &World) -> (Vec<String>, Vec<String>) {
-    let (ec2, iam) = (w.ec2(REGION), iam(w));
-    let roles = ec2
-        .block(iam.list_roles().send())
-        .expect("ListRoles")
-        .roles()
-        .iter()
-        .map(|r| r.role_name().to_string())
-        .collect();
-    let profiles = ec2
-        .block(iam.list_instance_profiles().send())
-        .expect("ListInstanceProfiles")
-        .instance_profiles()
-        .iter()
-        .map(|p| p.instance_profile_name().to_string())
-        .collect();
-    (roles, profiles)
 }
 
 const SSM_POLICY: &str = r#"temporary_iam_instance_profile_policy_document = { Version = "2012-10-17", Statement = [{ Effect = "Allow", Action = ["ssm:*"], Resource = ["*"] }] }"#;
@@ -269,28 +257,9 @@ fn iam_and_terminate(w: &World) -> Vec<String> {
 #[test]
 fn a_temporary_instance_profile_is_made_attached_and_removed() {
     let w = World::new();
+    let before = w.moto.iam_names();
     // The provisioner waits for the test to look at the running instance.
-    let (running, looked) = (w.scratch.path("running"), w.scratch.path("looked"));
-    let template = w.template(
-        SSM_POLICY,
-        &format!(
-            "[[provisioner]]\ntype = \"shell\"\ninline = [\"touch {}\", \"for i in $(seq 300); do [ -e {} ] && break; sleep 0.2; done\"]\n",
-            running.display(),
-            looked.display()
-        ),
-    );
-    let before = iam_names(&w);
-    let child = w
-        .build(&template)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    assert!(
-        wait_for_file(&running, Duration::from_secs(60)),
-        "the provisioner never started"
-    );
+    let (child, looked) = start_held_build(&w, SSM_POLICY);
     // moto drops the association when the instance terminates: look now.
     let attached: Vec<String> = w
         .ec2(REGION)
@@ -375,7 +344,7 @@ fn a_temporary_instance_profile_is_made_attached_and_removed() {
         text(&out.stderr).contains(&format!("deleted IAM role and instance profile {name}")),
         "{log}"
     );
-    assert_eq!(iam_names(&w), before, "{log}");
+    assert_eq!(w.moto.iam_names(), before, "{log}");
     assert_eq!(temporary_leftovers(&w), Vec::<String>::new(), "{log}");
 }
 
@@ -386,10 +355,9 @@ fn a_temporary_instance_profile_is_removed_when_provisioning_fails() {
         SSM_POLICY,
         "[[provisioner]]\ntype = \"shell\"\ninline = [\"exit 3\"]\n",
     );
-    let before = iam_names(&w);
+    let before = w.moto.iam_names();
     let baseline = w.snapshot_baseline();
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = describe(&out);
+    let (out, log) = w.run_build(&template);
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(
         text(&out.stderr).contains("step \"provision\" failed"),
@@ -397,7 +365,7 @@ fn a_temporary_instance_profile_is_removed_when_provisioning_fails() {
     );
     assert_eq!(w.moto.calls("CreateRole").len(), 1, "{log}");
     assert_eq!(w.moto.calls("DeleteRole").len(), 1, "{log}");
-    assert_eq!(iam_names(&w), before, "{log}");
+    assert_eq!(w.moto.iam_names(), before, "{log}");
     w.assert_clean(&baseline, &log);
 }
 
@@ -516,47 +484,35 @@ error: t.toml:61:89: unknown field `Principal`, expected one of `Sid`, `Effect`,
 fn the_launch_waits_until_ec2_knows_the_new_instance_profile() {
     let mut w = World::new();
     // What EC2 answers for a profile IAM made a moment ago.
-    let proxy = FaultProxy::refusing(
-        &w.moto.endpoint(),
+    let proxy = refusing(
+        &mut w,
         &["RunInstances:InvalidParameterValue:400:Value (imgbuild) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name";
             2],
-        w.scratch.path("proxy.log"),
     );
-    w.endpoint = proxy.endpoint();
     let template = w.template(SSM_POLICY, PROVISION);
-    let before = iam_names(&w);
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = format!("{}\ncalls: {:?}", describe(&out), proxy.calls());
+    let before = w.moto.iam_names();
+    let (out, log) = run_through(&w, &proxy, &template);
     assert!(out.status.success(), "{log}");
-    let launches: Vec<String> = proxy
-        .calls()
-        .into_iter()
-        .filter(|(a, _)| a == "RunInstances")
-        .map(|(_, c)| c)
-        .collect();
     assert_eq!(
-        launches,
+        proxy.answers("RunInstances"),
         ["InvalidParameterValue", "InvalidParameterValue", "ok"],
         "{log}"
     );
-    assert_eq!(iam_names(&w), before, "{log}");
+    assert_eq!(w.moto.iam_names(), before, "{log}");
     assert_eq!(temporary_leftovers(&w), Vec::<String>::new(), "{log}");
 }
 
 #[test]
 fn another_invalid_parameter_fails_the_launch_at_once() {
     let mut w = World::new();
-    let proxy = FaultProxy::refusing(
-        &w.moto.endpoint(),
+    let proxy = refusing(
+        &mut w,
         &["RunInstances:InvalidParameterValue:400:Invalid value for parameter instanceType"],
-        w.scratch.path("proxy.log"),
     );
-    w.endpoint = proxy.endpoint();
     let template = w.template(SSM_POLICY, PROVISION);
-    let before = iam_names(&w);
+    let before = w.moto.iam_names();
     let baseline = w.snapshot_baseline();
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = format!("{}\ncalls: {:?}", describe(&out), proxy.calls());
+    let (out, log) = run_through(&w, &proxy, &template);
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(
         text(&out.stderr).contains(&format!(
@@ -565,13 +521,8 @@ fn another_invalid_parameter_fails_the_launch_at_once() {
         )),
         "{log}"
     );
-    let launches = proxy
-        .calls()
-        .iter()
-        .filter(|(a, _)| a == "RunInstances")
-        .count();
-    assert_eq!(launches, 1, "{log}");
-    assert_eq!(iam_names(&w), before, "{log}");
+    assert_eq!(proxy.answers("RunInstances").len(), 1, "{log}");
+    assert_eq!(w.moto.iam_names(), before, "{log}");
     w.assert_clean(&baseline, &log);
 }
 
@@ -613,7 +564,7 @@ fn spot_request(w: &World, build_id: &str, expires_at: &str) -> String {
 #[test]
 fn gc_removes_the_instance_profile_and_spot_request_of_a_killed_build() {
     let mut w = World::new();
-    let before = iam_names(&w);
+    let before = w.moto.iam_names();
     let request = spot_request(&w, "0badc0ffee00", "2026-01-01T01:00:00Z");
     assert_eq!(open_spot_requests(&w), vec![request.clone()]);
 
@@ -642,7 +593,7 @@ fn gc_removes_the_instance_profile_and_spot_request_of_a_killed_build() {
     let _ = wait_output(killed, Duration::from_secs(10));
     let role = w.moto.calls("CreateRole")[0]["RoleName"].clone();
     let build_id = role["imgbuild-".len()..].to_string();
-    let (roles, profiles) = iam_names(&w);
+    let (roles, profiles) = w.moto.iam_names();
     assert!(
         roles.contains(&role) && profiles.contains(&role),
         "what SIGKILL left"
@@ -658,9 +609,8 @@ fn gc_removes_the_instance_profile_and_spot_request_of_a_killed_build() {
     );
 
     let scratch = std::mem::replace(&mut w.scratch, common::Scratch::new());
-    let home = scratch.dir.path().to_path_buf();
     Test::in_scratch(scratch)
-        .envs(common::moto::aws_vars(&w.endpoint, &home))
+        .aws(&w.endpoint)
         .args(["gc", "--older-than", "0s", "--region", REGION])
         .limit(BUILD_LIMIT)
         .stdout_contains(&format!(
@@ -672,7 +622,7 @@ fn gc_removes_the_instance_profile_and_spot_request_of_a_killed_build() {
         // Its instance, security group and key pair; the spot request; the role.
         .stderr("gc: removed 5, kept 0\n")
         .run();
-    assert_eq!(iam_names(&w), before);
+    assert_eq!(w.moto.iam_names(), before);
     assert_eq!(open_spot_requests(&w), Vec::<String>::new());
 }
 
@@ -680,26 +630,7 @@ fn gc_removes_the_instance_profile_and_spot_request_of_a_killed_build() {
 fn the_cleanup_cancels_the_builds_spot_request_found_by_its_tag() {
     let w = World::new();
     // The provisioner waits while the test makes the build's spot request.
-    let (running, made) = (w.scratch.path("running"), w.scratch.path("made"));
-    let template = w.template(
-        "spot_price = \"auto\"",
-        &format!(
-            "[[provisioner]]\ntype = \"shell\"\ninline = [\"touch {}\", \"for i in $(seq 300); do [ -e {} ] && break; sleep 0.2; done\"]\n",
-            running.display(),
-            made.display()
-        ),
-    );
-    let child = w
-        .build(&template)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    assert!(
-        wait_for_file(&running, Duration::from_secs(60)),
-        "the provisioner never started"
-    );
+    let (child, made) = start_held_build(&w, "spot_price = \"auto\"");
     let instance = w.ec2(REGION).instances()[0].clone();
     let build_id = common::moto::tag(instance.tags(), "imgbuild:build-id")
         .expect("build id")

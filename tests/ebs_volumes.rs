@@ -10,13 +10,12 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::ebs::{AL2023_6_18, BUILD_LIMIT, COPY_REGION, REGION, World, describe};
-use common::moto::{Moto, aws_vars};
-use common::run;
+use common::ebs::{AL2023_6_18, COPY_REGION, REGION, World};
+use common::moto::{Call, Moto};
 use common::test::Test;
 
 /// The parameters of `call` whose names start with `prefix`.
-fn params_under(call: &BTreeMap<String, String>, prefix: &str) -> BTreeMap<String, String> {
+fn params_under(call: &Call, prefix: &str) -> BTreeMap<String, String> {
     call.iter()
         .filter(|(k, _)| k.starts_with(prefix))
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -30,22 +29,6 @@ fn expected(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Volume ids in `region`, whatever their state.
-fn volumes(w: &World, region: &str) -> Vec<String> {
-    let ec2 = w.ec2(region);
-    let out = ec2
-        .block(ec2.client.describe_volumes().send())
-        .expect("DescribeVolumes");
-    let mut ids: Vec<String> = out
-        .volumes()
-        .iter()
-        .filter_map(|v| v.volume_id())
-        .map(str::to_string)
-        .collect();
-    ids.sort();
-    ids
-}
-
 fn root_device_of_source(w: &World) -> String {
     let ec2 = w.ec2(REGION);
     let out = ec2
@@ -55,6 +38,55 @@ fn root_device_of_source(w: &World) -> String {
         .root_device_name()
         .expect("root device name")
         .to_string()
+}
+
+/// Builds an 8 GiB image encrypted at boot, with one copy in `COPY_REGION`
+/// (`keys` names the keys, if any); checks that the launch encrypted the
+/// root volume (with `key`, or EBS's default key when `None`), so the image
+/// made from it is, and returns the one CopyImage call with the build's log.
+fn build_encrypted_with_a_copy(w: &World, keys: &str, key: Option<&str>) -> (Call, String) {
+    let template = w.template(
+        &format!(
+            "root_volume_size = 8\nencrypt_boot = true\nami_regions = [\"{COPY_REGION}\"]\n{keys}"
+        ),
+        "",
+    );
+    let root = root_device_of_source(w);
+    let (out, log) = w.run_build(&template);
+    assert!(out.status.success(), "{log}");
+    let mut want = expected(&[
+        ("BlockDeviceMapping.1.DeviceName", root.as_str()),
+        ("BlockDeviceMapping.1.Ebs.DeleteOnTermination", "true"),
+        ("BlockDeviceMapping.1.Ebs.Encrypted", "true"),
+        ("BlockDeviceMapping.1.Ebs.VolumeSize", "8"),
+    ]);
+    if let Some(key) = key {
+        want.insert("BlockDeviceMapping.1.Ebs.KmsKeyId".into(), key.into());
+    }
+    let launches = w.moto.calls("RunInstances");
+    assert_eq!(
+        params_under(&launches[0], "BlockDeviceMapping."),
+        want,
+        "{log}"
+    );
+    let mut copies = w.moto.calls("CopyImage");
+    assert_eq!(copies.len(), 1, "{log}");
+    (copies.remove(0), log)
+}
+
+/// Runs `validate` on `template` with moto as AWS, expecting exactly
+/// `stderr` and exit 2, and checks that validation called no AWS API.
+fn refused_at_validate(template: &str, stderr: &str) {
+    let moto = Moto::start();
+    Test::new()
+        .aws(&moto.endpoint())
+        .file("t.toml", template)
+        .args(["validate", "t.toml"])
+        .stdout("")
+        .stderr(stderr)
+        .status(2)
+        .run();
+    moto.assert_no_requests("validation must not call AWS");
 }
 
 #[test]
@@ -84,9 +116,8 @@ virtual_name = "ephemeral0"
 "#,
     );
     let root = root_device_of_source(&w);
-    let volumes_before = volumes(&w, REGION);
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = describe(&out);
+    let volumes_before = w.ec2(REGION).volume_ids();
+    let (out, log) = w.run_build(&template);
     assert!(out.status.success(), "{log}");
 
     // The instance was launched with the root volume and both extra volumes,
@@ -144,7 +175,11 @@ virtual_name = "ephemeral0"
     );
 
     // No volume outlives the build.
-    assert_eq!(volumes(&w, REGION), volumes_before, "volumes left\n{log}");
+    assert_eq!(
+        w.ec2(REGION).volume_ids(),
+        volumes_before,
+        "volumes left\n{log}"
+    );
     assert_eq!(w.ec2(REGION).own_images().len(), 1, "{log}");
 }
 
@@ -152,45 +187,22 @@ virtual_name = "ephemeral0"
 fn each_copy_is_encrypted_with_its_regions_key() {
     let w = World::new();
     let build_key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-    let template = w.template(
+    let (copy, log) = build_encrypted_with_a_copy(
+        &w,
         &format!(
-            r#"root_volume_size = 8
-encrypt_boot = true
-kms_key_id = "{build_key}"
-ami_regions = ["{COPY_REGION}"]
+            r#"kms_key_id = "{build_key}"
 region_kms_key_ids = {{ "{COPY_REGION}" = "alias/images-eu" }}"#
         ),
-        "",
-    );
-    let root = root_device_of_source(&w);
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = describe(&out);
-    assert!(out.status.success(), "{log}");
-
-    // The root volume is encrypted at launch with the build region's key,
-    // so the image made from it is.
-    let launches = w.moto.calls("RunInstances");
-    assert_eq!(
-        params_under(&launches[0], "BlockDeviceMapping."),
-        expected(&[
-            ("BlockDeviceMapping.1.DeviceName", root.as_str()),
-            ("BlockDeviceMapping.1.Ebs.DeleteOnTermination", "true"),
-            ("BlockDeviceMapping.1.Ebs.Encrypted", "true"),
-            ("BlockDeviceMapping.1.Ebs.KmsKeyId", build_key),
-            ("BlockDeviceMapping.1.Ebs.VolumeSize", "8"),
-        ]),
-        "{log}"
+        Some(build_key),
     );
     // The copy is encrypted with its own region's key.
-    let copies = w.moto.calls("CopyImage");
-    assert_eq!(copies.len(), 1, "{log}");
     for (key, value) in [
         ("SourceRegion", REGION),
         ("Encrypted", "true"),
         ("KmsKeyId", "alias/images-eu"),
     ] {
         assert_eq!(
-            copies[0].get(key).map(String::as_str),
+            copy.get(key).map(String::as_str),
             Some(value),
             "{key}\n{log}"
         );
@@ -200,8 +212,8 @@ region_kms_key_ids = {{ "{COPY_REGION}" = "alias/images-eu" }}"#
 
 #[test]
 fn bad_block_devices_fail_validation_without_calling_aws() {
-    let moto = Moto::start();
-    let template = r#"name = "web"
+    refused_at_validate(
+        r#"name = "web"
 version = "1.2"
 
 [source.devices]
@@ -267,15 +279,8 @@ encrypted = false
 device_name = "/dev/xvda"
 volume_size = 100
 delete_on_termination = true
-"#;
-    let test = Test::new();
-    let home = test.dir().to_path_buf();
-    test.envs(aws_vars(&moto.endpoint(), &home))
-        .file("t.toml", template)
-        .args(["validate", "t.toml"])
-        .stdout("")
-        .stderr(
-            r#"error: t.toml:11:15: `/dev/xvda` is the root device, which `root_volume_size` already sets; describe the root volume in one place
+"#,
+        r#"error: t.toml:11:15: `/dev/xvda` is the root device, which `root_volume_size` already sets; describe the root volume in one place
  11 | device_name = "/dev/xvda"
     |               ^^^^^^^^^^^
 
@@ -362,20 +367,13 @@ error: t.toml:65:15: `volume_size` of /dev/xvda comes from the build instance's 
 
 20 errors found
 "#,
-        )
-        .status(2)
-        .run();
-    assert_eq!(
-        moto.api_requests(),
-        Vec::<String>::new(),
-        "validation must not call AWS"
     );
 }
 
 #[test]
 fn bad_encryption_settings_fail_validation_without_calling_aws() {
-    let moto = Moto::start();
-    let template = r#"name = "web"
+    refused_at_validate(
+        r#"name = "web"
 version = "1.2"
 
 [source.keyed]
@@ -419,15 +417,8 @@ region = "us-east-1"
 source_ami = "ami-0123456789abcdef0"
 root_volume_encrypted = false
 kms_key_id = "alias/images"
-"#;
-    let test = Test::new();
-    let home = test.dir().to_path_buf();
-    test.envs(aws_vars(&moto.endpoint(), &home))
-        .file("t.toml", template)
-        .args(["validate", "t.toml"])
-        .stdout("")
-        .stderr(
-            r#"error: t.toml:10:29: the image is encrypted with a key of us-east-1; the copy in `eu-west-3` needs a key of its own in `region_kms_key_ids`
+"#,
+        r#"error: t.toml:10:29: the image is encrypted with a key of us-east-1; the copy in `eu-west-3` needs a key of its own in `region_kms_key_ids`
  10 | ami_regions = ["eu-west-1", "eu-west-3"]
     |                             ^^^^^^^^^^^
   help: add `region_kms_key_ids = { "eu-west-3" = "alias/…" }`, or "alias/aws/ebs" for EBS's default key there
@@ -462,13 +453,6 @@ error: t.toml:43:25: `root_volume_encrypted = false` contradicts `kms_key_id`, w
 
 8 errors found
 "#,
-        )
-        .status(2)
-        .run();
-    assert_eq!(
-        moto.api_requests(),
-        Vec::<String>::new(),
-        "validation must not call AWS"
     );
 }
 
@@ -481,9 +465,8 @@ fn a_launch_volume_ec2_refuses_fails_the_launch_and_leaves_nothing() {
         "[[source.aws.launch_block_device]]\ndevice_name = \"/dev/sdf\"\nvolume_type = \"gp3\"\n",
     );
     let baseline = w.snapshot_baseline();
-    let volumes_before = volumes(&w, REGION);
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = describe(&out);
+    let volumes_before = w.ec2(REGION).volume_ids();
+    let (out, log) = w.run_build(&template);
     assert_eq!(out.status.code(), Some(1), "{log}");
     let stderr = common::text(&out.stderr);
     assert_eq!(
@@ -494,37 +477,17 @@ fn a_launch_volume_ec2_refuses_fails_the_launch_and_leaves_nothing() {
         "{log}"
     );
     w.assert_clean(&baseline, &log);
-    assert_eq!(volumes(&w, REGION), volumes_before, "{log}");
+    assert_eq!(w.ec2(REGION).volume_ids(), volumes_before, "{log}");
 }
 
 #[test]
 fn with_ebs_default_keys_the_image_and_its_copy_are_encrypted_without_naming_a_key() {
     let w = World::new();
-    let template = w.template(
-        &format!("root_volume_size = 8\nencrypt_boot = true\nami_regions = [\"{COPY_REGION}\"]"),
-        "",
-    );
-    let root = root_device_of_source(&w);
-    let out = run(&mut w.build(&template), BUILD_LIMIT);
-    let log = describe(&out);
-    assert!(out.status.success(), "{log}");
-    let launches = w.moto.calls("RunInstances");
+    let (copy, log) = build_encrypted_with_a_copy(&w, "", None);
     assert_eq!(
-        params_under(&launches[0], "BlockDeviceMapping."),
-        expected(&[
-            ("BlockDeviceMapping.1.DeviceName", root.as_str()),
-            ("BlockDeviceMapping.1.Ebs.DeleteOnTermination", "true"),
-            ("BlockDeviceMapping.1.Ebs.Encrypted", "true"),
-            ("BlockDeviceMapping.1.Ebs.VolumeSize", "8"),
-        ]),
-        "{log}"
-    );
-    let copies = w.moto.calls("CopyImage");
-    assert_eq!(copies.len(), 1, "{log}");
-    assert_eq!(
-        copies[0].get("Encrypted").map(String::as_str),
+        copy.get("Encrypted").map(String::as_str),
         Some("true"),
         "{log}"
     );
-    assert_eq!(copies[0].get("KmsKeyId"), None, "{log}");
+    assert_eq!(copy.get("KmsKeyId"), None, "{log}");
 }

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::ebs::{BUILD_LIMIT, REGION, World, describe};
@@ -142,13 +141,7 @@ fn start_a_slow_upload(w: &mut World) -> (std::process::Child, std::path::PathBu
             remote.display()
         ),
     );
-    let child = w
-        .build(&template)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = w.spawn_build(&template);
     let arriving = wait_until(Duration::from_secs(90), Duration::from_millis(50), || {
         partial_size(&remote, "big.bin") > 4 << 20
     });

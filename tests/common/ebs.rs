@@ -3,11 +3,11 @@
 //! optionally a fault-injecting proxy or a slow link in between.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use super::moto::{Ec2, Moto, aws_env};
-use super::{Admit, Scratch, Sshd, imgbuild, text, wait_for_file};
+use super::{Admit, Scratch, Sshd, imgbuild, run, text, wait_for_file};
 
 pub const REGION: &str = "us-east-1";
 pub const COPY_REGION: &str = "eu-west-1";
@@ -68,8 +68,13 @@ impl World {
     }
 
     /// A template: `source` holds extra lines for `[source.aws]` (replacing the
-    /// default `ami_name` or `ssh_timeout` if it sets them), `rest` more tables.
+    /// default `ami_name` or `ssh_timeout` if it sets them, and the default
+    /// `source_ami_filter` if it names the base AMI with `source_ami` or
+    /// `source_ami_ssm_parameter`), `rest` more tables.
     pub fn template(&self, source: &str, rest: &str) -> PathBuf {
+        let names_base = source
+            .lines()
+            .any(|l| l.starts_with("source_ami ") || l.starts_with("source_ami_ssm_parameter "));
         let text = format!(
             r#"name = "web"
 version = "1.2"
@@ -83,15 +88,14 @@ ssh_port = {port}
 ssh_username = "root"
 {timeout}{source}
 
-[source.aws.source_ami_filter]
-name = "al2023-ami-2023*-x86_64"
-owners = ["amazon"]
-architecture = "x86_64"
-most_recent = true
-
-{rest}
+{filter}{rest}
 "#,
             port = self.ssh_port,
+            filter = if names_base {
+                ""
+            } else {
+                "[source.aws.source_ami_filter]\nname = \"al2023-ami-2023*-x86_64\"\nowners = [\"amazon\"]\narchitecture = \"x86_64\"\nmost_recent = true\n\n"
+            },
             ami_name = if source.contains("ami_name") {
                 ""
             } else {
@@ -123,6 +127,25 @@ most_recent = true
             .arg("--cleanup-timeout")
             .arg("2m");
         cmd
+    }
+
+    /// Runs a build of `template` to completion (within `BUILD_LIMIT`) and
+    /// returns its output with the log that assertion messages show.
+    pub fn run_build(&self, template: &Path) -> (Output, String) {
+        let out = run(&mut self.build(template), BUILD_LIMIT);
+        let log = describe(&out);
+        (out, log)
+    }
+
+    /// Starts a build of `template` and returns at once, its output piped,
+    /// for tests that look at or signal the build while it runs.
+    pub fn spawn_build(&self, template: &Path) -> Child {
+        self.build(template)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
     }
 
     pub fn ec2(&self, region: &str) -> Ec2 {
@@ -189,13 +212,7 @@ inline = ["touch {}", "sleep 60"]
                 marker.display()
             ),
         );
-        let child = self
-            .build(&template)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        let child = self.spawn_build(&template);
         assert!(
             wait_for_file(&marker, Duration::from_secs(60)),
             "the provisioner never started"

@@ -127,6 +127,16 @@ impl FaultProxy {
             .map(|(a, c)| (a.to_string(), c.to_string()))
             .collect()
     }
+
+    /// What the calls of `action` were answered, in order (`ok` for passed
+    /// on): the refusals a build met and whether it went on after them.
+    pub fn answers(&self, action: &str) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|(a, _)| a == action)
+            .map(|(_, c)| c)
+            .collect()
+    }
 }
 
 /// `throttle_relay.py`: a slow TCP link to a local port.

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use super::{free_port, wait_for_port};
 
+/// One recorded request's parameters, decoded (`Action`, `ImageId`, ...).
+pub type Call = std::collections::BTreeMap<String, String>;
+
 pub struct Moto {
     pub port: u16,
     pub dir: tempfile::TempDir,
@@ -99,7 +102,7 @@ impl Moto {
 
 impl Moto {
     /// The parameters of each recorded EC2 request, decoded, in order.
-    pub fn all_calls(&self) -> Vec<std::collections::BTreeMap<String, String>> {
+    pub fn all_calls(&self) -> Vec<Call> {
         use base64::Engine as _;
         self.api_requests()
             .iter()
@@ -124,7 +127,7 @@ impl Moto {
     }
 
     /// The parameters of every `action` call imgbuild made (`RunInstances`), in order.
-    pub fn calls(&self, action: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    pub fn calls(&self, action: &str) -> Vec<Call> {
         self.all_calls()
             .into_iter()
             .filter(|params| params.get("Action").map(String::as_str) == Some(action))
@@ -137,6 +140,12 @@ impl Moto {
             .into_iter()
             .filter_map(|mut params| params.remove("Action"))
             .collect()
+    }
+
+    /// Fails unless nothing but the test itself reached the server: what
+    /// `validate` and other offline commands must hold to.
+    pub fn assert_no_requests(&self, context: &str) {
+        assert_eq!(self.api_requests(), Vec::<String>::new(), "{context}");
     }
 }
 
@@ -172,6 +181,62 @@ impl Moto {
             client: aws_sdk_ec2::Client::from_conf(config),
             runtime,
         }
+    }
+}
+
+impl Moto {
+    /// Every IAM role and instance profile, by name: a build's temporary
+    /// ones must be gone when it ends. (IAM is global: one endpoint serves it.)
+    pub fn iam_names(&self) -> (Vec<String>, Vec<String>) {
+        let config = aws_sdk_iam::Config::builder()
+            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build();
+        let iam = aws_sdk_iam::Client::from_conf(config);
+        let ec2 = self.ec2("us-east-1");
+        let roles = ec2
+            .block(iam.list_roles().send())
+            .expect("ListRoles")
+            .roles()
+            .iter()
+            .map(|r| r.role_name().to_string())
+            .collect();
+        let profiles = ec2
+            .block(iam.list_instance_profiles().send())
+            .expect("ListInstanceProfiles")
+            .instance_profiles()
+            .iter()
+            .map(|p| p.instance_profile_name().to_string())
+            .collect();
+        (roles, profiles)
+    }
+
+    /// Sets the String parameter `name` in `region`'s SSM to `value`, as a
+    /// team publishing its base AMI would (overwriting what was there).
+    pub fn put_ssm_parameter(&self, region: &str, name: &str, value: &str) {
+        let config = aws_sdk_ssm::Config::builder()
+            .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+            .region(aws_sdk_ssm::config::Region::new(region.to_string()))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build();
+        let ssm = aws_sdk_ssm::Client::from_conf(config);
+        self.ec2(region)
+            .block(
+                ssm.put_parameter()
+                    .name(name)
+                    .value(value)
+                    .r#type(aws_sdk_ssm::types::ParameterType::String)
+                    .overwrite(true)
+                    .send(),
+            )
+            .expect("PutParameter");
     }
 }
 
@@ -253,6 +318,22 @@ impl Ec2 {
             .filter_map(|i| i.instance_id())
             .map(str::to_string)
             .collect()
+    }
+
+    /// Volume ids, whatever their state, sorted: to compare with a
+    /// baseline taken before a build, which must leave none behind.
+    pub fn volume_ids(&self) -> Vec<String> {
+        let out = self
+            .block(self.client.describe_volumes().send())
+            .expect("DescribeVolumes");
+        let mut ids: Vec<String> = out
+            .volumes()
+            .iter()
+            .filter_map(|v| v.volume_id())
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        ids
     }
 
     pub fn key_pair_names(&self) -> Vec<String> {

@@ -102,6 +102,13 @@ impl Test {
         self
     }
 
+    /// Talks to `endpoint` as its AWS with dummy credentials and HOME its
+    /// own folder (`moto::aws_vars`), as every command run against moto does.
+    pub fn aws(self, endpoint: &str) -> Test {
+        let home = self.dir().to_path_buf();
+        self.envs(super::moto::aws_vars(endpoint, &home))
+    }
+
     pub fn env_remove(mut self, key: impl Into<OsString>) -> Test {
         self.env.push((key.into(), None));
         self
