@@ -112,6 +112,15 @@ fn spot_auto_launches_a_one_time_spot_instance_and_leaves_nothing() {
         text(&out.stderr).contains("launched spot t3.small instance i-"),
         "{log}"
     );
+    // EC2 never stops a one-time spot instance: CreateImage reboots it.
+    assert!(
+        text(&out.stderr).contains("is a one-time spot instance, which EC2 cannot stop; CreateImage reboots it instead"),
+        "{log}"
+    );
+    assert_eq!(w.moto.calls("StopInstances").len(), 0, "{log}");
+    let imaged = w.moto.calls("CreateImage");
+    assert_eq!(imaged.len(), 1, "{log}");
+    assert_ne!(imaged[0].get("NoReboot").map(String::as_str), Some("true"));
 
     let launches = w.moto.calls("RunInstances");
     assert_eq!(launches.len(), 1, "{log}");
@@ -399,6 +408,7 @@ fn every_spot_and_profile_setting_is_checked_at_validate_without_calling_aws() {
             "unknown",
             r#"temporary_iam_instance_profile_policy_document = { Version = "2012-10-17", Statement = [{ Effect = "Allow", Action = ["s3:GetObject"], Resource = ["*"], Principal = "*" }] }"#,
         ),
+        ("stopped", "spot_price = \"auto\"\nena_support = true"),
     ];
     let mut template = String::from("name = \"web\"\nversion = \"1.2\"\n");
     for (name, body) in sources {
@@ -472,7 +482,11 @@ error: t.toml:61:89: unknown field `Principal`, expected one of `Sid`, `Effect`,
  61 | temporary_iam_instance_profile_policy_document = { Version = "2012-10-17", Statement = [{ Effect = "Allow", Action = ["s3:GetObject"], Resource = ["*"], Principal = "*" }] }
     |                                                                                         ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
 
-14 errors found
+error: t.toml:68:15: `ena_support` is set on the stopped instance, and a spot instance cannot be stopped; leave out `ena_support` or `spot_price`
+ 68 | ena_support = true
+    |               ^^^^
+
+15 errors found
 "#,
         )
         .status(2)

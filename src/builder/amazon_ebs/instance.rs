@@ -49,6 +49,7 @@ impl Step<EbsContext> for Launch {
             .map(str::to_string);
         let id = id.ok_or_else(|| StepError::failed("RunInstances returned no instance"))?;
         ctx.instance_id = Some(id.clone());
+        ctx.spot_instance = launched.spot.is_some();
         ctx.build.scope.set("source.instance_id", id.clone());
         ctx.build.scope.set("source.id", id.clone());
         ctx.build.events.info(format!(
@@ -141,6 +142,13 @@ impl Step<EbsContext> for Stop {
             .instance_id
             .clone()
             .ok_or_else(|| StepError::failed("no instance to stop"))?;
+        if ctx.spot_instance {
+            // As Packer does: CreateImage then reboots it for a quiet disk.
+            ctx.build.events.info(format!(
+                "instance {id} is a one-time spot instance, which EC2 cannot stop; CreateImage reboots it instead"
+            ));
+            return Ok(());
+        }
         ctx.client
             .stop_instances()
             .instance_ids(&id)

@@ -134,6 +134,8 @@ pub struct EbsContext {
     pub fingerprint: Option<Fingerprint>,
     /// `--if-changed` found these up to date: no new image is made.
     pub reuse: Option<Vec<FamilyImage>>,
+    /// The instance came from a one-time spot request, which EC2 never stops.
+    pub spot_instance: bool,
 }
 
 impl HasBuild for EbsContext {
@@ -248,6 +250,7 @@ pub async fn run(
         build_number: 0,
         fingerprint: None,
         reuse: None,
+        spot_instance: false,
     };
     // Nothing is made until the fingerprint says a build is needed.
     let mut decide: Vec<Box<dyn Step<EbsContext>>> = vec![

@@ -35,6 +35,18 @@ pub(super) fn check(config: &AmazonEbsConfig, checker: &mut Checker<'_>) {
         );
     }
     let spot = config.spot_price.is_some();
+    // Both are set on the stopped instance, and a one-time spot instance cannot stop.
+    for (key, set) in [
+        ("ena_support", config.ena_support.is_some()),
+        ("sriov_support", config.sriov_support.is_some()),
+    ] {
+        if spot && set {
+            checker.error(
+                key,
+                format!("`{key}` is set on the stopped instance, and a spot instance cannot be stopped; leave out `{key}` or `spot_price`"),
+            );
+        }
+    }
     if let Some(types) = &config.spot_instance_types {
         if !spot {
             checker.error(
