@@ -243,6 +243,7 @@ fn usage_errors_exit_2_and_help_names_environment_twins() {
         "IMGBUILD_VAR_FILES",
         "IMGBUILD_ON_ERROR",
         "IMGBUILD_MANIFEST",
+        "IMGBUILD_BUILD_DRY_RUN",
     ] {
         help = help.stdout_contains(env);
     }

@@ -114,7 +114,9 @@ fn spot_auto_launches_a_one_time_spot_instance_and_leaves_nothing() {
     );
     // EC2 never stops a one-time spot instance: CreateImage reboots it.
     assert!(
-        text(&out.stderr).contains("is a one-time spot instance, which EC2 cannot stop; CreateImage reboots it instead"),
+        text(&out.stderr).contains(
+            "is a one-time spot instance, which EC2 cannot stop; CreateImage reboots it instead"
+        ),
         "{log}"
     );
     assert_eq!(w.moto.calls("StopInstances").len(), 0, "{log}");

@@ -304,6 +304,7 @@ fn gc_needs_a_region_and_names_its_environment_twins() {
         "IMGBUILD_OLDER_THAN",
         "IMGBUILD_REGIONS",
         "IMGBUILD_DRY_RUN",
+        "IMGBUILD_LOCAL",
     ] {
         help = help.stdout_contains(env);
     }

@@ -63,8 +63,9 @@ pub struct BuildArgs {
 
     /// Make nothing: resolve the source image, network and names, and send
     /// each call that would make a resource with DryRun, to check that IAM
-    /// allows it. Fails naming the denied actions.
-    #[arg(long, env = "IMGBUILD_DRY_RUN")]
+    /// allows it. Fails naming the denied actions. (Its own variable: a
+    /// pipeline-wide IMGBUILD_DRY_RUN for prune must not turn builds into checks.)
+    #[arg(long, env = "IMGBUILD_BUILD_DRY_RUN")]
     dry_run: bool,
 
     /// Time allowed for cleanup after a build ends, e.g. "10m".

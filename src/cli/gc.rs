@@ -36,7 +36,7 @@ pub struct GcArgs {
     dry_run: bool,
 
     /// Sweep only this machine's local builds, not EC2.
-    #[arg(long, conflicts_with = "regions")]
+    #[arg(long, env = "IMGBUILD_LOCAL", conflicts_with = "regions")]
     local: bool,
 }
 

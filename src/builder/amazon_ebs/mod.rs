@@ -188,6 +188,16 @@ impl EbsContext {
         self.build.manifest.insert("build".into(), build.into());
     }
 
+    /// The manifest's `region`, `source_ami` and `source_ami_name`.
+    fn record_place(&mut self) {
+        let m = &mut self.build.manifest;
+        m.insert("region".into(), self.region.clone().into());
+        if let Some(source) = &self.source_ami {
+            m.insert("source_ami".into(), source.id.clone().into());
+            m.insert("source_ami_name".into(), source.name.clone().into());
+        }
+    }
+
     fn imds_v2(&self) -> bool {
         self.config.imds_support.as_deref() != Some("none")
     }
@@ -305,13 +315,9 @@ pub async fn run(
             });
         }
     }
+    ebs.record_place();
     let m = &mut ebs.build.manifest;
     let json = |tags: &Tags| serde_json::to_value(tags).unwrap_or_default();
-    m.insert("region".into(), ebs.region.clone().into());
-    if let Some(source) = &ebs.source_ami {
-        m.insert("source_ami".into(), source.id.clone().into());
-        m.insert("source_ami_name".into(), source.name.clone().into());
-    }
     if !ebs.ami_name.is_empty() {
         m.insert("ami_name".into(), ebs.ami_name.clone().into());
         m.insert("tags".into(), json(&ebs.image_tags));

@@ -7,7 +7,6 @@ use async_trait::async_trait;
 
 use super::EbsContext;
 use crate::builder::BuildContext;
-use crate::events::Outcome;
 use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
 use crate::template::sources::AmazonEbsConfig;
 
@@ -21,18 +20,14 @@ pub async fn run(
     decided: RunReport,
     opts: &RunOptions,
 ) -> (RunReport, BuildContext) {
+    // No image, so no copies: nothing to check or encrypt for them.
+    ctx.copy_regions.clear();
     let mut steps = super::up_to_provisioning(&ctx.config);
     steps.push(Box::new(NoImage));
     let report = decided.followed_by(pipeline::run(steps, &mut ctx, opts).await);
-    let m = &mut ctx.build.manifest;
-    m.insert("region".into(), ctx.region.clone().into());
-    if let Some(source) = &ctx.source_ami {
-        m.insert("source_ami".into(), source.id.clone().into());
-        m.insert("source_ami_name".into(), source.name.clone().into());
-    }
-    if report.outcome == Outcome::Succeeded {
-        record(m);
-    }
+    ctx.record_place();
+    // Whatever the outcome: the number the family step found was never taken.
+    record(&mut ctx.build.manifest);
     (report, ctx.build)
 }
 
@@ -64,6 +59,11 @@ impl Step<EbsContext> for NoImage {
 /// The settings written for the image, which a skipped build leaves unused.
 fn image_settings(c: &AmazonEbsConfig) -> Vec<&'static str> {
     [
+        ("ami_name", c.ami_name.is_some()),
+        ("ami_description", c.ami_description.is_some()),
+        ("tags", !c.tags.is_empty()),
+        ("snapshot_tags", !c.snapshot_tags.is_empty()),
+        ("imds_support", c.imds_support.is_some()),
         ("ami_regions", !c.ami_regions.is_empty()),
         ("ami_users", !c.ami_users.is_empty()),
         ("ami_groups", !c.ami_groups.is_empty()),
