@@ -2,7 +2,8 @@
 //! policy, trusted by EC2, in an instance profile of its own, all named from
 //! the build id under the IAM path `/imgbuild/` and tagged at creation. The
 //! step runs before the launch, so its cleanup runs after the instance is
-//! terminated: IAM refuses to delete a profile an instance still uses.
+//! terminated: IAM would delete a profile an instance still uses, and the
+//! instance lose its credentials mid-build.
 
 use std::future::Future;
 

@@ -1,6 +1,6 @@
 //! `imgbuild gc`: removes what killed builds left, in every region at once,
-//! in the order EC2 needs: instances terminated and waited for, then their
-//! spot requests, security groups and key pairs, then unfinished images
+//! in the order EC2 needs: spot requests cancelled, instances terminated and
+//! waited for, then their security groups and key pairs, then unfinished images
 //! with their snapshots, then snapshots of images never registered; then,
 //! once for all regions, temporary IAM roles with their instance profiles.
 
@@ -65,10 +65,17 @@ pub async fn sweep(
             Err(e) => failures.push(e),
         }
     }
-    // After the instances: IAM keeps a profile an instance uses.
+    // After the instances, and never for a build with an instance left: IAM
+    // would delete a profile in use, and the instance lose its credentials.
+    let alive: Vec<(String, String)> = swept
+        .iter()
+        .filter(|s| s.resource == Made::Instance.noun())
+        .filter(|s| !matches!(s.action, SweptAction::Removed | SweptAction::WouldRemove))
+        .map(|s| (s.build_id.clone(), s.id.clone()))
+        .collect();
     let iam = client::iam(&shared, &regions[0]);
     match iam_strays::find(&iam).await {
-        Ok(found) => swept.extend(sweep_iam(&iam, found, now, older_than, dry_run).await),
+        Ok(found) => swept.extend(sweep_iam(&iam, found, &alive, now, older_than, dry_run).await),
         Err(e) => failures.push(format!("finding what builds left in IAM: {e}")),
     }
     Ok((swept, failures))
@@ -126,15 +133,28 @@ fn judged(
     (out, going)
 }
 
+/// `alive`: (build id, instance id) of instances that stay.
 async fn sweep_iam(
     iam: &aws_sdk_iam::Client,
     found: Vec<Stray>,
+    alive: &[(String, String)],
     now: OffsetDateTime,
     older_than: Duration,
     dry_run: bool,
 ) -> Vec<Swept> {
     let (mut out, going) = judged(IAM, found, now, older_than, dry_run);
+    for s in out.iter_mut() {
+        let going = matches!(s.action, SweptAction::Removed | SweptAction::WouldRemove);
+        if let Some((_, instance)) = alive.iter().find(|(b, _)| *b == s.build_id)
+            && going
+        {
+            s.action = SweptAction::Kept(format!("its build's instance {instance} is still there"));
+        }
+    }
     for (i, _) in going {
+        if !matches!(out[i].action, SweptAction::Removed) {
+            continue;
+        }
         if let Err(e) = iam_strays::remove(iam, &out[i].id).await {
             out[i].action = SweptAction::Failed(format!("removing IAM role {}: {e}", out[i].id));
         }
@@ -151,7 +171,19 @@ async fn sweep_region(
     dry_run: bool,
 ) -> Vec<Swept> {
     let (mut out, going) = judged(region, found, now, older_than, dry_run);
-    // Instances first, all at once, and waited for: their network
+    // Spot requests first, as a build's own cleanup does: an open request
+    // could start another instance.
+    for &(i, kind) in &going {
+        if matches!(kind, Made::SpotRequest)
+            && let Err(e) = spot_requests::cancel(client, std::slice::from_ref(&out[i].id)).await
+        {
+            out[i].action = SweptAction::Failed(format!(
+                "removing {} {} in {region}: {e}",
+                out[i].resource, out[i].id
+            ));
+        }
+    }
+    // Then instances, all at once, and waited for: their network
     // interfaces hold the security groups.
     let instances: Vec<usize> = going
         .iter()
@@ -182,9 +214,8 @@ async fn sweep_region(
                 .map_err(|e| e.to_string()),
             Made::Image => remove_image(client, &s.id, &s.snapshots).await,
             Made::Snapshot => delete_snapshot(client, &s.id).await,
-            Made::SpotRequest => spot_requests::cancel(client, std::slice::from_ref(&s.id))
-                .await
-                .map_err(|e| e.to_string()),
+            // Cancelled above.
+            Made::SpotRequest => Ok(()),
             // In IAM, not in a region: sweep_iam's.
             Made::Role | Made::InstanceProfile => Ok(()),
         };
