@@ -22,13 +22,20 @@ pub fn compute(
     let mut used = BTreeSet::new();
 
     // SSH connection settings (host, port, keys, timeouts) only say how to
-    // reach the machine, not what is on it; the user does count.
+    // reach the machine, not what is on it; the user does count. So with
+    // the settings that only say how to launch it.
+    let mut config = source.written.clone();
+    if let Value::Object(map) = &mut config {
+        // `retain` keeps the sorted order the hash depends on.
+        let launch_only = source.config.launch_only_settings();
+        map.retain(|key, _| !launch_only.contains(&key.as_str()));
+    }
     let settings = json!({
         "name": template.name,
         "version": template.version,
         "type": source.config.type_name(),
         "ssh_username": source.ssh.ssh_username,
-        "config": source.written,
+        "config": config,
     });
     collect_references(&settings, &mut used);
     parts.push(Part::new(
@@ -230,6 +237,22 @@ destination = "/var/www"
         // The port only says how to connect.
         assert_eq!(
             fingerprint_of(dir.path(), TEMPLATE, &[("port", "2222")]).digest,
+            first.digest
+        );
+        // The network, the market and the timeouts only say how to launch.
+        let launched_otherwise = TEMPLATE.replace(
+            "ssh_port = ",
+            "subnet_filter = { filters = { \"tag:Tier\" = \"build\" }, most_free = true }\nspot_price = \"auto\"\nmetadata_http_put_response_hop_limit = 2\ntimeouts = { instance_running = \"20m\" }\nssh_port = ",
+        );
+        assert_eq!(
+            fingerprint_of(dir.path(), &launched_otherwise, &[])
+                .changed_since(&first.stored_parts()),
+            Vec::<String>::new()
+        );
+        let typed_otherwise =
+            TEMPLATE.replace("ssh_port = ", "instance_type = \"m7i.large\"\nssh_port = ");
+        assert_ne!(
+            fingerprint_of(dir.path(), &typed_otherwise, &[]).digest,
             first.digest
         );
         let keys: Vec<&str> = first.parts.iter().map(|p| p.key.as_str()).collect();

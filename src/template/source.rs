@@ -40,6 +40,12 @@ pub trait SourceConfig: Debug + Send + Sync {
         let report = crate::pipeline::run(nothing, &mut ctx, opts).await;
         (report, ctx)
     }
+    /// Settings that only shape the temporary machine's launch (network,
+    /// market, timeouts), not what ends up in the image: the fingerprint
+    /// leaves them out, as it does the SSH connection settings.
+    fn launch_only_settings(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// The fingerprint parts of the base this source would start from today
     /// (an AMI lookup, a checksum, the state of a package archive).
     async fn fingerprint_base(&self, _template: &Template) -> Result<Vec<Part>, String> {

@@ -1,5 +1,6 @@
 //! How long a build can possibly run: its start plus every timeout it has
-//! (each EC2 wait, SSH, each provisioner's tries, the cleanup deadline).
+//! (each EC2 and IAM wait, SSH, each provisioner's tries, the cleanup
+//! deadline).
 //! Written on what the build makes as `imgbuild:expires-at`, so `gc` can
 //! tell a build in progress from one that was killed.
 
@@ -25,6 +26,9 @@ pub fn longest(b: &BuildContext, waits: &Waits, cleanup: Duration) -> Duration {
     .iter()
     .map(|w| w.timeout)
     .fold(Duration::ZERO, Duration::saturating_add);
+    // Waits for IAM and EC2 to agree on a temporary instance profile: its
+    // visibility, then the launch retried until EC2 knows it.
+    let ec2 = ec2.saturating_add(waits.api.timeout.saturating_mul(2));
     let ssh = b
         .source
         .ssh

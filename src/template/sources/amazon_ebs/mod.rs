@@ -199,6 +199,28 @@ impl SourceConfig for AmazonEbsConfig {
         ])
     }
 
+    fn launch_only_settings(&self) -> &'static [&'static str] {
+        &[
+            "subnet_id",
+            "subnet_filter",
+            "vpc_id",
+            "vpc_filter",
+            "associate_public_ip",
+            "security_group_ids",
+            "temporary_sg_cidrs",
+            "ssh_keypair_name",
+            "ssh_interface",
+            "spot_price",
+            "spot_instance_types",
+            "fallback_to_on_demand",
+            "metadata_http_tokens",
+            "metadata_http_put_response_hop_limit",
+            "metadata_tags",
+            "timeouts",
+            "skip_create_ami",
+        ]
+    }
+
     fn warnings(&self) -> Vec<String> {
         [sharing::public_warnings(self), metadata::warnings(self)].concat()
     }
