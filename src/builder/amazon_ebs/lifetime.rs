@@ -12,10 +12,16 @@ use time::format_description::well_known::Rfc3339;
 use super::Waits;
 use super::tags::Lifetime;
 use crate::builder::{BuildContext, DEFAULT_SSH_TIMEOUT};
+use crate::template::sources::AmazonEbsConfig;
 
 /// The longest the build's own steps may take, provisioners without a
 /// `timeout` aside.
-pub fn longest(b: &BuildContext, waits: &Waits, cleanup: Duration) -> Duration {
+pub fn longest(
+    b: &BuildContext,
+    config: &AmazonEbsConfig,
+    waits: &Waits,
+    cleanup: Duration,
+) -> Duration {
     let ec2 = [
         waits.running,
         waits.stopped,
@@ -28,7 +34,10 @@ pub fn longest(b: &BuildContext, waits: &Waits, cleanup: Duration) -> Duration {
     .fold(Duration::ZERO, Duration::saturating_add);
     // Waits for IAM and EC2 to agree on a temporary instance profile: its
     // visibility, then the launch retried until EC2 knows it.
-    let ec2 = ec2.saturating_add(waits.api.timeout.saturating_mul(2));
+    let ec2 = match config.temporary_iam_instance_profile_policy_document {
+        Some(_) => ec2.saturating_add(waits.api.timeout.saturating_mul(2)),
+        None => ec2,
+    };
     let ssh = b
         .source
         .ssh

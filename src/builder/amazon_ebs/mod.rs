@@ -228,7 +228,7 @@ pub async fn run(
         }
     };
     let waits = Waits::from_config(&config);
-    let longest = lifetime::longest(&ctx, &waits, opts.cleanup_deadline);
+    let longest = lifetime::longest(&ctx, &config, &waits, opts.cleanup_deadline);
     let life = lifetime::lifetime(std::time::SystemTime::now(), longest);
     let temp_tags = match tags::temporary(&ctx, &config.run_tags, &life) {
         Ok(t) => t,
