@@ -64,6 +64,10 @@ pub fn packer_key(key: &str) -> Option<&'static str> {
             "imgbuild writes each mapping as a `[[source.NAME.ami_block_device]]` table"
         }
         "run_volume_tags" => "`run_tags` also tag the build instance's volumes",
+        "spot_tags" => "`run_tags` also tag the spot request",
+        "metadata_options" => {
+            "imgbuild takes `metadata_http_tokens`, `metadata_http_put_response_hop_limit` and `metadata_tags` as settings of the source"
+        }
         "communicator" => "imgbuild always connects with SSH; the `ssh_*` settings configure it",
         "ssh_pty" => "imgbuild runs scripts without a terminal; there is no `ssh_pty`",
         "security_group_filter" => "imgbuild takes security groups by id: `security_group_ids`",

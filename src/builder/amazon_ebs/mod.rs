@@ -110,7 +110,8 @@ pub struct EbsContext {
     pub waits: Waits,
     /// Regions the image is copied to (`ami_regions` less the build region).
     pub copy_regions: Vec<String>,
-    /// Tags on the instance, its volumes, the key pair and the security group.
+    /// Tags on the instance, its volumes, the key pair, the security group,
+    /// the spot request and the temporary IAM role and instance profile.
     pub temp_tags: Tags,
     /// When the build began and the latest it can end.
     pub lifetime: tags::Lifetime,

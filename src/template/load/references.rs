@@ -296,6 +296,9 @@ fn instead_of(found: &str) -> String {
         ".Path" => "in `execute_command`, write `{path}`".into(),
         ".Vars" => "in `execute_command`, write `{vars}`".into(),
         ".SourceAMI" => "write `${source.ami}`".into(),
+        ".SourceAMIName" => "write `${source.ami_name}`".into(),
+        ".SourceAMIOwner" => "write `${source.ami_owner}`".into(),
+        ".SourceAMICreationDate" => "write `${source.ami_creation_date}`".into(),
         "lower" | "upper" | "replace" | "split" | "join" | "trim" => {
             format!("functions are called inside `${{…}}`, e.g. `${{{}(var.NAME)}}`", words[0])
         }
