@@ -195,13 +195,15 @@ fn the_base_ami_comes_from_ssm_and_its_name_lands_in_a_tag() {
     let w = World::new();
     let path = w.template(
         &format!("source_ami_ssm_parameter = \"{AL2023_6_18_PARAMETER}\""),
-        "[source.aws.tags]\nBase = \"${source.ami_name}\"\nBaseOwner = \"${source.ami_owner}\"\nBaseDate = \"${source.ami_creation_date}\"\n",
+        "[source.aws.tags]\nBase = \"${source.ami_name}\"\nBaseOwner = \"${source.ami_owner}\"\nBaseDate = \"${source.ami_creation_date}\"\n\n[source.aws.run_tags]\nBase = \"${source.ami_name}\"\n",
     );
     let (out, log) = w.run_build(&path);
     assert!(out.status.success(), "{log}");
     let launches = w.moto.calls("RunInstances");
     assert_eq!(launches.len(), 1, "{log}");
     assert_eq!(launches[0]["ImageId"], AL2023_6_18, "{log}");
+    // The build instance is tagged with it too.
+    let instance = &w.ec2(REGION).instances()[0];
 
     let ec2 = w.ec2(REGION);
     let base = ec2
@@ -218,6 +220,7 @@ fn the_base_ami_comes_from_ssm_and_its_name_lands_in_a_tag() {
         base.creation_date(),
         "{log}"
     );
+    assert_eq!(tag(instance.tags(), "Base"), base.name(), "{log}");
     assert_eq!(w.manifest()["builds"][0]["source_ami"], AL2023_6_18);
 }
 

@@ -231,10 +231,6 @@ pub async fn run(
     let waits = Waits::from_config(&config);
     let longest = lifetime::longest(&ctx, &config, &waits, opts.cleanup_deadline);
     let life = lifetime::lifetime(std::time::SystemTime::now(), longest);
-    let temp_tags = match tags::temporary(&ctx, &config.run_tags, &life) {
-        Ok(t) => t,
-        Err(e) => return (pipeline::failed_before_start("prepare", e), ctx),
-    };
     let mut ebs = EbsContext {
         client: client::ec2(&shared, &region),
         waits,
@@ -244,7 +240,8 @@ pub async fn run(
         shared,
         region,
         copy_regions,
-        temp_tags,
+        // Once the source AMI is known: `run_tags` may name it.
+        temp_tags: Tags::new(),
         source_ami: None,
         ami_name: String::new(),
         image_tags: Tags::new(),
@@ -275,6 +272,13 @@ pub async fn run(
     let decided = pipeline::run(decide, &mut ebs, opts).await;
     if decided.outcome != Outcome::Succeeded {
         return (decided, ebs.build);
+    }
+    match tags::temporary(&ebs.build, &ebs.config.run_tags, &ebs.lifetime) {
+        Ok(t) => ebs.temp_tags = t,
+        Err(e) => {
+            let failed = pipeline::failed_before_start("prepare", e);
+            return (decided.followed_by(failed), ebs.build);
+        }
     }
     if ebs.build.dry_run {
         let report = decided.followed_by(dry_run::run(&mut ebs, opts).await);
