@@ -352,6 +352,56 @@ fn subnet_filter_with_most_free_picks_the_freer_subnet() {
 }
 
 #[test]
+fn a_vpc_without_a_subnet_launches_in_its_freest_subnet() {
+    let w = World::new();
+    let path = w.template(
+        "",
+        "[source.aws.vpc_filter]\nfilters = { \"is-default\" = \"true\" }\n",
+    );
+    let ec2 = w.ec2(REGION);
+    let subnets = ec2
+        .block(ec2.client.describe_subnets().send())
+        .expect("DescribeSubnets")
+        .subnets()
+        .to_vec();
+    let vpcs = ec2
+        .block(
+            ec2.client
+                .describe_vpcs()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("is-default")
+                        .values("true")
+                        .build(),
+                )
+                .send(),
+        )
+        .expect("DescribeVpcs");
+    let vpc = vpcs.vpcs()[0].vpc_id().unwrap().to_string();
+    // The most free addresses; equal counts go to the smallest id.
+    let freest = subnets
+        .iter()
+        .filter(|s| s.vpc_id() == Some(vpc.as_str()))
+        .min_by_key(|s| {
+            (
+                -s.available_ip_address_count().unwrap_or(0),
+                s.subnet_id().unwrap().to_string(),
+            )
+        })
+        .unwrap();
+    // Chosen before the build: moto counts the instance's address as taken.
+    let (out, log) = w.run_build(&path);
+    assert!(out.status.success(), "{log}");
+    let launches = w.moto.calls("RunInstances");
+    assert_eq!(launches.len(), 1, "{log}");
+    assert_eq!(
+        launches[0].get("SubnetId").map(String::as_str),
+        freest.subnet_id(),
+        "{log}"
+    );
+}
+
+#[test]
 fn a_subnet_filter_that_matches_nothing_or_several_fails_before_anything_is_made() {
     let w = World::new();
     build_subnets(&w);

@@ -1,5 +1,6 @@
 //! The network the instance goes in: `subnet_id` or a subnet chosen by
-//! `subnet_filter`; `vpc_id` or the one VPC `vpc_filter` matches; else the
+//! `subnet_filter`; `vpc_id` or the one VPC `vpc_filter` matches (then its
+//! subnet with the most free addresses, unless a subnet is given); else the
 //! region's default VPC. Reads only: nothing is made here.
 
 use std::collections::BTreeMap;
@@ -52,6 +53,8 @@ pub enum NetworkError {
         ids: Vec<String>,
         hint: &'static str,
     },
+    #[error("{vpc} in {region} has no subnet; set `subnet_id` or `subnet_filter`")]
+    NoSubnet { vpc: String, region: String },
     #[error(
         "{region} has no default VPC; set `subnet_id`, `subnet_filter`, `vpc_id` or `vpc_filter`"
     )]
@@ -98,12 +101,29 @@ async fn resolve(ctx: &EbsContext) -> Result<(String, Option<Subnet>), NetworkEr
         (None, Some(filter)) => Some(vpc_by_filter(client, region, scope, &filter.filters).await?),
         (None, None) => None,
     };
-    let subnet = match (&config.subnet_id, &config.subnet_filter) {
-        (Some(id), _) => Some(subnet_by_id(client, region, &expand(scope, id)?).await?),
-        (None, Some(filter)) => {
+    let subnet = match (&config.subnet_id, &config.subnet_filter, &vpc) {
+        (Some(id), _, _) => Some(subnet_by_id(client, region, &expand(scope, id)?).await?),
+        (None, Some(filter), _) => {
             Some(subnet_by_filter(client, region, scope, filter, vpc.as_deref()).await?)
         }
-        (None, None) => None,
+        // Without a subnet EC2 would launch into the default VPC, away from
+        // the security group made in this one: take its freest subnet.
+        (None, None, Some(vpc)) => {
+            let freest = SubnetFilter {
+                most_free: true,
+                ..SubnetFilter::default()
+            };
+            match subnet_by_filter(client, region, scope, &freest, Some(vpc)).await {
+                Err(NetworkError::NoMatch { .. }) => {
+                    return Err(NetworkError::NoSubnet {
+                        vpc: vpc.clone(),
+                        region: region.to_string(),
+                    });
+                }
+                found => Some(found?),
+            }
+        }
+        (None, None, None) => None,
     };
     if let (Some(subnet), Some(vpc)) = (&subnet, &vpc)
         && &subnet.vpc != vpc
