@@ -426,3 +426,34 @@ warning: public.toml: source `aws`: metadata_http_tokens = "optional" allows IMD
         )
         .run();
 }
+
+#[test]
+fn an_encrypted_image_is_never_public_nor_shared_under_the_default_key() {
+    let moto = Moto::start();
+    Test::new()
+        .aws(&moto.endpoint())
+        .file(
+            "t.toml",
+            &format!(
+                "{HEAD}encrypt_boot = true\nami_groups = [\"all\"]\nsnapshot_users = [\"210987654321\"]\n"
+            ),
+        )
+        .args(["validate", "t.toml"])
+        .stdout("")
+        .stderr(
+            r#"error: t.toml:9:14: EC2 cannot make an encrypted image or snapshot public; leave out `ami_groups = ["all"]` or the encryption
+ 9 | ami_groups = ["all"]
+   |              ^^^^^^^
+
+error: t.toml:10:18: an image encrypted with EBS's default key (`alias/aws/ebs`) cannot be shared with other accounts
+ 10 | snapshot_users = ["210987654321"]
+    |                  ^^^^^^^^^^^^^^^^
+  help: give `kms_key_id` (and `region_kms_key_ids`) a customer managed key whose policy lets those accounts use it
+
+2 errors found
+"#,
+        )
+        .status(2)
+        .run();
+    moto.assert_no_requests("validation must not call AWS");
+}

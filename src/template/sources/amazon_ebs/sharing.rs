@@ -3,6 +3,7 @@
 //! `snapshot_groups`): checked at validate time without calling EC2.
 
 use super::AmazonEbsConfig;
+use super::encryption::DEFAULT_EBS_KEY;
 use super::rules::is_account_id;
 use crate::template::check::Checker;
 
@@ -43,6 +44,7 @@ pub(super) fn check(config: &AmazonEbsConfig, checker: &mut Checker<'_>) {
             )
         },
     );
+    check_encrypted(config, checker);
     each_unless(
         checker,
         "ami_ou_arns",
@@ -54,6 +56,52 @@ pub(super) fn check(config: &AmazonEbsConfig, checker: &mut Checker<'_>) {
             )
         },
     );
+}
+
+/// EC2's limits on sharing an encrypted image: never public, and with other
+/// accounts only under a key they may use (not EBS's default key).
+fn check_encrypted(config: &AmazonEbsConfig, checker: &mut Checker<'_>) {
+    let keys: Vec<&str> = config
+        .kms_key_id
+        .iter()
+        .chain(config.region_kms_key_ids.values())
+        .map(String::as_str)
+        .collect();
+    let encrypted = config.encrypt_boot == Some(true)
+        || config.root_volume_encrypted == Some(true)
+        || !keys.is_empty();
+    if !encrypted {
+        return;
+    }
+    for (key, list) in [
+        ("ami_groups", &config.ami_groups),
+        ("snapshot_groups", &config.snapshot_groups),
+    ] {
+        if list.iter().any(|g| g == PUBLIC_GROUP) {
+            checker.error(
+                key,
+                format!("EC2 cannot make an encrypted image or snapshot public; leave out `{key} = [\"all\"]` or the encryption"),
+            );
+        }
+    }
+    let default_key = keys.is_empty() || keys.contains(&DEFAULT_EBS_KEY);
+    let shared = [
+        ("ami_users", config.ami_users.is_empty()),
+        ("snapshot_users", config.snapshot_users.is_empty()),
+        ("ami_org_arns", config.ami_org_arns.is_empty()),
+        ("ami_ou_arns", config.ami_ou_arns.is_empty()),
+    ];
+    if default_key && let Some((key, _)) = shared.iter().find(|(_, empty)| !empty) {
+        checker
+            .error(
+                key,
+                format!("an image encrypted with EBS's default key (`{DEFAULT_EBS_KEY}`) cannot be shared with other accounts"),
+            )
+            .help = Some(
+            "give `kms_key_id` (and `region_kms_key_ids`) a customer managed key whose policy lets those accounts use it"
+                .into(),
+        );
+    }
 }
 
 /// An error at each item of `key` that is not `valid`; items known only at
