@@ -133,6 +133,7 @@ ssh_username = "root"
          aws: ec2:CreateSecurityGroup: allowed\n\
          aws: ec2:RunInstances: allowed\n\
          aws: ec2:CreateImage: allowed\n\
+         aws: ec2:ModifyImageAttribute: not checked (needs the build's image)\n\
          local: nothing to check (qemu)\n",
         )
         .stderr_contains("--dry-run checks cloud permissions; a `qemu` source has none to check")

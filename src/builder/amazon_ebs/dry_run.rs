@@ -8,7 +8,10 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::ResourceType;
 
 use super::client::{Api, ApiError};
-use super::{EbsContext, key_pair, launch_request, naming, network, security_group, spot, tags};
+use super::{
+    EbsContext, attributes, key_pair, launch_request, naming, network, security_group, sharing,
+    spot, tags,
+};
 use crate::builder::temporary_key;
 use crate::pipeline::{self, RunOptions, RunReport, Step, StepError};
 
@@ -173,6 +176,7 @@ impl Step<EbsContext> for CheckPermissions {
                 .api("CreateImage");
             checks.push(Check::judge("CreateImage", result));
         }
+        checks.extend(unchecked(ctx));
         for check in &checks {
             ctx.build.events.info(format!("dry run: {}", check.line()));
         }
@@ -180,6 +184,69 @@ impl Step<EbsContext> for CheckPermissions {
         ctx.build.manifest.insert("dry_run".into(), lines.into());
         outcome(&checks).map_err(StepError::failed)
     }
+}
+
+/// The calls the build would make that a dry run cannot send: they act on
+/// the instance or the image only a build makes, or (IAM) have no dry run.
+fn unchecked(ctx: &EbsContext) -> Vec<Check> {
+    let c = &ctx.config;
+    let image = !c.skip_create_ami;
+    let snapshots_shared = !c.snapshot_users.is_empty() || !c.snapshot_groups.is_empty();
+    let wanted: [(&str, bool, &str); 9] = [
+        (
+            "ec2:ModifyInstanceAttribute",
+            image && attributes::EnhancedNetworking::wanted(c),
+            "needs the build's instance",
+        ),
+        (
+            "ec2:CopyImage",
+            image && !ctx.copy_regions.is_empty(),
+            "needs the build's image",
+        ),
+        (
+            "ec2:ModifyImageAttribute",
+            image && (sharing::Sharing::wanted(c) || ctx.imds_v2()),
+            "needs the build's image",
+        ),
+        (
+            "ec2:ModifySnapshotAttribute",
+            image && snapshots_shared,
+            "needs the build's snapshots",
+        ),
+        (
+            "ec2:EnableImageDeprecation",
+            image && c.deprecate_after.is_some(),
+            "needs the build's image",
+        ),
+        (
+            "iam:CreateRole",
+            c.temporary_iam_instance_profile_policy_document.is_some(),
+            "IAM has no dry run",
+        ),
+        (
+            "iam:PutRolePolicy",
+            c.temporary_iam_instance_profile_policy_document.is_some(),
+            "IAM has no dry run",
+        ),
+        (
+            "iam:CreateInstanceProfile",
+            c.temporary_iam_instance_profile_policy_document.is_some(),
+            "IAM has no dry run",
+        ),
+        (
+            "iam:PassRole",
+            c.temporary_iam_instance_profile_policy_document.is_some(),
+            "the launch was checked without the temporary instance profile",
+        ),
+    ];
+    wanted
+        .into_iter()
+        .filter(|(_, used, _)| *used)
+        .map(|(action, _, why)| Check {
+            action: action.into(),
+            verdict: Verdict::Unchecked(why.into()),
+        })
+        .collect()
 }
 
 #[cfg(test)]
