@@ -904,23 +904,7 @@ inline = ["echo built by ${{var.team}} for $(echo ${{join(\",\", var.share_with)
         instance.instance_type().map(|t| t.as_str()),
         Some("t3.small")
     );
-    let default_vpc = ec2
-        .block(
-            ec2.client
-                .describe_vpcs()
-                .filters(
-                    aws_sdk_ec2::types::Filter::builder()
-                        .name("is-default")
-                        .values("true")
-                        .build(),
-                )
-                .send(),
-        )
-        .expect("DescribeVpcs")
-        .vpcs()[0]
-        .vpc_id()
-        .map(str::to_string);
-    assert_eq!(instance.vpc_id().map(str::to_string), default_vpc, "{log}");
+    assert_eq!(instance.vpc_id(), Some(ec2.default_vpc().as_str()), "{log}");
     let launches = w.moto.calls("RunInstances");
     assert_eq!(launches.len(), 1, "{log}");
     let launch = &launches[0];

@@ -365,20 +365,7 @@ fn a_vpc_without_a_subnet_launches_in_its_freest_subnet() {
         .expect("DescribeSubnets")
         .subnets()
         .to_vec();
-    let vpcs = ec2
-        .block(
-            ec2.client
-                .describe_vpcs()
-                .filters(
-                    aws_sdk_ec2::types::Filter::builder()
-                        .name("is-default")
-                        .values("true")
-                        .build(),
-                )
-                .send(),
-        )
-        .expect("DescribeVpcs");
-    let vpc = vpcs.vpcs()[0].vpc_id().unwrap().to_string();
+    let vpc = ec2.default_vpc();
     // The most free addresses; equal counts go to the smallest id.
     let freest = subnets
         .iter()

@@ -435,7 +435,7 @@ fn an_encrypted_image_is_never_public_nor_shared_under_the_default_key() {
         .file(
             "t.toml",
             &format!(
-                "{HEAD}encrypt_boot = true\nami_groups = [\"all\"]\nsnapshot_users = [\"210987654321\"]\n"
+                "{HEAD}kms_key_id = \"alias/aws/ebs\"\nami_groups = [\"all\"]\nsnapshot_users = [\"210987654321\"]\n"
             ),
         )
         .args(["validate", "t.toml"])

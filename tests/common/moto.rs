@@ -322,6 +322,24 @@ impl Ec2 {
 
     /// Volume ids, whatever their state, sorted: to compare with a
     /// baseline taken before a build, which must leave none behind.
+    /// The region's default VPC.
+    pub fn default_vpc(&self) -> String {
+        let out = self
+            .block(
+                self.client
+                    .describe_vpcs()
+                    .filters(
+                        aws_sdk_ec2::types::Filter::builder()
+                            .name("is-default")
+                            .values("true")
+                            .build(),
+                    )
+                    .send(),
+            )
+            .expect("DescribeVpcs");
+        out.vpcs()[0].vpc_id().expect("vpc id").to_string()
+    }
+
     pub fn volume_ids(&self) -> Vec<String> {
         let out = self
             .block(self.client.describe_volumes().send())

@@ -123,15 +123,9 @@ pub(super) async fn remove_image(
     snapshots.sort();
     snapshots.dedup();
     let mut left = Vec::new();
-    match client
-        .deregister_image()
-        .image_id(id)
-        .send()
-        .await
-        .api("DeregisterImage")
-    {
-        Ok(_) => events.info(format!("deregistered image {id} in {region}")),
-        Err(e) if e.is_not_found() || e.code_is("InvalidAMIID.Unavailable") => {}
+    match super::removal::deregister_image(client, id).await {
+        Ok(true) => events.info(format!("deregistered image {id} in {region}")),
+        Ok(false) => {}
         Err(e) => {
             left.push(Made::Image.leftover(id, region, e.to_string()));
             // Its snapshots stay in use; name them so they are not forgotten.

@@ -1,12 +1,29 @@
-//! Deleting a snapshot or a security group, which EC2 refuses for a while
-//! after what held it is gone (a just-deregistered image, the network
-//! interface of a just-terminated instance). A build's cleanup, `prune` and
-//! `gc` all wait for that the same way, each within its own `params`.
+//! Deregistering an image, and deleting a snapshot or a security group,
+//! which EC2 refuses for a while after what held it is gone (a
+//! just-deregistered image, the network interface of a just-terminated
+//! instance). A build's cleanup, `prune` and `gc` all wait for that the same
+//! way, each within its own `params`.
 
 use aws_sdk_ec2::Client;
 
 use super::client::{Api, ApiError};
 use crate::wait::{self, Poll, WaitError, WaitParams};
+
+/// Deregisters image `id`: `true` when deregistered, `false` when already
+/// gone (another prune, or by hand: its snapshots may not be).
+pub async fn deregister_image(client: &Client, id: &str) -> Result<bool, ApiError> {
+    match client
+        .deregister_image()
+        .image_id(id)
+        .send()
+        .await
+        .api("DeregisterImage")
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() || e.code_is("InvalidAMIID.Unavailable") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
 
 /// Deletes snapshot `id`: `true` when deleted, `false` when already gone.
 pub async fn delete_snapshot(

@@ -213,26 +213,13 @@ impl ImageStore for Ec2Store {
 
     async fn remove(&self, image: &Listed, stored: &[Stored]) -> Result<(), StoreError> {
         let id = &image.image.id;
-        match self
-            .client
-            .deregister_image()
-            .image_id(id)
-            .send()
+        super::removal::deregister_image(&self.client, id)
             .await
-            .api("DeregisterImage")
-        {
-            Ok(_) => {}
-            // Gone already (another prune, or by hand): its snapshots may not be.
-            Err(e) if e.is_not_found() || e.code_is("InvalidAMIID.Unavailable") => {}
-            Err(source) => {
-                return Err(Ec2StoreError::Deregister {
-                    region: self.region.clone(),
-                    image: id.clone(),
-                    source,
-                }
-                .into());
-            }
-        }
+            .map_err(|source| Ec2StoreError::Deregister {
+                region: self.region.clone(),
+                image: id.clone(),
+                source,
+            })?;
         for snapshot in stored {
             self.delete_snapshot(id, &snapshot.id).await?;
         }

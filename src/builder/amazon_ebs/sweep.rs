@@ -280,17 +280,9 @@ async fn delete_group(client: &Client, id: &str) -> Result<(), String> {
 }
 
 async fn remove_image(client: &Client, id: &str, snapshots: &[String]) -> Result<(), String> {
-    match client
-        .deregister_image()
-        .image_id(id)
-        .send()
+    removal::deregister_image(client, id)
         .await
-        .api("DeregisterImage")
-    {
-        Ok(_) => {}
-        Err(e) if e.is_not_found() || e.code_is("InvalidAMIID.Unavailable") => {}
-        Err(e) => return Err(e.to_string()),
-    }
+        .map_err(|e| e.to_string())?;
     for snapshot in snapshots {
         delete_snapshot(client, snapshot).await?;
     }

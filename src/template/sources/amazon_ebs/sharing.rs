@@ -59,7 +59,7 @@ pub(super) fn check(config: &AmazonEbsConfig, checker: &mut Checker<'_>) {
 }
 
 /// EC2's limits on sharing an encrypted image: never public, and with other
-/// accounts only under a key they may use (not EBS's default key).
+/// accounts only under a key they may use (not the AWS managed EBS key).
 fn check_encrypted(config: &AmazonEbsConfig, checker: &mut Checker<'_>) {
     let keys: Vec<&str> = config
         .kms_key_id
@@ -84,7 +84,9 @@ fn check_encrypted(config: &AmazonEbsConfig, checker: &mut Checker<'_>) {
             );
         }
     }
-    let default_key = keys.is_empty() || keys.contains(&DEFAULT_EBS_KEY);
+    // Named only: without a key EBS takes the account's default, which may
+    // well be a customer managed key.
+    let default_key = keys.contains(&DEFAULT_EBS_KEY);
     let shared = [
         ("ami_users", config.ami_users.is_empty()),
         ("snapshot_users", config.snapshot_users.is_empty()),
