@@ -589,7 +589,7 @@ fn gc_removes_the_instance_profile_and_spot_request_of_a_killed_build() {
     let template = w.template(
         &format!("{SSM_POLICY}\nssh_timeout = \"5s\""),
         &format!(
-            "[source.aws.timeouts]\ninstance_running = \"1s\"\ninstance_stopped = \"1s\"\nimage_available = \"1s\"\nsnapshots_completed = \"1s\"\ninstance_terminated = \"1s\"\n\n[[provisioner]]\ntype = \"shell\"\ninline = [\"touch {}\", \"sleep 60\"]\n",
+            "[source.aws.timeouts]\ninstance_running = \"1s\"\ninstance_stopped = \"1s\"\nimage_available = \"1s\"\nsnapshots_completed = \"1s\"\ninstance_terminated = \"1s\"\ninstance_profile_ready = \"1s\"\n\n[[provisioner]]\ntype = \"shell\"\ninline = [\"touch {}\", \"sleep 60\"]\n",
             marker.display()
         ),
     );

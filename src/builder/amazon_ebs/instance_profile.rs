@@ -106,10 +106,10 @@ impl Step<EbsContext> for TemporaryInstanceProfile {
             .map_err(|e| failed("instance profile", e))?;
         ctx.build.events.waiting(
             &format!("instance profile {name} to be visible"),
-            ctx.waits.api.timeout,
+            ctx.waits.profile.timeout,
         );
         wait::until(
-            ctx.waits.api,
+            ctx.waits.profile,
             &format!("instance profile {name}"),
             "visible with its role",
             || async {
@@ -228,7 +228,7 @@ fn gone<T>(result: Result<T, ApiError>) -> Result<(), ApiError> {
 
 /// EC2 learns of a new instance profile some seconds after IAM shows it, and
 /// until then RunInstances calls it invalid. With a temporary profile, `call`
-/// is retried on that answer for as long as `ctx.waits.api` allows; any
+/// is retried on that answer for as long as `ctx.waits.profile` allows; any
 /// other answer is final.
 pub async fn while_unknown_to_ec2<T, E, F, Fut>(
     ctx: &EbsContext,
@@ -245,10 +245,10 @@ where
     >,
 {
     let params = match ctx.instance_profile {
-        Some(_) => ctx.waits.api,
+        Some(_) => ctx.waits.profile,
         None => WaitParams {
             attempts: Some(1),
-            ..ctx.waits.api
+            ..ctx.waits.profile
         },
     };
     wait::retrying(params, "RunInstances", || {

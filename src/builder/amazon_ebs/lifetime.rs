@@ -35,7 +35,7 @@ pub fn longest(
     // Waits for IAM and EC2 to agree on a temporary instance profile: its
     // visibility, then the launch retried until EC2 knows it.
     let ec2 = match config.temporary_iam_instance_profile_policy_document {
-        Some(_) => ec2.saturating_add(waits.api.timeout.saturating_mul(2)),
+        Some(_) => ec2.saturating_add(waits.profile.timeout.saturating_mul(2)),
         None => ec2,
     };
     let ssh = b

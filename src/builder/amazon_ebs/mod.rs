@@ -77,6 +77,9 @@ pub struct Waits {
     pub terminated: WaitParams,
     /// Retrying a call on a resource made a moment ago (eventual consistency).
     pub api: WaitParams,
+    /// Each of the two waits for a temporary instance profile: IAM shows it,
+    /// then EC2 accepts it at launch.
+    pub profile: WaitParams,
 }
 
 impl Waits {
@@ -96,6 +99,11 @@ impl Waits {
             snapshots: or(t.snapshots_completed, 60),
             terminated: or(t.instance_terminated, 10),
             api: WaitParams::with_timeout(Duration::from_secs(120)),
+            profile: WaitParams::with_timeout(
+                t.instance_profile_ready
+                    .map(|d| d.0)
+                    .unwrap_or(Duration::from_secs(120)),
+            ),
         }
     }
 }

@@ -158,6 +158,8 @@ pub struct WaitTimeouts {
     pub image_available: Option<HumanDuration>,
     pub snapshots_completed: Option<HumanDuration>,
     pub instance_terminated: Option<HumanDuration>,
+    /// A temporary instance profile: until IAM shows it, then until EC2 takes it.
+    pub instance_profile_ready: Option<HumanDuration>,
 }
 
 /// The AMI name used when the template sets none.
