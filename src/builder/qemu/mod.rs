@@ -9,6 +9,7 @@ mod console;
 mod family;
 mod machine;
 mod output;
+mod processes;
 mod store;
 mod sweep;
 mod tools;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::family::Layout;
+use super::processes::{self, Process};
 use crate::communicator::shell_quote;
 use crate::family::listing::{ImageStore, Listed, Listing, State, StoreError, Stored};
 use crate::template::sources::QemuConfig;
@@ -50,7 +51,10 @@ impl ImageStore for LocalStore {
     async fn list(&self) -> Result<Listing, StoreError> {
         let mut scope = self.scope.clone();
         let first = self.layout.paths(&mut scope, 1)?;
-        let running = qemu_command_lines();
+        let running: Vec<Process> = processes::running()
+            .into_iter()
+            .filter(|p| p.names("qemu-system"))
+            .collect();
         let images = self
             .layout
             .images(&first)
@@ -141,30 +145,14 @@ fn files(qcow2: &Path) -> Vec<Stored> {
     .collect()
 }
 
-/// Running QEMU processes, by pid and command line.
-fn qemu_command_lines() -> Vec<(String, String)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let pid = e.file_name().to_string_lossy().into_owned();
-            let line = std::fs::read(e.path().join("cmdline")).ok()?;
-            let line = String::from_utf8_lossy(&line).replace('\0', " ");
-            line.contains("qemu-system").then_some((pid, line))
-        })
-        .collect()
-}
-
 /// A QEMU process that has the image open is a use of it.
-fn uses(qcow2: &Path, running: &[(String, String)]) -> Vec<String> {
+fn uses(qcow2: &Path, running: &[Process]) -> Vec<String> {
     let absolute = std::fs::canonicalize(qcow2).unwrap_or_else(|_| qcow2.to_path_buf());
     let names = [qcow2.display().to_string(), absolute.display().to_string()];
     running
         .iter()
-        .filter(|(_, line)| names.iter().any(|n| line.contains(n.as_str())))
-        .map(|(pid, _)| format!("QEMU process {pid}"))
+        .filter(|p| names.iter().any(|n| p.names(n)))
+        .map(|p| format!("QEMU process {}", p.pid))
         .collect()
 }
 
@@ -194,16 +182,15 @@ mod tests {
 
     #[test]
     fn a_qemu_process_with_the_image_open_uses_it() {
+        let qemu = |pid, drive: &str| Process {
+            pid,
+            args: ["qemu-system-x86_64", "-drive", drive]
+                .map(String::from)
+                .to_vec(),
+        };
         let running = vec![
-            (
-                "41".to_string(),
-                "qemu-system-x86_64 -drive file=output/web-1.2-1/web-1.2-1.qcow2,if=virtio"
-                    .to_string(),
-            ),
-            (
-                "42".to_string(),
-                "qemu-system-x86_64 -drive file=other.qcow2".to_string(),
-            ),
+            qemu(41, "file=output/web-1.2-1/web-1.2-1.qcow2,if=virtio"),
+            qemu(42, "file=other.qcow2"),
         ];
         assert_eq!(
             uses(Path::new("output/web-1.2-1/web-1.2-1.qcow2"), &running),

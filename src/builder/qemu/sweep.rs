@@ -6,10 +6,11 @@
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 
+use super::processes;
 use super::workdir::{self, LOCK_FILE};
 use crate::swept::{Swept, SweptAction, not_old_enough};
 
@@ -81,11 +82,16 @@ fn sweep_folder(folder: &Path, older_than: Duration, dry_run: bool) -> Vec<Swept
     }
     let mut out = Vec::new();
     let mut stopped_all = true;
-    for (pid, name) in processes_using(folder) {
+    // QEMU names its overlay, seed and QMP socket there.
+    let needle = folder.display().to_string();
+    let using = processes::running()
+        .into_iter()
+        .filter(|p| p.names(&needle));
+    for (pid, name) in using.map(|p| (p.pid, p.name())) {
         let action = if dry_run {
             SweptAction::WouldRemove
         } else {
-            match stop(pid) {
+            match processes::stop(pid, STOP_GRACE) {
                 Ok(()) => SweptAction::Removed,
                 Err(e) => {
                     stopped_all = false;
@@ -143,73 +149,6 @@ fn made_at(folder: &Path) -> SystemTime {
         .or_else(|_| std::fs::metadata(folder))
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| SystemTime::now())
-}
-
-/// Processes whose command line names something in `folder` (QEMU names
-/// its overlay, seed and QMP socket there), with their names.
-fn processes_using(folder: &Path) -> Vec<(i32, String)> {
-    let needle = folder.display().to_string();
-    let me = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found: Vec<(i32, String)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                cmdline
-                    .split(|&b| b == 0)
-                    .any(|arg| String::from_utf8_lossy(arg).contains(&needle))
-            })
-        })
-        .map(|pid| {
-            let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|n| n.trim().to_string())
-                .unwrap_or_else(|_| "?".into());
-            (pid, name)
-        })
-        .collect();
-    found.sort();
-    found
-}
-
-/// SIGTERM, then SIGKILL if it is still there after a grace period.
-fn stop(pid: i32) -> Result<(), String> {
-    for signal in [libc::SIGTERM, libc::SIGKILL] {
-        // SAFETY: kill(2) only sends a signal; a pid that is gone gives ESRCH.
-        if unsafe { libc::kill(pid, signal) } != 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ESRCH) => Ok(()),
-                _ => Err(e.to_string()),
-            };
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if !alive(pid) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    Err(format!(
-        "still running {}s after SIGKILL",
-        STOP_GRACE.as_secs()
-    ))
-}
-
-/// Present and not a zombie waiting for its parent.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised name, which may hold spaces.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
 }
 
 #[cfg(test)]
@@ -281,11 +220,5 @@ mod tests {
             ["kept build work folder: its build is starting"]
         );
         assert!(folder.exists());
-    }
-
-    #[test]
-    fn tells_a_live_process_from_a_missing_one() {
-        assert!(alive(std::process::id() as i32));
-        assert!(!alive(i32::MAX));
     }
 }
