@@ -192,6 +192,7 @@ fn unchecked(ctx: &EbsContext) -> Vec<Check> {
     let c = &ctx.config;
     let image = !c.skip_create_ami;
     let snapshots_shared = !c.snapshot_users.is_empty() || !c.snapshot_groups.is_empty();
+    let temporary_profile = c.temporary_iam_instance_profile_policy_document.is_some();
     let wanted: [(&str, bool, &str); 9] = [
         (
             "ec2:ModifyInstanceAttribute",
@@ -218,24 +219,16 @@ fn unchecked(ctx: &EbsContext) -> Vec<Check> {
             image && c.deprecate_after.is_some(),
             "needs the build's image",
         ),
-        (
-            "iam:CreateRole",
-            c.temporary_iam_instance_profile_policy_document.is_some(),
-            "IAM has no dry run",
-        ),
-        (
-            "iam:PutRolePolicy",
-            c.temporary_iam_instance_profile_policy_document.is_some(),
-            "IAM has no dry run",
-        ),
+        ("iam:CreateRole", temporary_profile, "IAM has no dry run"),
+        ("iam:PutRolePolicy", temporary_profile, "IAM has no dry run"),
         (
             "iam:CreateInstanceProfile",
-            c.temporary_iam_instance_profile_policy_document.is_some(),
+            temporary_profile,
             "IAM has no dry run",
         ),
         (
             "iam:PassRole",
-            c.temporary_iam_instance_profile_policy_document.is_some(),
+            temporary_profile,
             "the launch was checked without the temporary instance profile",
         ),
     ];
